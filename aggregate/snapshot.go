@@ -1,0 +1,89 @@
+package aggregate
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+)
+
+// HostKey identifies a host: its address and VLAN.
+type HostKey struct {
+	Addr netip.Addr
+	VLAN uint16
+}
+
+// String returns "ip", or "ip@vlan" on a tagged VLAN.
+func (k HostKey) String() string {
+	if k.VLAN == 0 {
+		return k.Addr.String()
+	}
+	return k.Addr.String() + "@" + strconv.Itoa(int(k.VLAN))
+}
+
+// MAC is a hardware address; the zero value means unknown.
+type MAC [6]byte
+
+// String formats the address as "aa:bb:cc:dd:ee:ff".
+func (m MAC) String() string {
+	return fmt.Sprintf("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5])
+}
+
+// ContactCounts are the sizes of a host's three contact sets for one kind of
+// unanswered conversation (no reply, or refused).
+type ContactCounts struct {
+	// PeersAsClient counts distinct servers this host contacted as a client.
+	PeersAsClient uint64
+	// ServerPorts counts distinct server ports this host contacted as a client.
+	ServerPorts uint64
+	// PeersAsServer counts distinct clients that contacted this host as a server.
+	PeersAsServer uint64
+}
+
+// UnidirectionalStats counts committed one-sided conversations by role and
+// protocol. Egress: this host was the client and got no reply; ingress: this
+// host was the server and never answered.
+type UnidirectionalStats struct {
+	EgressTCP, EgressUDP   uint64
+	IngressTCP, IngressUDP uint64
+}
+
+// Egress is the number of one-sided conversations as client (ntopng's num_egress).
+func (u UnidirectionalStats) Egress() uint64 { return u.EgressTCP + u.EgressUDP }
+
+// Ingress is the number of one-sided conversations as server (ntopng's num_ingress).
+func (u UnidirectionalStats) Ingress() uint64 { return u.IngressTCP + u.IngressUDP }
+
+// L7Stat is a host's traffic for one application protocol.
+type L7Stat struct {
+	Name                     string
+	BytesSent, BytesRcvd     uint64
+	PacketsSent, PacketsRcvd uint64
+	Flows                    uint64
+}
+
+// HostSnapshot is a consistent copy of one host's state, taken while updates
+// continue. It is what the Lua host.* API and the HTTP API read.
+type HostSnapshot struct {
+	Key  HostKey
+	MAC  MAC
+	Name string
+
+	Local, Multicast, Broadcast, Blacklisted, RxOnly bool
+
+	BytesSent, BytesRcvd     uint64
+	PacketsSent, PacketsRcvd uint64
+	FirstSeen, LastSeen      time.Time
+
+	// L7 holds one entry per application protocol seen; empty when none.
+	L7 []L7Stat
+
+	NoReply        ContactCounts
+	Refused        ContactCounts
+	Unidirectional UnidirectionalStats
+	// RefusedFlows counts refused conversations by role, like Unidirectional.
+	RefusedFlows UnidirectionalStats
+}
+
+// Unicast reports whether the address is neither multicast nor broadcast.
+func (s *HostSnapshot) Unicast() bool { return !s.Multicast && !s.Broadcast }
