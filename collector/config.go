@@ -1,0 +1,212 @@
+package collector
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Configuration is the collector section of the configuration file.
+type Configuration struct {
+	// Listeners are the UDP sockets flow exports arrive on.
+	Listeners []ListenerConfiguration `mapstructure:"listeners"`
+	// Workers is the number of decode workers. Datagrams are sharded to
+	// them by exporter address, so one exporter is decoded in order.
+	Workers int `mapstructure:"workers"`
+	// QueueSize is the number of datagrams each worker's queue holds;
+	// datagrams beyond it are dropped and counted, never blocking a socket.
+	QueueSize int `mapstructure:"queue_size"`
+	// Exporters controls who may send and how many exporters are tracked.
+	Exporters ExportersConfiguration `mapstructure:"exporters"`
+	// Sampling sets default and forced sampling rates.
+	Sampling SamplingConfiguration `mapstructure:"sampling"`
+	// Templates bounds the NetFlow v9/IPFIX template state.
+	Templates TemplatesConfiguration `mapstructure:"templates"`
+}
+
+// ListenerConfiguration is one listening address.
+type ListenerConfiguration struct {
+	// URL is scheme://ip:port, the scheme one of netflow (v5, v9 and
+	// IPFIX), ipfix (IPFIX only), sflow (sFlow v5 only) or auto (all).
+	URL string `mapstructure:"url"`
+	// Sockets is the number of SO_REUSEPORT sockets bound to the address,
+	// each read by its own goroutine.
+	Sockets int `mapstructure:"sockets"`
+	// ReceiveBuffer is the SO_RCVBUF size asked for each socket, in bytes.
+	ReceiveBuffer int `mapstructure:"rcvbuf"`
+}
+
+// ExportersConfiguration controls who may send.
+type ExportersConfiguration struct {
+	// Allow lists the CIDR prefixes exporters may send from. Empty allows
+	// any source (and start-up warns if a listener is not on loopback).
+	Allow []string `mapstructure:"allow"`
+	// Max caps the number of exporters tracked; datagrams from further
+	// exporters are dropped and counted.
+	Max int `mapstructure:"max"`
+}
+
+// SamplingConfiguration sets sampling rates when exporters do not, or
+// overrides them.
+type SamplingConfiguration struct {
+	// Default is the rate used when an exporter does not tell its rate. 0
+	// keeps it unknown (counters unscaled, counted as sampling_unknown).
+	Default uint32 `mapstructure:"default"`
+	// Overrides set per-exporter defaults and forced rates; the first
+	// matching prefix wins.
+	Overrides []SamplingOverride `mapstructure:"overrides"`
+}
+
+// SamplingOverride sets the rates of the exporters in one prefix.
+type SamplingOverride struct {
+	// Prefix is the exporters' CIDR prefix.
+	Prefix string `mapstructure:"prefix"`
+	// Default replaces sampling.default for these exporters (0: inherit).
+	Default uint32 `mapstructure:"default"`
+	// Override, when non-zero, replaces whatever rate the exporter says.
+	Override uint32 `mapstructure:"override"`
+}
+
+// TemplatesConfiguration bounds the NetFlow v9/IPFIX template state.
+type TemplatesConfiguration struct {
+	// Max is the number of templates kept per exporter.
+	Max int `mapstructure:"max"`
+	// Lifetime is how long a template lives without being refreshed.
+	Lifetime time.Duration `mapstructure:"lifetime"`
+	// PendingBytes bounds, per exporter, the data sets kept while waiting
+	// for their template.
+	PendingBytes int `mapstructure:"pending_bytes"`
+	// PendingTTL is how long a data set waits for its template.
+	PendingTTL time.Duration `mapstructure:"pending_ttl"`
+}
+
+// DefaultConfiguration returns the defaults: one auto-detecting listener on
+// loopback port 2055, so that a fresh machine runs without exposing a port.
+func DefaultConfiguration() Configuration {
+	return Configuration{
+		Listeners: []ListenerConfiguration{{
+			URL:           "auto://127.0.0.1:2055",
+			Sockets:       1,
+			ReceiveBuffer: 32 << 20,
+		}},
+		Workers:   2,
+		QueueSize: 4096,
+		Exporters: ExportersConfiguration{Max: 1000},
+		Templates: TemplatesConfiguration{
+			Max:          1024,
+			Lifetime:     30 * time.Minute,
+			PendingBytes: 256 << 10,
+			PendingTTL:   10 * time.Second,
+		},
+	}
+}
+
+// Validate checks the configuration. Error messages start with the key,
+// relative to the collector section.
+func (c Configuration) Validate() error {
+	var errs []error
+	if len(c.Listeners) == 0 {
+		errs = append(errs, errors.New("listeners: at least one listener is needed"))
+	}
+	for i, l := range c.Listeners {
+		if _, _, err := parseListenURL(l.URL); err != nil {
+			errs = append(errs, fmt.Errorf("listeners[%d].url: %w", i, err))
+		}
+		if l.Sockets < 1 || l.Sockets > 64 {
+			errs = append(errs, fmt.Errorf("listeners[%d].sockets: must be between 1 and 64", i))
+		}
+		if l.ReceiveBuffer < 0 || l.ReceiveBuffer > 1<<30 {
+			errs = append(errs, fmt.Errorf("listeners[%d].rcvbuf: must be between 0 (system default) and 1 GiB", i))
+		}
+	}
+	if c.Workers < 1 || c.Workers > 1024 {
+		errs = append(errs, errors.New("workers: must be between 1 and 1024"))
+	}
+	if c.QueueSize < 1 || c.QueueSize > 1<<20 {
+		errs = append(errs, errors.New("queue_size: must be between 1 and 1048576"))
+	}
+	for i, p := range c.Exporters.Allow {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			errs = append(errs, fmt.Errorf("exporters.allow[%d]: %q is not a CIDR prefix", i, p))
+		}
+	}
+	if c.Exporters.Max < 1 {
+		errs = append(errs, errors.New("exporters.max: must be > 0"))
+	}
+	for i, o := range c.Sampling.Overrides {
+		if _, err := netip.ParsePrefix(o.Prefix); err != nil {
+			errs = append(errs, fmt.Errorf("sampling.overrides[%d].prefix: %q is not a CIDR prefix", i, o.Prefix))
+		}
+	}
+	if c.Templates.Max < 1 || c.Templates.Max > 65536 {
+		errs = append(errs, errors.New("templates.max: must be between 1 and 65536"))
+	}
+	if c.Templates.Lifetime <= 0 {
+		errs = append(errs, errors.New("templates.lifetime: must be > 0"))
+	}
+	if c.Templates.PendingBytes < 0 {
+		errs = append(errs, errors.New("templates.pending_bytes: must be >= 0 (0 disables)"))
+	}
+	if c.Templates.PendingTTL < 0 {
+		errs = append(errs, errors.New("templates.pending_ttl: must be >= 0"))
+	}
+	return errors.Join(errs...)
+}
+
+// listenKind says which export protocols a listener accepts.
+type listenKind uint8
+
+const (
+	kindAuto listenKind = iota
+	kindNetFlow
+	kindIPFIX
+	kindSFlow
+)
+
+func (k listenKind) String() string {
+	switch k {
+	case kindNetFlow:
+		return "netflow"
+	case kindIPFIX:
+		return "ipfix"
+	case kindSFlow:
+		return "sflow"
+	}
+	return "auto"
+}
+
+func parseListenURL(s string) (listenKind, netip.AddrPort, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return 0, netip.AddrPort{}, fmt.Errorf("%q: %v", s, err)
+	}
+	var k listenKind
+	switch u.Scheme {
+	case "auto":
+		k = kindAuto
+	case "netflow":
+		k = kindNetFlow
+	case "ipfix":
+		k = kindIPFIX
+	case "sflow":
+		k = kindSFlow
+	default:
+		return 0, netip.AddrPort{}, fmt.Errorf("%q: scheme must be netflow, ipfix, sflow or auto", s)
+	}
+	if u.Path != "" || u.RawQuery != "" || u.User != nil {
+		return 0, netip.AddrPort{}, fmt.Errorf("%q: want scheme://ip:port and nothing else", s)
+	}
+	host, port := u.Hostname(), u.Port()
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return 0, netip.AddrPort{}, fmt.Errorf("%q: %q is not an IP address", s, host)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return 0, netip.AddrPort{}, fmt.Errorf("%q: port must be 0-65535", s)
+	}
+	return k, netip.AddrPortFrom(addr, uint16(p)), nil
+}

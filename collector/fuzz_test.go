@@ -1,0 +1,111 @@
+package collector
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/flowcheck/flowcheck/flow"
+)
+
+// fuzzDecode runs the datagram through a fresh collector after the
+// template datagrams, so that data decoding is reached, and checks the
+// invariants that must hold whatever the input: no panic, records carry
+// the exporter's address.
+func fuzzDecode(t *testing.T, prime [][]byte, payload []byte) {
+	c := newTestComponent(t, DefaultConfiguration(), func(batch []flow.Record) {
+		for _, r := range batch {
+			if r.Exporter != exp1.Addr() {
+				t.Fatalf("record with exporter %v", r.Exporter)
+			}
+		}
+	})
+	for _, p := range prime {
+		c.HandleDatagram(exp1, p, t0)
+	}
+	c.HandleDatagram(exp1, payload, t0)
+	c.HandleDatagram(exp1, payload, t0.Add(1e9)) // again, with its own templates learnt
+	_ = c.Exporters()
+}
+
+// seeds returns the first datagrams of a capture and those that carry
+// templates (set IDs 0-3).
+func seeds(t testing.TB, file string, n int) (all, templates [][]byte) {
+	for i, d := range loadCapture(t, "../testdata/"+file+".pcap") {
+		if i < n {
+			all = append(all, d.payload)
+		}
+		if len(d.payload) > 22 && (d.payload[1] == 9 && binary.BigEndian.Uint16(d.payload[20:]) <= 1 ||
+			d.payload[1] == 10 && binary.BigEndian.Uint16(d.payload[16:]) <= 3) && len(templates) < 2 {
+			templates = append(templates, d.payload)
+		}
+	}
+	return all, templates
+}
+
+func FuzzNetFlowV5(f *testing.F) {
+	all, _ := seeds(f, "softflowd-v5", 4)
+	for _, s := range all {
+		f.Add(s)
+	}
+	f.Add(v5Msg(10000, 1000, 0x4000|100, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) >= 2 {
+			b[0], b[1] = 0, 5
+		}
+		fuzzDecode(t, nil, b)
+	})
+}
+
+func FuzzNetFlowV9(f *testing.F) {
+	all, tmpl := seeds(f, "softflowd-v9", 4)
+	pm, _ := seeds(f, "pmacctd-v9", 4)
+	for _, s := range append(all, pm...) {
+		f.Add(s)
+	}
+	f.Add(v9Msg(0, 1000, 1000, templateSet(9, 256, append(v4Flow, ie{22, 0, 4}, ie{21, 0, 4}, ie{57591, 0, 8})...),
+		dataSet(256, cat(v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 2, 3, 4), be32(1), be32(2), []byte("HTTP\x00\x00\x00\x00")))))
+	f.Add(v9Msg(0, 0, 1000, templateSet(9, 256, ie{1, 0, 0}), dataSet(256, make([]byte, 16))))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) >= 2 {
+			b[0], b[1] = 0, 9
+		}
+		fuzzDecode(t, tmpl, b)
+	})
+}
+
+func FuzzIPFIX(f *testing.F) {
+	var prime [][]byte
+	for _, file := range []string{"softflowd-ipfix", "softflowd-ipfix-bidir", "pmacctd-ipfix"} {
+		all, tmpl := seeds(f, file, 3)
+		for _, s := range all {
+			f.Add(s)
+		}
+		prime = append(prime, tmpl...)
+	}
+	f.Add(ipfixMsg(0, 1000,
+		templateSet(10, 256, append(v4Flow, ie{118, penNtop, 2}, ie{119, penNtop, 0xffff}, ie{1, penReverse, 8})...),
+		dataSet(256, cat(v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 443, 100, 1), be16(91), varLen([]byte("TLS")), be64(5)))))
+	f.Add(ipfixMsg(0, 1000, ipfixOptionsTemplateSet(300, []ie{{302, 0, 4}}, []ie{{305, 0, 4}, {306, 0, 4}}),
+		dataSet(300, cat(be32(7), be32(1), be32(99)))))
+	f.Add(ipfixMsg(0, 1000, templateSet(10, 256, ie{8, 0, 0}), dataSet(256, make([]byte, 64))))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) >= 2 {
+			b[0], b[1] = 0, 10
+		}
+		fuzzDecode(t, prime, b)
+	})
+}
+
+func FuzzSFlow(f *testing.F) {
+	f.Add(sflowMsg(sflowFlowSample(256, 1518, cat(
+		[]byte{1, 2, 3, 4, 5, 6, 6, 5, 4, 3, 2, 1, 0x08, 0},
+		[]byte{0x45, 0, 0x05, 0xdc, 0, 0, 0x40, 0, 64, 6, 0, 0}, ip("10.1.0.1"), ip("10.1.0.2"),
+		be16(33000), be16(443), be32(0), be32(0), []byte{0x50, 0x18, 0, 0}, be32(0)))))
+	f.Add(sflowMsg())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) >= 4 {
+			copy(b, []byte{0, 0, 0, 5})
+		}
+		fuzzDecode(t, nil, b)
+	})
+}

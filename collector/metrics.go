@@ -1,0 +1,96 @@
+package collector
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the collector's Prometheus series. Per-exporter series are
+// bounded: only admitted exporters (at most exporters.max) get a label.
+type metrics struct {
+	packets        *prometheus.CounterVec // exporter, version
+	packetBytes    *prometheus.CounterVec // exporter
+	flows          *prometheus.CounterVec // exporter
+	flowBytes      *prometheus.CounterVec // exporter
+	flowPackets    *prometheus.CounterVec // exporter
+	decodeErrors   *prometheus.CounterVec // exporter, reason
+	drops          *prometheus.CounterVec // reason
+	templates      *prometheus.GaugeVec   // exporter
+	templateEvents *prometheus.CounterVec // exporter, event
+	samplingUnk    *prometheus.CounterVec // exporter
+	pendingBytes   *prometheus.GaugeVec   // exporter
+	rcvbuf         *prometheus.GaugeVec   // listener
+	exporters      prometheus.Gauge
+}
+
+func newMetrics(r prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "flowcheck", "collector"
+	m := &metrics{
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "packets_total", Help: "Export datagrams decoded, by exporter and protocol version."},
+			[]string{"exporter", "version"}),
+		packetBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "datagram_bytes_total", Help: "Bytes of export datagrams decoded, by exporter."},
+			[]string{"exporter"}),
+		flows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "flows_total", Help: "Flow records decoded, by exporter."},
+			[]string{"exporter"}),
+		flowBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "flow_bytes_total", Help: "Traffic bytes in decoded flow records (scaled by sampling), by exporter."},
+			[]string{"exporter"}),
+		flowPackets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "flow_packets_total", Help: "Traffic packets in decoded flow records (scaled by sampling), by exporter."},
+			[]string{"exporter"}),
+		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "decode_errors_total", Help: "Bad input, by exporter and reason."},
+			[]string{"exporter", "reason"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "drops_total", Help: "Datagrams dropped before decoding, by reason (not_allowed, exporter_cap, queue_full, wrong_protocol)."},
+			[]string{"reason"}),
+		templates: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "templates", Help: "NetFlow v9/IPFIX templates currently known, by exporter."},
+			[]string{"exporter"}),
+		templateEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "template_events_total", Help: "Template events (added, updated, withdrawn, expired, rejected, capped), by exporter."},
+			[]string{"exporter", "event"}),
+		samplingUnk: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sampling_unknown_total", Help: "Flow records whose sampling rate is unknown (counters left unscaled), by exporter."},
+			[]string{"exporter"}),
+		pendingBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "pending_bytes", Help: "Bytes of data sets waiting for their template, by exporter."},
+			[]string{"exporter"}),
+		rcvbuf: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "socket_rcvbuf_bytes", Help: "Receive buffer the kernel granted each listener socket (as getsockopt reports it)."},
+			[]string{"listener"}),
+		exporters: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "exporters", Help: "Exporters currently tracked."}),
+	}
+	for _, c := range []prometheus.Collector{m.packets, m.packetBytes, m.flows, m.flowBytes, m.flowPackets,
+		m.decodeErrors, m.drops, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters} {
+		if err := r.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// exporterMetrics are one exporter's curried series, resolved once so the
+// hot path does no label lookups.
+type exporterMetrics struct {
+	packets                                                 [protoSFlow + 1]prometheus.Counter
+	packetBytes, flows, flowBytes, flowPackets, samplingUnk prometheus.Counter
+	templates, pendingBytes                                 prometheus.Gauge
+}
+
+func (m *metrics) forExporter(label string) exporterMetrics {
+	em := exporterMetrics{
+		packetBytes:  m.packetBytes.WithLabelValues(label),
+		flows:        m.flows.WithLabelValues(label),
+		flowBytes:    m.flowBytes.WithLabelValues(label),
+		flowPackets:  m.flowPackets.WithLabelValues(label),
+		samplingUnk:  m.samplingUnk.WithLabelValues(label),
+		templates:    m.templates.WithLabelValues(label),
+		pendingBytes: m.pendingBytes.WithLabelValues(label),
+	}
+	for p, v := range map[int]string{protoV5: "netflow5", protoV9: "netflow9", protoIPFIX: "ipfix", protoSFlow: "sflow5"} {
+		em.packets[p] = m.packets.WithLabelValues(label, v)
+	}
+	return em
+}

@@ -1,0 +1,150 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// listener is one configured listening address and its sockets.
+type listener struct {
+	url     string
+	kind    listenKind
+	addr    netip.AddrPort
+	sockets int
+	rcvbuf  int
+	bound   netip.AddrPort
+	conns   []*net.UDPConn
+}
+
+func (l *listener) close() {
+	for _, c := range l.conns {
+		_ = c.Close()
+	}
+}
+
+// maxDatagram is the largest UDP payload.
+const maxDatagram = 65535
+
+// bind opens the listener's SO_REUSEPORT sockets. With port 0, the first
+// socket picks the port and the others join it.
+func (c *Component) bind(l *listener) error {
+	addr := l.addr
+	for i := 0; i < l.sockets; i++ {
+		var granted int
+		var sockErr error
+		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+			err := rc.Control(func(fd uintptr) {
+				sockErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+				if sockErr == nil && l.rcvbuf > 0 {
+					granted, sockErr = setRcvbuf(int(fd), l.rcvbuf)
+				}
+			})
+			if err != nil {
+				return err
+			}
+			return sockErr
+		}}
+		network := "udp4"
+		if addr.Addr().Is6() {
+			network = "udp6"
+		}
+		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
+		if err != nil {
+			return fmt.Errorf("collector: listen %s: %w", l.url, err)
+		}
+		conn := pc.(*net.UDPConn)
+		l.conns = append(l.conns, conn)
+		if i == 0 {
+			l.bound = conn.LocalAddr().(*net.UDPAddr).AddrPort()
+			l.bound = netip.AddrPortFrom(l.bound.Addr().Unmap(), l.bound.Port())
+			addr = l.bound
+			c.metrics.rcvbuf.WithLabelValues(l.url).Set(float64(granted))
+			// Linux reports twice the size asked (it counts its
+			// bookkeeping); less than that means the kernel capped it.
+			if l.rcvbuf > 0 && granted < 2*l.rcvbuf {
+				c.deps.Logger.Warn("socket receive buffer capped by the kernel; raise the net.core.rmem_max sysctl (or run as root) to avoid drops in bursts",
+					"listener", l.url, "asked", l.rcvbuf, "granted", granted/2)
+			}
+		}
+	}
+	return nil
+}
+
+// setRcvbuf asks for a receive buffer of n bytes: SO_RCVBUFFORCE first,
+// which ignores net.core.rmem_max when running with CAP_NET_ADMIN, then
+// SO_RCVBUF. It returns what the kernel granted.
+func setRcvbuf(fd, n int) (int, error) {
+	if os.Geteuid() != 0 || unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n); err != nil {
+			return 0, err
+		}
+	}
+	return unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+}
+
+// read is a socket's read loop: it reads into one reused buffer, drops
+// datagrams from outside the allow-list, and copies the rest into pooled
+// packets queued to the worker that owns the exporter. A full queue drops
+// the datagram (counted): the socket is never blocked.
+func (c *Component) read(l *listener, conn *net.UDPConn) {
+	defer c.readers.Done()
+	buf := make([]byte, maxDatagram)
+	notAllowed := c.metrics.drops.WithLabelValues("not_allowed")
+	queueFull := c.metrics.drops.WithLabelValues("queue_full")
+	for {
+		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			c.logs.Warn(c.deps.Clock.Now(), "read\x00"+l.url, "UDP read error", "listener", l.url, "err", err)
+			continue
+		}
+		addr := from.Addr().Unmap()
+		if !c.allowed(addr) {
+			notAllowed.Inc()
+			continue
+		}
+		p := c.packets.Get().(*packet)
+		p.from, p.received, p.kind = from, c.deps.Clock.Now(), l.kind
+		p.buf = append(p.buf[:0], buf[:n]...)
+		select {
+		case c.queues[shard(addr, len(c.queues))] <- p:
+		default:
+			queueFull.Inc()
+			c.packets.Put(p)
+		}
+	}
+}
+
+// shard maps an exporter address to a worker, so that one exporter's
+// datagrams are decoded in order by one goroutine.
+func shard(a netip.Addr, n int) int {
+	b := a.As16()
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return int(h % uint64(n))
+}
+
+// work is a decode worker's loop; it exits when its queue is closed and
+// drained.
+func (c *Component) work(q chan *packet) {
+	defer c.workers.Done()
+	d := newDecoder(c)
+	for p := range q {
+		d.handle(p.from, p.buf, p.received, p.kind)
+		if cap(p.buf) > 16384 {
+			p.buf = make([]byte, 0, 2048) // do not pool jumbo buffers
+		}
+		c.packets.Put(p)
+	}
+}

@@ -1,0 +1,201 @@
+package collector
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowcheck/flowcheck/flow"
+	"github.com/flowcheck/flowcheck/pcapsrc"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestReceiverLoopback(t *testing.T) {
+	cfg := DefaultConfiguration()
+	cfg.Listeners = []ListenerConfiguration{
+		{URL: "auto://127.0.0.1:0", Sockets: 2, ReceiveBuffer: 4 << 20},
+		{URL: "sflow://[::1]:0", Sockets: 1, ReceiveBuffer: 0},
+	}
+	cfg.Workers = 3
+	var mu sync.Mutex
+	var records int
+	var bytes uint64
+	c, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(), Flows: func(b []flow.Record) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range b {
+			records++
+			bytes += r.Bytes
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ready() {
+		t.Fatal("ready before Start")
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	if !c.Ready() {
+		t.Fatal("not ready after Start")
+	}
+	addrs := c.ListenAddrs()
+	if len(addrs) != 2 || addrs[0].Port() == 0 || !addrs[1].Addr().Is6() {
+		t.Fatalf("listen addresses %v", addrs)
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(addrs[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r, err := pcapsrc.Open("../testdata/softflowd-v9.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	sent := 0
+	packets := func() uint64 {
+		for _, e := range c.Exporters() {
+			return e.Packets
+		}
+		return 0
+	}
+	for {
+		d, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(d.Payload); err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		if sent%8 == 0 { // pace, so a small granted buffer never drops
+			waitFor(t, "datagrams decoded", func() bool { return packets() == uint64(sent) })
+		}
+	}
+	waitFor(t, "all datagrams decoded", func() bool { return packets() == uint64(sent) })
+	c.Stop()
+	if c.Ready() {
+		t.Error("ready after Stop")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if records != 4856 || bytes != 2302590 {
+		t.Errorf("%d records, %d bytes; want 4856, 2302590", records, bytes)
+	}
+	if got := metricValue(c.metrics.rcvbuf.WithLabelValues("auto://127.0.0.1:0")); got <= 0 {
+		t.Errorf("granted rcvbuf metric %v", got)
+	}
+}
+
+func TestReceiverQueueOverflow(t *testing.T) {
+	cfg := DefaultConfiguration()
+	cfg.Listeners = []ListenerConfiguration{{URL: "netflow://127.0.0.1:0", Sockets: 1, ReceiveBuffer: 1 << 20}}
+	cfg.Workers, cfg.QueueSize = 1, 1
+	release := make(chan struct{})
+	var once sync.Once
+	c, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(), Flows: func([]flow.Record) {
+		<-release
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop()
+	defer once.Do(func() { close(release) })
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.ListenAddrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := v5Msg(10000, 1000, 0, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500))
+	for range 10 {
+		if _, err := conn.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := c.metrics.drops.WithLabelValues("queue_full")
+	waitFor(t, "queue overflow counted", func() bool { return metricValue(full) >= 8 })
+	once.Do(func() { close(release) })
+}
+
+func TestStartBindError(t *testing.T) {
+	cfg := DefaultConfiguration()
+	cfg.Listeners = []ListenerConfiguration{
+		{URL: "auto://127.0.0.1:0", Sockets: 1},
+		{URL: "auto://192.0.2.1:2055", Sockets: 1}, // TEST-NET: not on this host
+	}
+	c := newTestComponent(t, cfg, func([]flow.Record) {})
+	err := c.Start()
+	if err == nil || !strings.Contains(err.Error(), "192.0.2.1:2055") {
+		t.Fatalf("Start: %v", err)
+	}
+	if c.Ready() {
+		t.Error("ready after a bind error")
+	}
+}
+
+func TestWrongProtocolListener(t *testing.T) {
+	c := newTestComponent(t, DefaultConfiguration(), func([]flow.Record) { t.Error("records from a refused protocol") })
+	d := newDecoder(c)
+	d.handle(exp1, v5Msg(10000, 1000, 0, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500)), t0, kindSFlow)
+	d.handle(exp1, sflowMsg(), t0, kindIPFIX)
+	if v := metricValue(c.metrics.drops.WithLabelValues("wrong_protocol")); v != 2 {
+		t.Errorf("wrong_protocol %v", v)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	if err := DefaultConfiguration().Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	cases := []struct {
+		mutate func(*Configuration)
+		want   string
+	}{
+		{func(c *Configuration) { c.Listeners[0].URL = "http://1.2.3.4:1" }, "listeners[0].url: "},
+		{func(c *Configuration) { c.Listeners[0].URL = "netflow://host:1" }, "listeners[0].url: "},
+		{func(c *Configuration) { c.Listeners[0].URL = "netflow://1.2.3.4:99999" }, "listeners[0].url: "},
+		{func(c *Configuration) { c.Listeners[0].Sockets = 0 }, "listeners[0].sockets: "},
+		{func(c *Configuration) { c.Listeners = nil }, "listeners: "},
+		{func(c *Configuration) { c.Workers = 0 }, "workers: "},
+		{func(c *Configuration) { c.QueueSize = 0 }, "queue_size: "},
+		{func(c *Configuration) { c.Exporters.Allow = []string{"10.0.0.1"} }, "exporters.allow[0]: "},
+		{func(c *Configuration) { c.Exporters.Max = 0 }, "exporters.max: "},
+		{func(c *Configuration) { c.Sampling.Overrides = []SamplingOverride{{Prefix: "x"}} }, "sampling.overrides[0].prefix: "},
+		{func(c *Configuration) { c.Templates.Max = 0 }, "templates.max: "},
+		{func(c *Configuration) { c.Templates.Lifetime = 0 }, "templates.lifetime: "},
+		{func(c *Configuration) { c.Templates.PendingBytes = -1 }, "templates.pending_bytes: "},
+	}
+	for _, tc := range cases {
+		cfg := DefaultConfiguration()
+		tc.mutate(&cfg)
+		err := cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+			t.Errorf("got %v, want prefix %q", err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,355 @@
+// Package collector is the ingest component: it receives NetFlow v5, v9,
+// IPFIX and sFlow v5 exports over UDP, decodes them with goflow2's decoders
+// (not its pipeline or producer), keeps per-exporter template and sampling
+// state, and hands batches of compact flow.Records to a flow.Handler.
+package collector
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/flow"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Dependencies are what the collector needs from the rest of the program.
+type Dependencies struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Clock      clock.Clock
+	// Flows receives the decoded records, at least once per datagram. It
+	// is called from several decode workers at once, so it must be safe
+	// for concurrent use; the batch is reused once it returns.
+	Flows flow.Handler
+}
+
+// Component is the running collector.
+type Component struct {
+	config    Configuration
+	deps      Dependencies
+	metrics   *metrics
+	logs      *logLimiter
+	allow     []netip.Prefix
+	overrides []parsedOverride
+	listeners []*listener
+
+	mu        sync.RWMutex
+	exporters map[netip.Addr]*exporterState
+
+	queues   []chan *packet
+	packets  sync.Pool // *packet
+	decoders sync.Pool // *decoder, for HandleDatagram
+	readers  sync.WaitGroup
+	workers  sync.WaitGroup
+	ready    atomic.Bool
+	started  bool
+	stopOnce sync.Once
+}
+
+type parsedOverride struct {
+	prefix            netip.Prefix
+	defRate, override uint32
+}
+
+// packet is one received datagram on its way to a decode worker.
+type packet struct {
+	from     netip.AddrPort
+	received time.Time
+	kind     listenKind
+	buf      []byte
+}
+
+// New checks the configuration and builds the collector; Start binds it.
+func New(cfg Configuration, deps Dependencies) (*Component, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Live{}
+	}
+	if deps.Flows == nil {
+		return nil, errors.New("collector: no flow handler")
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	c := &Component{
+		config:    cfg,
+		deps:      deps,
+		metrics:   m,
+		logs:      newLogLimiter(deps.Logger, 10*time.Second),
+		exporters: make(map[netip.Addr]*exporterState),
+	}
+	for _, p := range cfg.Exporters.Allow {
+		c.allow = append(c.allow, netip.MustParsePrefix(p).Masked())
+	}
+	for _, o := range cfg.Sampling.Overrides {
+		c.overrides = append(c.overrides, parsedOverride{netip.MustParsePrefix(o.Prefix).Masked(), o.Default, o.Override})
+	}
+	for _, l := range cfg.Listeners {
+		kind, addr, _ := parseListenURL(l.URL)
+		c.listeners = append(c.listeners, &listener{url: l.URL, kind: kind, addr: addr, sockets: l.Sockets, rcvbuf: l.ReceiveBuffer})
+	}
+	c.packets.New = func() any { return &packet{buf: make([]byte, 0, 2048)} }
+	c.decoders.New = func() any { return newDecoder(c) }
+	return c, nil
+}
+
+// Start binds every listener (returning the first bind error, with nothing
+// left bound) and starts the decode workers and socket readers.
+func (c *Component) Start() error {
+	if c.started {
+		return errors.New("collector: already started")
+	}
+	for _, l := range c.listeners {
+		if err := c.bind(l); err != nil {
+			for _, l := range c.listeners {
+				l.close()
+			}
+			return err
+		}
+		if len(c.allow) == 0 && !l.addr.Addr().IsLoopback() {
+			c.deps.Logger.Warn("listener bound to a non-loopback address with an empty exporters.allow: anyone who can reach it can inject flows",
+				"listener", l.url)
+		}
+	}
+	c.started = true
+	c.queues = make([]chan *packet, c.config.Workers)
+	for i := range c.queues {
+		c.queues[i] = make(chan *packet, c.config.QueueSize)
+		c.workers.Add(1)
+		go c.work(c.queues[i])
+	}
+	for _, l := range c.listeners {
+		for _, conn := range l.conns {
+			c.readers.Add(1)
+			go c.read(l, conn)
+		}
+	}
+	c.ready.Store(true)
+	return nil
+}
+
+// Stop closes the sockets, lets the workers decode what is queued, and
+// returns when they have exited.
+func (c *Component) Stop() {
+	c.stopOnce.Do(func() {
+		c.ready.Store(false)
+		for _, l := range c.listeners {
+			l.close()
+		}
+		c.readers.Wait()
+		for _, q := range c.queues {
+			close(q)
+		}
+		c.workers.Wait()
+	})
+}
+
+// Ready tells whether every listener is bound and being read.
+func (c *Component) Ready() bool { return c.ready.Load() }
+
+// ListenAddrs returns the bound address of each listener, in configuration
+// order (the real port when the configuration says port 0).
+func (c *Component) ListenAddrs() []netip.AddrPort {
+	out := make([]netip.AddrPort, 0, len(c.listeners))
+	for _, l := range c.listeners {
+		out = append(out, l.bound)
+	}
+	return out
+}
+
+// HandleDatagram runs one export datagram through the allow-list and the
+// decode path synchronously: deps.Flows has been called with its records
+// when it returns. received stands for the receive time (the capture time
+// in replays); template and pending-set expiry run on it.
+func (c *Component) HandleDatagram(from netip.AddrPort, payload []byte, received time.Time) {
+	d := c.decoders.Get().(*decoder)
+	d.handle(from, payload, received, kindAuto)
+	c.decoders.Put(d)
+}
+
+// Exporters describes every tracked exporter, sorted by address.
+func (c *Component) Exporters() []ExporterInfo {
+	c.mu.RLock()
+	list := make([]*exporterState, 0, len(c.exporters))
+	for _, e := range c.exporters {
+		list = append(list, e)
+	}
+	c.mu.RUnlock()
+	out := make([]ExporterInfo, 0, len(list))
+	for _, e := range list {
+		out = append(out, e.info())
+	}
+	slices.SortFunc(out, func(a, b ExporterInfo) int { return a.Address.Compare(b.Address) })
+	return out
+}
+
+func (c *Component) allowed(a netip.Addr) bool {
+	if len(c.allow) == 0 {
+		return true
+	}
+	for _, p := range c.allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// exporter returns the state of an exporter, creating it within the
+// exporters.max cap; nil when the cap is reached.
+func (c *Component) exporter(a netip.Addr) *exporterState {
+	c.mu.RLock()
+	e := c.exporters[a]
+	c.mu.RUnlock()
+	if e != nil {
+		return e
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.exporters[a]; e != nil {
+		return e
+	}
+	if len(c.exporters) >= c.config.Exporters.Max {
+		return nil
+	}
+	label := a.String()
+	e = &exporterState{
+		c:           c,
+		addr:        a,
+		label:       label,
+		m:           c.metrics.forExporter(label),
+		defaultRate: c.config.Sampling.Default,
+		templates:   make(map[tmplKey]*tmplEntry),
+		sampling:    make(map[samplerKey]uint32),
+		sysInit:     make(map[uint32]time.Time),
+	}
+	for _, o := range c.overrides {
+		if o.prefix.Contains(a) {
+			if o.defRate != 0 {
+				e.defaultRate = o.defRate
+			}
+			e.overrideRate = o.override
+			break
+		}
+	}
+	c.exporters[a] = e
+	c.metrics.exporters.Set(float64(len(c.exporters)))
+	return e
+}
+
+// decodeError counts bad input of an exporter by reason and logs it,
+// rate-limited per exporter and reason.
+func (c *Component) decodeError(e *exporterState, reason string, args ...any) {
+	e.errors++
+	c.metrics.decodeErrors.WithLabelValues(e.label, reason).Inc()
+	c.logs.Warn(e.now, e.label+"\x00"+reason, "bad flow export",
+		append([]any{"exporter", e.label, "reason", reason}, args...)...)
+}
+
+// Protocol of a datagram, from its first bytes.
+const (
+	protoUnknown = iota
+	protoV5
+	protoV9
+	protoIPFIX
+	protoSFlow
+)
+
+func detect(b []byte) int {
+	if len(b) < 4 {
+		return protoUnknown
+	}
+	if binary.BigEndian.Uint32(b) == 5 {
+		return protoSFlow
+	}
+	switch binary.BigEndian.Uint16(b) {
+	case 5:
+		return protoV5
+	case 9:
+		return protoV9
+	case 10:
+		return protoIPFIX
+	}
+	return protoUnknown
+}
+
+func accepts(k listenKind, proto int) bool {
+	switch k {
+	case kindNetFlow:
+		return proto == protoV5 || proto == protoV9 || proto == protoIPFIX
+	case kindIPFIX:
+		return proto == protoIPFIX
+	case kindSFlow:
+		return proto == protoSFlow
+	}
+	return true
+}
+
+// handle decodes one datagram and hands its records to deps.Flows.
+func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind listenKind) {
+	c := d.c
+	addr := from.Addr().Unmap()
+	if !c.allowed(addr) {
+		c.metrics.drops.WithLabelValues("not_allowed").Inc()
+		return
+	}
+	proto := detect(b)
+	if proto != protoUnknown && !accepts(kind, proto) {
+		c.metrics.drops.WithLabelValues("wrong_protocol").Inc()
+		return
+	}
+	e := c.exporter(addr)
+	if e == nil {
+		c.metrics.drops.WithLabelValues("exporter_cap").Inc()
+		return
+	}
+	e.mu.Lock()
+	e.now = received
+	e.lastSeen = received
+	e.added = e.added[:0]
+	e.expirePending()
+	if proto != protoUnknown {
+		e.packets++
+		e.m.packetBytes.Add(float64(len(b)))
+		e.m.packets[proto].Inc()
+	}
+	switch proto {
+	case protoV5:
+		e.versions |= 1 << 5
+		d.decodeV5(e, b)
+	case protoV9:
+		e.versions |= 1 << 9
+		d.decodeNetFlow(e, b, received)
+	case protoIPFIX:
+		e.versions |= 1 << 10
+		d.decodeNetFlow(e, b, received)
+	case protoSFlow:
+		e.versions |= 1
+		d.decodeSFlow(e, b, received)
+	default:
+		c.decodeError(e, "unknown_version")
+	}
+	d.sum.flush(e)
+	e.mu.Unlock()
+	if len(d.batch) > 0 {
+		c.deps.Flows(d.batch)
+		clear(d.batch) // drop references (application names) early
+		d.batch = d.batch[:0]
+	}
+}
