@@ -1,0 +1,52 @@
+// Package scripting runs the Lua host checks: every tick (scripting.interval,
+// 30 s by default) each enabled check script runs once on every host of the
+// host table, through ntopng's host.* API (the 23 functions of
+// host-lua-api.md, same names, arguments, results, and nil/false outside a
+// host), on a pool of sandboxed gopher-lua VMs.
+//
+// # Engine
+//
+// One *lua.LState per worker (scripting.workers, GOMAXPROCS by default). Each
+// .lua file of the script directories is compiled once to a FunctionProto
+// and loaded into every VM; the host and ntop tables and their functions are
+// created once per VM. A file whose module returns a table with a check
+// function is a check (named after the file); any other file is a module for
+// require (host_consts.lua). Checks run on a host in name order. The hosts of
+// a tick are split across the workers in chunks; the host under evaluation is
+// bound to the VM for the call (no per-call table building: host_info's
+// fields are served by a metatable).
+//
+// The per-call budget (call_timeout, 50 ms) is a context set once on each VM
+// whose Done channel a watchdog goroutine closes when a call overruns; a call
+// costs two atomic increments, no timer. A stopped or failing call is counted
+// per check, logged rate-limited with the host and the Lua traceback, and
+// leaves that check's alert for that host unchanged. After max_failures
+// consecutive failures a check is disabled (logged) until its file changes.
+//
+// Reload (SIGHUP through Reload, or a change seen by fsnotify in a script
+// directory) recompiles changed files; a file that fails to compile or load
+// keeps its previous version (the error is logged as file:line). Per-host
+// state and engaged alerts are kept by check name, so they survive a reload.
+//
+// # Sandbox
+//
+// base without dofile, loadfile, module, newproxy and string.dump
+// (gopher-lua cannot load bytecode at all; load/loadstring compile source),
+// string (string.rep capped at 1 MiB), table, math, and os.time, os.clock,
+// os.date, os.difftime only. os.time() and os.date() without a time read the
+// engine clock, so a replayed capture sees capture time. print goes to the
+// debug log; collectgarbage is a no-op. require resolves package.path
+// patterns against the script directories only, exposed under the virtual
+// ntop.getDirs().installdir ("/flowcheck"): installdir ..
+// "/scripts/lua/modules/?.lua" is the default package.path.
+//
+// # Alerts
+//
+// host.triggerAlert(value, msg) engages an alert for (check, host) when the
+// call returns (value clamped to 0–255; the last trigger of a run wins); a
+// later triggering run updates value, message and last-seen without an
+// event; a successful run that does not trigger releases it; expiry of the
+// host (HostExpired, or the host missing from the table at a tick) releases
+// all its alerts. host.score() is the sum of the values of the host's
+// engaged alerts. See docs/lua-api.md for every function.
+package scripting

@@ -1,0 +1,259 @@
+package scripting
+
+import (
+	"math"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/flowcheck/flowcheck/aggregate"
+)
+
+// smallInts holds the LValues of 0..255, so that the common small counters
+// are pushed without an allocation.
+var smallInts = func() (t [256]lua.LValue) {
+	for i := range t {
+		t[i] = lua.LNumber(i)
+	}
+	return t
+}()
+
+// lnum converts a counter to a Lua number.
+func lnum(u uint64) lua.LValue {
+	if u < uint64(len(smallInts)) {
+		return smallInts[u]
+	}
+	return lua.LNumber(u)
+}
+
+// hostTable builds the host table of a VM, once: every function reads the
+// host bound to the VM for the call in progress (v.snap), and answers nil
+// (false for the predicates) when no host is bound, as ntopng does outside a
+// host check.
+func (v *vm) hostTable() *lua.LTable {
+	L := v.L
+	t := L.CreateTable(0, 32)
+	num := func(get func(s *aggregate.HostSnapshot) uint64) lua.LGFunction {
+		return func(L *lua.LState) int {
+			if v.snap == nil {
+				L.Push(lua.LNil)
+				return 1
+			}
+			L.Push(lnum(get(v.snap)))
+			return 1
+		}
+	}
+	flag := func(get func(s *aggregate.HostSnapshot) bool) lua.LGFunction {
+		return func(L *lua.LState) int {
+			L.Push(lua.LBool(v.snap != nil && get(v.snap)))
+			return 1
+		}
+	}
+	ident := func(get func(e *hostEntry) lua.LValue) lua.LGFunction {
+		return func(L *lua.LState) int {
+			if v.snap == nil {
+				L.Push(lua.LNil)
+				return 1
+			}
+			L.Push(get(v.entry))
+			return 1
+		}
+	}
+	fns := map[string]lua.LGFunction{
+		// Identity.
+		"ip":      ident(func(e *hostEntry) lua.LValue { return e.ipLV }),
+		"mac":     ident(func(e *hostEntry) lua.LValue { return e.macLV }),
+		"name":    ident(func(e *hostEntry) lua.LValue { return e.nameLV }),
+		"vlan_id": ident(func(e *hostEntry) lua.LValue { return e.vlanLV }),
+		// Address flags.
+		"is_local":       flag(func(s *aggregate.HostSnapshot) bool { return s.Local }),
+		"is_unicast":     flag(func(s *aggregate.HostSnapshot) bool { return s.Unicast() }),
+		"is_multicast":   flag(func(s *aggregate.HostSnapshot) bool { return s.Multicast }),
+		"is_broadcast":   flag(func(s *aggregate.HostSnapshot) bool { return s.Broadcast }),
+		"is_blacklisted": flag(func(s *aggregate.HostSnapshot) bool { return s.Blacklisted }),
+		"is_rx_only":     flag(func(s *aggregate.HostSnapshot) bool { return s.RxOnly }),
+		// Traffic.
+		"bytes":      num(func(s *aggregate.HostSnapshot) uint64 { return s.BytesSent + s.BytesRcvd }),
+		"bytes_sent": num(func(s *aggregate.HostSnapshot) uint64 { return s.BytesSent }),
+		"bytes_rcvd": num(func(s *aggregate.HostSnapshot) uint64 { return s.BytesRcvd }),
+		"l7":         v.luaL7,
+		// Peer contacts (no reply).
+		"getNumContactedPeersAsClientTCPUDPNoTX":    num(func(s *aggregate.HostSnapshot) uint64 { return s.NoReply.PeersAsClient }),
+		"getNumContactsFromPeersAsServerTCPUDPNoTX": num(func(s *aggregate.HostSnapshot) uint64 { return s.NoReply.PeersAsServer }),
+		"getNumContactedTCPUDPServerPortsNoTX":      num(func(s *aggregate.HostSnapshot) uint64 { return s.NoReply.ServerPorts }),
+		"getUnidirectionalTCPUDPFlowsStats":         v.luaUnidirectional,
+		"resetHostContacts":                         v.luaResetContacts,
+		// Extensions: refused (answered only by RST) TCP conversations.
+		"getNumContactedPeersAsClientTCPRefused":    num(func(s *aggregate.HostSnapshot) uint64 { return s.Refused.PeersAsClient }),
+		"getNumContactedTCPServerPortsRefused":      num(func(s *aggregate.HostSnapshot) uint64 { return s.Refused.ServerPorts }),
+		"getNumContactsFromPeersAsServerTCPRefused": num(func(s *aggregate.HostSnapshot) uint64 { return s.Refused.PeersAsServer }),
+		"getRefusedTCPFlowsStats":                   v.luaRefusedFlows,
+		// Score and alerts.
+		"score":        v.luaScore,
+		"triggerAlert": v.luaTriggerAlert,
+		// Script control.
+		"isFirstCheckRun": v.luaFirstRun,
+		"skipVisitedHost": v.luaSkip,
+	}
+	for name, fn := range fns {
+		t.RawSetString(name, L.NewFunction(fn))
+	}
+	return t
+}
+
+// luaL7 is host.l7(): { [proto] = { bytes_sent=, bytes_rcvd=, packets_sent=,
+// packets_rcvd=, flows= } }, nil when the host has no L7 stats. As a
+// flowcheck extension, host.l7(name) returns only that protocol's table (nil
+// when the host has none), without building the others.
+func (v *vm) luaL7(L *lua.LState) int {
+	if v.snap == nil || len(v.snap.L7) == 0 {
+		L.Push(lua.LNil)
+		return 1
+	}
+	if name, ok := L.Get(1).(lua.LString); ok {
+		for i := range v.snap.L7 {
+			if v.snap.L7[i].Name == string(name) {
+				L.Push(l7Table(L, &v.snap.L7[i]))
+				return 1
+			}
+		}
+		L.Push(lua.LNil)
+		return 1
+	}
+	t := L.CreateTable(0, len(v.snap.L7))
+	for i := range v.snap.L7 {
+		t.RawSetString(v.snap.L7[i].Name, l7Table(L, &v.snap.L7[i]))
+	}
+	L.Push(t)
+	return 1
+}
+
+// l7Table is one protocol's entry of host.l7().
+func l7Table(L *lua.LState, s *aggregate.L7Stat) *lua.LTable {
+	p := L.CreateTable(0, 5)
+	p.RawSetString("bytes_sent", lnum(s.BytesSent))
+	p.RawSetString("bytes_rcvd", lnum(s.BytesRcvd))
+	p.RawSetString("packets_sent", lnum(s.PacketsSent))
+	p.RawSetString("packets_rcvd", lnum(s.PacketsRcvd))
+	p.RawSetString("flows", lnum(s.Flows))
+	return p
+}
+
+// flowsStats builds { num_egress=, num_ingress=, as_client={tcp=,udp=},
+// as_server={tcp=,udp=} }.
+func flowsStats(L *lua.LState, u aggregate.UnidirectionalStats) *lua.LTable {
+	t := L.CreateTable(0, 4)
+	t.RawSetString("num_egress", lnum(u.Egress()))
+	t.RawSetString("num_ingress", lnum(u.Ingress()))
+	c := L.CreateTable(0, 2)
+	c.RawSetString("tcp", lnum(u.EgressTCP))
+	c.RawSetString("udp", lnum(u.EgressUDP))
+	t.RawSetString("as_client", c)
+	s := L.CreateTable(0, 2)
+	s.RawSetString("tcp", lnum(u.IngressTCP))
+	s.RawSetString("udp", lnum(u.IngressUDP))
+	t.RawSetString("as_server", s)
+	return t
+}
+
+// luaUnidirectional is host.getUnidirectionalTCPUDPFlowsStats().
+func (v *vm) luaUnidirectional(L *lua.LState) int {
+	if v.snap == nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(flowsStats(L, v.snap.Unidirectional))
+	return 1
+}
+
+// luaRefusedFlows is the extension host.getRefusedTCPFlowsStats(), shaped
+// like getUnidirectionalTCPUDPFlowsStats() (udp is always 0).
+func (v *vm) luaRefusedFlows(L *lua.LState) int {
+	if v.snap == nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(flowsStats(L, v.snap.RefusedFlows))
+	return 1
+}
+
+// luaResetContacts is host.resetHostContacts(): it clears the host's contact
+// sets and unidirectional counters in the host table, and in the snapshot the
+// later checks of this tick read.
+func (v *vm) luaResetContacts(L *lua.LState) int {
+	if v.snap == nil {
+		return pushNil(L)
+	}
+	v.e.deps.Hosts.ResetContacts(v.snap.Key)
+	v.snap.NoReply = aggregate.ContactCounts{}
+	v.snap.Refused = aggregate.ContactCounts{}
+	v.snap.Unidirectional = aggregate.UnidirectionalStats{}
+	v.snap.RefusedFlows = aggregate.UnidirectionalStats{}
+	return pushNil(L)
+}
+
+// luaScore is host.score(): the sum of the values of the host's engaged
+// alerts at the time of the call.
+func (v *vm) luaScore(L *lua.LState) int {
+	if v.snap == nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(lnum(uint64(v.entry.score)))
+	return 1
+}
+
+// luaTriggerAlert is host.triggerAlert(value, msg). value must be a number
+// (clamped to 0–255), msg a string; anything else is a Lua error. Outside a
+// host it does nothing. The alert is engaged or updated when the call
+// returns.
+func (v *vm) luaTriggerAlert(L *lua.LState) int {
+	n := L.CheckNumber(1)
+	msg := L.CheckString(2)
+	if v.snap == nil {
+		return pushNil(L)
+	}
+	f := float64(n)
+	switch {
+	case math.IsNaN(f) || f < 0:
+		f = 0
+	case f > 255:
+		f = 255
+	}
+	v.triggered = true
+	v.tValue = int(f)
+	v.tMsg = msg
+	return pushNil(L)
+}
+
+// luaFirstRun is host.isFirstCheckRun().
+func (v *vm) luaFirstRun(L *lua.LState) int {
+	L.Push(lua.LBool(v.slot != nil && v.slot.runs == 0))
+	return 1
+}
+
+// luaSkip is host.skipVisitedHost([skip[, until]]): skip=true suppresses
+// this check for this host until the Unix time until (forever without it);
+// false or no argument re-enables it. ntopng compares the other way round;
+// this follows the documented intent.
+func (v *vm) luaSkip(L *lua.LState) int {
+	skip := L.ToBool(1)
+	var until int64 = math.MaxInt64
+	if L.GetTop() >= 2 && L.Get(2) != lua.LNil {
+		until = int64(L.CheckNumber(2))
+	}
+	if v.slot == nil {
+		return pushNil(L)
+	}
+	if !skip {
+		v.slot.skipUntil = 0
+		return pushNil(L)
+	}
+	v.slot.skipUntil = until
+	return pushNil(L)
+}
+
+// pushNil returns one nil, as ntopng's functions without a result do.
+func pushNil(L *lua.LState) int {
+	L.Push(lua.LNil)
+	return 1
+}

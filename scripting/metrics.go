@@ -1,0 +1,49 @@
+package scripting
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the engine's Prometheus series.
+type metrics struct {
+	calls, errors, timeouts *prometheus.CounterVec
+	events                  *prometheus.CounterVec
+	disabled                *prometheus.CounterVec
+	reloads                 *prometheus.CounterVec
+	loadErrors              prometheus.Counter
+	ticks                   prometheus.Counter
+	tickSeconds             prometheus.Histogram
+	hosts                   prometheus.Gauge
+}
+
+func newMetrics(r prometheus.Registerer) (metrics, error) {
+	const ns, sub = "flowcheck", "scripting"
+	m := metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "calls_total", Help: "check(host_info) calls, by check."}, []string{"check"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "errors_total", Help: "Failed check calls (errors and timeouts), by check."}, []string{"check"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "timeouts_total", Help: "Check calls stopped by the call budget, by check."}, []string{"check"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "events_total", Help: "Alert events published, by check and state."}, []string{"check", "state"}),
+		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "disabled_total", Help: "Checks disabled after max_failures consecutive failures."}, []string{"check"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "reloads_total", Help: "Script reloads, by result (ok, partial, error)."}, []string{"result"}),
+		loadErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "load_errors_total", Help: "Scripts that failed to compile or load."}),
+		ticks: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "ticks_total", Help: "Ticks run."}),
+		tickSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "tick_duration_seconds", Help: "Wall time of a tick.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		hosts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "tick_hosts", Help: "Hosts evaluated by the last tick."}),
+	}
+	for _, c := range []prometheus.Collector{m.calls, m.errors, m.timeouts, m.events, m.disabled,
+		m.reloads, m.loadErrors, m.ticks, m.tickSeconds, m.hosts} {
+		if err := r.Register(c); err != nil {
+			return m, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,641 @@
+package scripting
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/prometheus/client_golang/prometheus"
+	lua "github.com/yuin/gopher-lua"
+
+	"github.com/flowcheck/flowcheck/aggregate"
+	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/clock"
+)
+
+// HostSource is what the engine needs of the host table (aggregate.HostTable
+// implements it).
+type HostSource interface {
+	// AppendKeys appends the keys of every host and returns the slice.
+	AppendKeys(dst []aggregate.HostKey) []aggregate.HostKey
+	// Snapshot copies a host's state into dst (reusing dst.L7's capacity);
+	// false when the host is gone.
+	Snapshot(key aggregate.HostKey, dst *aggregate.HostSnapshot) bool
+	// ResetContacts clears the host's contact sets and unidirectional
+	// counters (host.resetHostContacts()).
+	ResetContacts(key aggregate.HostKey)
+}
+
+// Publisher takes alert events (the sink component implements it; Publish
+// must not block for long).
+type Publisher interface {
+	Publish(ev alert.Event)
+}
+
+// Dependencies are what the engine needs from the rest of the collector.
+type Dependencies struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Clock      clock.Clock
+	Hosts      HostSource
+	Alerts     Publisher
+	// EmbeddedScripts, optional, holds the shipped .lua files (at its root or
+	// under scripts/); it is used when the default "scripts" directory does
+	// not exist.
+	EmbeddedScripts fs.FS
+}
+
+// TickStats summarises one tick.
+type TickStats struct {
+	// Hosts is the number of hosts evaluated.
+	Hosts int
+	// Calls, Errors and Timeouts count check(host_info) calls; Timeouts are
+	// also counted in Errors.
+	Calls, Errors, Timeouts int
+	// Duration is the wall time the tick took.
+	Duration time.Duration
+}
+
+// script is one check of a script set.
+type script struct {
+	name string
+	file *scriptFile
+	// slot indexes the per-host state of this check; stable per name.
+	slot int
+	cfg  CheckConfiguration
+	// disabled is set after MaxFailures consecutive failures.
+	disabled atomic.Bool
+	// fails counts consecutive failed calls, across hosts and workers.
+	fails atomic.Int64
+}
+
+// scriptSet is one generation of compiled scripts; immutable once built
+// (except for the atomics of its scripts).
+type scriptSet struct {
+	// files are every loaded file (checks and modules), by name.
+	files map[string]*scriptFile
+	// modules maps the virtual path of each file to it, for require.
+	modules map[string]*scriptFile
+	// checks are the files that return a table with a check function, sorted
+	// by name: the order in which checks run on a host.
+	checks []*script
+	// bySlot maps a slot number to its check, nil when no check of this set
+	// has that slot.
+	bySlot []*script
+}
+
+// active reports whether the check of a slot runs in this set.
+func (s *scriptSet) active(slot int) bool {
+	if slot >= len(s.bySlot) || s.bySlot[slot] == nil {
+		return false
+	}
+	sc := s.bySlot[slot]
+	return sc.cfg.Enabled && !sc.disabled.Load()
+}
+
+// Engine runs the host checks: a pool of sandboxed VMs, one per worker, that
+// a tick splits the hosts across.
+type Engine struct {
+	cfg     Configuration
+	deps    Dependencies
+	logger  *slog.Logger
+	metrics metrics
+	sources []source
+	limiter *logLimiter
+
+	// reloadMu serialises Reload; runMu serialises a tick with the swap of
+	// the script set and VMs.
+	reloadMu sync.Mutex
+	runMu    sync.Mutex
+	set      *scriptSet
+	vms      []*vm
+	tickNo   uint64
+	keys     []aggregate.HostKey
+	entries  []*hostEntry
+	missing  []*hostEntry
+
+	mu    sync.Mutex
+	hosts map[aggregate.HostKey]*hostEntry
+
+	slotMu    sync.Mutex
+	slots     map[string]int
+	slotNames []string
+
+	watcher *fsnotify.Watcher
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// New compiles the scripts and builds the VM pool. A script that fails to
+// compile or load is logged with file:line and skipped; New fails only when
+// some script failed and no check at all loaded.
+func New(cfg Configuration, deps Dependencies) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Hosts == nil {
+		return nil, errors.New("scripting: Dependencies.Hosts is required")
+	}
+	if deps.Alerts == nil {
+		return nil, errors.New("scripting: Dependencies.Alerts is required")
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Live{}
+	}
+	srcs, err := resolveSources(cfg.Dirs, deps.EmbeddedScripts)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg:     cfg,
+		deps:    deps,
+		logger:  deps.Logger.With("component", "scripting"),
+		sources: srcs,
+		hosts:   map[aggregate.HostKey]*hostEntry{},
+		slots:   map[string]int{},
+	}
+	e.limiter = newLogLimiter(deps.Clock, 10*time.Second)
+	if e.metrics, err = newMetrics(deps.Registerer); err != nil {
+		return nil, err
+	}
+	set, failed, err := e.buildSet(nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(set.checks) == 0 && failed > 0 {
+		return nil, fmt.Errorf("scripting: no host check loaded (%d scripts failed, see log)", failed)
+	}
+	if len(set.checks) == 0 {
+		e.logger.Warn("no host check found", "dirs", cfg.Dirs)
+	}
+	e.set = set
+	e.vms = e.newVMs(set)
+	names := make([]string, len(set.checks))
+	for i, sc := range set.checks {
+		names[i] = sc.name
+	}
+	e.logger.Info("host checks loaded", "checks", names, "workers", len(e.vms))
+	return e, nil
+}
+
+// now is the engine's time.
+func (e *Engine) now() time.Time { return e.deps.Clock.Now() }
+
+// Interval is the configured tick.
+func (e *Engine) Interval() time.Duration { return e.cfg.Interval }
+
+// newVMs builds one VM per worker for a set.
+func (e *Engine) newVMs(set *scriptSet) []*vm {
+	vms := make([]*vm, e.cfg.workers())
+	for i := range vms {
+		vms[i] = newVM(e, set)
+	}
+	return vms
+}
+
+// buildSet reads, compiles and probes the scripts. A file that fails keeps
+// its version of prev (when there is one) and is otherwise left out; failed
+// counts those files.
+func (e *Engine) buildSet(prev *scriptSet) (*scriptSet, int, error) {
+	files, err := readSources(e.sources)
+	if err != nil {
+		return nil, 0, err
+	}
+	set := &scriptSet{files: map[string]*scriptFile{}, modules: map[string]*scriptFile{}}
+	var prevFiles map[string]*scriptFile
+	prevChecks := map[string]*script{}
+	if prev != nil {
+		prevFiles = prev.files
+		for _, sc := range prev.checks {
+			prevChecks[sc.name] = sc
+		}
+	}
+	var fresh []*scriptFile
+	failed := 0
+	for i := range files {
+		f := &files[i]
+		if old, ok := prevFiles[f.name]; ok && bytes.Equal(old.src, f.src) {
+			set.files[f.name] = old
+			continue
+		}
+		if err := compile(f); err != nil {
+			failed++
+			e.metrics.loadErrors.Inc()
+			if old, ok := prevFiles[f.name]; ok {
+				e.logger.Error("script does not compile, keeping the previous version", "error", err)
+				set.files[f.name] = old
+			} else {
+				e.logger.Error("script does not compile, skipped", "error", err)
+			}
+			continue
+		}
+		set.files[f.name] = f
+		fresh = append(fresh, f)
+	}
+	for name, f := range set.files {
+		set.modules[modulePrefix+name+".lua"] = f
+	}
+	// Probe what changed in a scratch VM: does it load, is it a check?
+	isCheck := map[string]bool{}
+	for name := range set.files {
+		if sc, ok := prevChecks[name]; ok && sc.file == set.files[name] {
+			isCheck[name] = true
+		}
+	}
+	for _, f := range fresh {
+		check, err := e.probe(set, f)
+		if err == nil {
+			isCheck[f.name] = check
+			continue
+		}
+		failed++
+		e.metrics.loadErrors.Inc()
+		if old, ok := prevFiles[f.name]; ok {
+			e.logger.Error("script does not load, keeping the previous version", "file", f.path, "error", err)
+			set.files[f.name] = old
+			set.modules[modulePrefix+f.name+".lua"] = old
+			_, isCheck[f.name] = prevChecks[f.name]
+		} else {
+			e.logger.Error("script does not load, skipped", "file", f.path, "error", err)
+			delete(set.files, f.name)
+			delete(set.modules, modulePrefix+f.name+".lua")
+		}
+	}
+	for _, name := range sortedKeys(set.files) {
+		if !isCheck[name] {
+			continue
+		}
+		f := set.files[name]
+		sc := prevChecks[name]
+		if sc == nil || sc.file != f {
+			sc = &script{name: name, file: f, slot: e.slotFor(name), cfg: e.cfg.checkFor(name)}
+		}
+		set.checks = append(set.checks, sc)
+		for len(set.bySlot) <= sc.slot {
+			set.bySlot = append(set.bySlot, nil)
+		}
+		set.bySlot[sc.slot] = sc
+	}
+	return set, failed, nil
+}
+
+// probe runs a file's chunk in a scratch VM and tells whether it is a check
+// (returns a table with a check function) or a plain module.
+func (e *Engine) probe(set *scriptSet, f *scriptFile) (bool, error) {
+	v := newVM(e, &scriptSet{files: set.files, modules: set.modules})
+	defer v.close()
+	_, err := v.loadCheck(f)
+	if err == nil {
+		return true, nil
+	}
+	var ae *lua.ApiError
+	if errors.As(err, &ae) {
+		return false, err
+	}
+	// Loaded, but not a check: a module such as host_consts.
+	return false, nil
+}
+
+// Reload re-reads the script directories: changed files are recompiled, a
+// file that fails keeps its previous version, and the VMs are rebuilt.
+// Per-host state and engaged alerts of the checks are kept.
+func (e *Engine) Reload() error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	set, failed, err := e.buildSet(e.set)
+	if err != nil {
+		e.metrics.reloads.WithLabelValues("error").Inc()
+		e.logger.Error("reload failed, keeping the current scripts", "error", err)
+		return err
+	}
+	vms := e.newVMs(set)
+	e.runMu.Lock()
+	old := e.vms
+	e.set, e.vms = set, vms
+	e.runMu.Unlock()
+	for _, v := range old {
+		v.close()
+	}
+	result := "ok"
+	if failed > 0 {
+		result = "partial"
+	}
+	e.metrics.reloads.WithLabelValues(result).Inc()
+	e.logger.Info("host checks reloaded", "checks", len(set.checks), "failed", failed)
+	if failed > 0 {
+		return fmt.Errorf("scripting: %d scripts failed to reload (previous versions kept)", failed)
+	}
+	return nil
+}
+
+// Start watches the script directories and reloads on change.
+func (e *Engine) Start() error {
+	e.stop = make(chan struct{})
+	var dirs []string
+	for _, s := range e.sources {
+		if s.watch != "" {
+			dirs = append(dirs, s.watch)
+		}
+	}
+	if len(dirs) == 0 {
+		return nil
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return fmt.Errorf("scripting: watcher: %w", err)
+	}
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			w.Close()
+			return fmt.Errorf("scripting: watch %s: %w", d, err)
+		}
+	}
+	e.watcher = w
+	e.wg.Add(1)
+	go e.watch()
+	return nil
+}
+
+// watch reloads after a burst of changes has settled (editors write a file
+// in several steps).
+func (e *Engine) watch() {
+	defer e.wg.Done()
+	const settle = 200 * time.Millisecond
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			t.Stop()
+			return
+		case ev, ok := <-e.watcher.Events:
+			if !ok {
+				return
+			}
+			if len(ev.Name) > 4 && ev.Name[len(ev.Name)-4:] == ".lua" {
+				t.Reset(settle)
+			}
+		case err, ok := <-e.watcher.Errors:
+			if !ok {
+				return
+			}
+			e.logger.Warn("script watcher", "error", err)
+		case <-t.C:
+			_ = e.Reload() // logged by Reload
+		}
+	}
+}
+
+// Stop stops the watcher and releases the VMs.
+func (e *Engine) Stop() {
+	if e.stop != nil {
+		close(e.stop)
+		if e.watcher != nil {
+			e.watcher.Close()
+		}
+		e.wg.Wait()
+		e.stop = nil
+	}
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	for _, v := range e.vms {
+		v.close()
+	}
+	e.vms = nil
+}
+
+// tickChunk is how many hosts a worker takes at a time.
+const tickChunk = 64
+
+// Tick runs every due check on every host, split across the VMs, and
+// publishes the resulting events. It returns when all hosts are done (or ctx
+// is cancelled).
+func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
+	start := time.Now()
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	if len(e.vms) == 0 {
+		return TickStats{}
+	}
+	e.tickNo++
+	tick := e.tickNo
+	set := e.set
+
+	e.keys = e.deps.Hosts.AppendKeys(e.keys[:0])
+	e.entries = e.entries[:0]
+	e.mu.Lock()
+	for _, k := range e.keys {
+		h := e.hosts[k]
+		if h == nil {
+			h = newHostEntry(k)
+			e.hosts[k] = h
+		}
+		h.seenTick = tick
+		e.entries = append(e.entries, h)
+	}
+	e.mu.Unlock()
+
+	due := make([]bool, len(set.checks))
+	for i, sc := range set.checks {
+		due[i] = sc.cfg.Enabled && (tick-1)%uint64(sc.cfg.Every) == 0
+	}
+
+	budgets := make([]*budget, len(e.vms))
+	for i, v := range e.vms {
+		budgets[i] = v.budget
+	}
+	wdCtx, wdCancel := context.WithCancel(ctx)
+	wdDone := make(chan struct{})
+	go func() {
+		defer close(wdDone)
+		watchdog(wdCtx, budgets, e.cfg.CallTimeout)
+	}()
+
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	n := int64(len(e.entries))
+	for _, v := range e.vms {
+		v.missing = v.missing[:0]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				i := next.Add(tickChunk) - tickChunk
+				if i >= n {
+					return
+				}
+				for _, h := range e.entries[i:min(i+tickChunk, n)] {
+					if !v.runHost(set, h, due, now) {
+						v.missing = append(v.missing, h)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	wdCancel()
+	<-wdDone
+
+	// Hosts the table no longer has: release their alerts, drop their state.
+	e.missing = e.missing[:0]
+	for _, v := range e.vms {
+		e.missing = append(e.missing, v.missing...)
+	}
+	e.mu.Lock()
+	for k, h := range e.hosts {
+		if h.seenTick != tick {
+			e.missing = append(e.missing, h)
+			delete(e.hosts, k)
+		}
+	}
+	for _, h := range e.missing {
+		if e.hosts[h.key] == h {
+			delete(e.hosts, h.key)
+		}
+	}
+	e.mu.Unlock()
+	for _, h := range e.missing {
+		h.mu.Lock()
+		if !h.dead {
+			h.dead = true
+			e.releaseAll(h, now)
+		}
+		h.mu.Unlock()
+	}
+
+	stats := TickStats{Hosts: len(e.entries)}
+	for i, sc := range set.checks {
+		var c checkStats
+		for _, v := range e.vms {
+			c.calls += v.stats[i].calls
+			c.errors += v.stats[i].errors
+			c.timeouts += v.stats[i].timeouts
+			v.stats[i] = checkStats{}
+		}
+		stats.Calls += int(c.calls)
+		stats.Errors += int(c.errors)
+		stats.Timeouts += int(c.timeouts)
+		e.metrics.calls.WithLabelValues(sc.name).Add(float64(c.calls))
+		e.metrics.errors.WithLabelValues(sc.name).Add(float64(c.errors))
+		e.metrics.timeouts.WithLabelValues(sc.name).Add(float64(c.timeouts))
+	}
+	stats.Duration = time.Since(start)
+	e.metrics.ticks.Inc()
+	e.metrics.tickSeconds.Observe(stats.Duration.Seconds())
+	e.metrics.hosts.Set(float64(stats.Hosts))
+	return stats
+}
+
+// runHost runs the due checks of one host. It returns false when the host
+// table no longer has the host.
+func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dead {
+		return true
+	}
+	if !v.e.deps.Hosts.Snapshot(h.key, &v.snapBuf) {
+		return false
+	}
+	h.bind(&v.snapBuf)
+	v.entry, v.snap, v.now = h, &v.snapBuf, now
+	unix := now.Unix()
+	for i, sc := range set.checks {
+		if !due[i] || (sc.cfg.LocalOnly && !v.snapBuf.Local) {
+			continue
+		}
+		vc := &v.checks[i]
+		if vc.fn == nil || sc.disabled.Load() {
+			continue
+		}
+		s := h.slot(sc.slot, len(set.bySlot))
+		if s.skipUntil != 0 {
+			if unix < s.skipUntil {
+				continue
+			}
+			s.skipUntil = 0
+		}
+		v.call(sc, vc, h, s, i)
+	}
+	// A check that was removed or disabled leaves no engaged alert behind.
+	for i := range h.slots {
+		if h.slots[i].alert != nil && !set.active(i) {
+			v.e.release(h, &h.slots[i], v.e.slotName(i), now)
+		}
+	}
+	v.entry, v.snap, v.slot = nil, nil, nil
+	return true
+}
+
+// call runs check(host_info) for the bound host and applies the alert
+// lifecycle: a triggering run engages or updates the alert, a run that does
+// not trigger releases it, a failed run leaves it as it was.
+func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, s *slotState, i int) {
+	L := v.L
+	v.slot = s
+	v.triggered = false
+	L.Push(vc.fn)
+	L.Push(vc.info)
+	v.budget.arm()
+	err := L.PCall(1, 0, nil)
+	stopped := v.budget.disarm()
+	s.runs++
+	st := &v.stats[i]
+	st.calls++
+	if err != nil {
+		st.errors++
+		if stopped {
+			st.timeouts++
+		}
+		v.e.failed(sc, h, err, stopped)
+		return
+	}
+	if sc.fails.Load() != 0 {
+		sc.fails.Store(0)
+	}
+	if v.triggered {
+		v.e.engage(h, s, sc.name, v.tValue, v.tMsg, v.now)
+		v.tMsg = ""
+	} else if s.alert != nil {
+		v.e.release(h, s, sc.name, v.now)
+	}
+}
+
+// failed counts a failed call, logs it (rate-limited per check) and disables
+// the check after MaxFailures consecutive failures.
+func (e *Engine) failed(sc *script, h *hostEntry, err error, stopped bool) {
+	n := sc.fails.Add(1)
+	what := "error"
+	if stopped {
+		what = "timeout"
+	}
+	if ok, suppressed := e.limiter.allow(sc.name); ok {
+		e.logger.Warn("host check failed", "check", sc.name, "host", h.key.String(), "kind", what,
+			"consecutive", n, "suppressed", suppressed, "error", err.Error())
+	}
+	if e.cfg.MaxFailures > 0 && n >= int64(e.cfg.MaxFailures) && sc.disabled.CompareAndSwap(false, true) {
+		e.metrics.disabled.WithLabelValues(sc.name).Inc()
+		e.logger.Error("host check disabled after consecutive failures; fix the script to re-enable it",
+			"check", sc.name, "file", sc.file.path, "failures", n)
+	}
+}
+
+// logFailure logs a problem of a check outside a call (rate-limited).
+func (e *Engine) logFailure(sc *script, host string, err error) {
+	if ok, suppressed := e.limiter.allow(sc.name); ok {
+		e.logger.Warn("host check failed", "check", sc.name, "host", host, "suppressed", suppressed, "error", err.Error())
+	}
+}

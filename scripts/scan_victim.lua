@@ -1,0 +1,29 @@
+-- scan_victim: this host, as a server, is scanned or probed: many clients got
+-- no reply or a refusal (RST) from it, or many of its inbound conversations
+-- went unanswered or refused, over the last window_ticks runs.
+local host_consts = require("host_consts")
+
+local scan_victim = {}
+
+function scan_victim.check(host_info)
+  local nr_cli = host.getNumContactsFromPeersAsServerTCPUDPNoTX()
+  local ref_cli = host.getNumContactsFromPeersAsServerTCPRefused()
+  -- Every unanswered or refused inbound conversation puts its client in
+  -- one of these sets: with both empty there is nothing to look at.
+  if nr_cli + ref_cli == 0 then
+    return
+  end
+  local conv = host.getUnidirectionalTCPUDPFlowsStats().num_ingress + host.getRefusedTCPFlowsStats().num_ingress
+  local p = host_info.params
+  local w = p.window_ticks or 2
+  local st = host_info.state
+  local growth = host_consts.growth
+  local d_peers = growth(st, "nr_cli", nr_cli, w) + growth(st, "ref_cli", ref_cli, w)
+  local d_conv = growth(st, "conv", conv, w)
+  if d_peers >= (p.peers or 16) or d_conv >= (p.conversations or 100) then
+    host.triggerAlert(p.value or host_consts.score.warning, string.format(
+      "scan victim: %d clients, %d conversations without reply or refused", d_peers, d_conv))
+  end
+end
+
+return scan_victim
