@@ -1,0 +1,674 @@
+package sink
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/sink/spool"
+)
+
+// kafkaRecord is one alert ready for Kafka: routing is decided at intake so
+// that a spooled alert replays to the topic it was meant for.
+type kafkaRecord struct {
+	topic  string
+	key    string
+	check  string
+	schema string
+	value  []byte
+}
+
+// recordVersion tags the spool encoding of a kafkaRecord.
+const recordVersion = 1
+
+// encode lays a record out for the spool: version, then topic, key, check
+// and schema as uvarint-length strings, then the JSON value.
+func (r *kafkaRecord) encode() []byte {
+	b := make([]byte, 0, 1+4*binary.MaxVarintLen16+len(r.topic)+len(r.key)+len(r.check)+len(r.schema)+len(r.value))
+	b = append(b, recordVersion)
+	for _, s := range []string{r.topic, r.key, r.check, r.schema} {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	return append(b, r.value...)
+}
+
+// decodeRecord parses what encode wrote; spool records are checksummed, so
+// an error here means a bug or a foreign file, never a torn write.
+func decodeRecord(b []byte) (kafkaRecord, error) {
+	var r kafkaRecord
+	if len(b) == 0 || b[0] != recordVersion {
+		return r, errors.New("unknown record version")
+	}
+	b = b[1:]
+	var fields [4]string
+	for i := range fields {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return r, errors.New("truncated record field")
+		}
+		fields[i] = string(b[k : k+int(n)])
+		b = b[k+int(n):]
+	}
+	r.topic, r.key, r.check, r.schema = fields[0], fields[1], fields[2], fields[3]
+	r.value = b
+	return r, nil
+}
+
+// kafkaSink publishes alerts with a kafka-go Writer.
+//
+// Ordering: one drainer goroutine sends everything, one batch at a time, so
+// a host's events reach its partition in order. Intake goes to the bounded
+// in-memory queue while the spool is empty; once an event cannot go there
+// (queue full, or a send failed) the sink is "spooling" and every new event
+// is appended to the spool until the drainer has emptied it. Queued events
+// are always older than spooled ones, so the drainer sends the queue first,
+// then the spool, then switches intake back to the queue. A batch taken
+// from the queue that fails is put at the front of the spool together with
+// the rest of the queue, so that retries and shutdown only deal with the
+// spool.
+type kafkaSink struct {
+	cfg     KafkaConfiguration
+	m       *metrics
+	log     *slog.Logger
+	limiter *logLimiter
+	spool   *spool.Spool
+
+	queue chan kafkaRecord
+	wake  chan struct{} // poked after a spool append
+
+	mu       sync.Mutex // orders intake between queue and spool
+	spooling atomic.Bool
+	closed   bool
+
+	started   atomic.Bool
+	ready     atomic.Bool
+	stop      chan struct{} // closed when Close begins
+	hardCtx   context.Context
+	hardStop  context.CancelFunc // ends in-flight sends when the grace is over
+	done      chan struct{}
+	closeOnce sync.Once
+
+	// Owned by the drainer.
+	writer      *kafka.Writer
+	needTopics  bool
+	writerGroup sync.WaitGroup // writers being closed in the background
+	tlsConfig   *tls.Config
+	mechanism   sasl.Mechanism
+}
+
+func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, limiter *logLimiter) (*kafkaSink, error) {
+	k := &kafkaSink{
+		cfg:        cfg,
+		m:          m,
+		log:        log.With("sink", "kafka"),
+		limiter:    limiter,
+		queue:      make(chan kafkaRecord, cfg.QueueSize),
+		wake:       make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
+		needTopics: cfg.CreateTopics.Enabled,
+	}
+	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
+	var err error
+	if k.tlsConfig, err = tlsConfig(cfg.TLS); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	if k.mechanism, err = saslMechanism(cfg.SASL); err != nil {
+		return nil, fmt.Errorf("sasl: %w", err)
+	}
+	sp, rec, err := spool.Open(spool.Options{
+		Dir:          cfg.Spool.Dir,
+		MaxBytes:     cfg.Spool.MaxBytes,
+		SegmentBytes: cfg.Spool.SegmentBytes,
+		Fsync:        cfg.Spool.Fsync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("spool.dir: %w", err)
+	}
+	k.spool = sp
+	for _, p := range rec.Problems {
+		k.log.Error("spool damaged, good records kept", "problem", p)
+	}
+	if rec.DiscardedBytes > 0 {
+		m.spoolCorrupt.WithLabelValues("kafka").Add(float64(rec.DiscardedBytes))
+	}
+	if rec.Records > 0 {
+		k.log.Info("spool holds alerts from a previous run, replaying them first",
+			"alerts", rec.Records, "segments", rec.Segments)
+		k.spooling.Store(true)
+	}
+	k.gauges()
+	return k, nil
+}
+
+func tlsConfig(c TLSConfiguration) (*tls.Config, error) {
+	if !c.Enabled {
+		return nil, nil
+	}
+	t := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Off by default; an operator's explicit choice for test brokers.
+		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec
+	}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file: no certificate in %s", c.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+func saslMechanism(c SASLConfiguration) (sasl.Mechanism, error) {
+	switch strings.ToLower(c.Mechanism) {
+	case "":
+		return nil, nil
+	case "plain":
+		return plain.Mechanism{Username: c.Username, Password: c.Password}, nil
+	case "scram-sha-256":
+		return scram.Mechanism(scram.SHA256, c.Username, c.Password)
+	case "scram-sha-512":
+		return scram.Mechanism(scram.SHA512, c.Username, c.Password)
+	}
+	return nil, fmt.Errorf("mechanism %q unknown", c.Mechanism)
+}
+
+var acks = map[string]kafka.RequiredAcks{"all": kafka.RequireAll, "one": kafka.RequireOne, "none": kafka.RequireNone}
+
+var codecs = map[string]kafka.Compression{"none": 0, "gzip": kafka.Gzip, "snappy": kafka.Snappy, "lz4": kafka.Lz4, "zstd": kafka.Zstd}
+
+// newWriter builds a Writer with its own Transport, so that a fresh one
+// after a failure also starts with fresh metadata (a broker that came back
+// may have lost its topics).
+func (k *kafkaSink) newWriter() *kafka.Writer {
+	return &kafka.Writer{
+		Addr:     kafka.TCP(k.cfg.Brokers...),
+		Balancer: kafka.Murmur2Balancer{}, // same partition as Java clients for a key
+		// The sink retries on its own, from the spool; the Writer only
+		// gets a couple of quick attempts for transient errors.
+		MaxAttempts:     3,
+		WriteBackoffMin: 10 * time.Millisecond,
+		WriteBackoffMax: 100 * time.Millisecond,
+		BatchSize:       k.cfg.BatchSize,
+		BatchBytes:      k.cfg.BatchBytes,
+		// The sink lingers batch_timeout itself before calling
+		// WriteMessages; the Writer must not add its own linger.
+		BatchTimeout:           time.Millisecond,
+		ReadTimeout:            k.cfg.WriteTimeout,
+		WriteTimeout:           k.cfg.WriteTimeout,
+		RequiredAcks:           acks[k.cfg.Acks],
+		Compression:            codecs[k.cfg.Compression],
+		AllowAutoTopicCreation: k.cfg.CreateTopics.Enabled,
+		Transport: &kafka.Transport{
+			DialTimeout: min(k.cfg.WriteTimeout, 5*time.Second),
+			ClientID:    k.cfg.ClientID,
+			TLS:         k.tlsConfig,
+			SASL:        k.mechanism,
+			MetadataTTL: 30 * time.Second,
+		},
+	}
+}
+
+func (k *kafkaSink) Name() string { return "kafka" }
+
+func (k *kafkaSink) Start() error {
+	if k.started.Swap(true) {
+		return errors.New("already started")
+	}
+	k.writer = k.newWriter()
+	k.ready.Store(true)
+	go k.run()
+	return nil
+}
+
+func (k *kafkaSink) Ready() bool { return k.started.Load() && k.ready.Load() }
+
+// route picks the topic: the first matching route, else the default.
+func (k *kafkaSink) route(ev *alert.Event) string {
+	severity := ev.Severity
+	if severity == "" {
+		severity = alert.Severity(ev.Value)
+	}
+	for _, r := range k.cfg.Routes {
+		if (r.Check == "" || r.Check == ev.Check) && (r.Severity == "" || r.Severity == severity) {
+			return r.Topic
+		}
+	}
+	return k.cfg.Topic
+}
+
+func (k *kafkaSink) Enqueue(ev *alert.Event, value []byte) {
+	rec := kafkaRecord{
+		topic:  k.route(ev),
+		key:    ev.Host.Key(),
+		check:  ev.Check,
+		schema: strconv.Itoa(ev.Schema),
+		value:  value,
+	}
+	// A message above batch_bytes would be refused by the Writer forever.
+	if int64(len(rec.value)+len(rec.key)+len(rec.check)+64) > k.cfg.BatchBytes {
+		k.drop(rec.topic, "too_large", 1)
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.closed {
+		k.drop(rec.topic, "stopped", 1)
+		return
+	}
+	k.m.produced.WithLabelValues("kafka", rec.topic).Inc()
+	if !k.spooling.Load() {
+		select {
+		case k.queue <- rec:
+			return
+		default:
+			k.spooling.Store(true)
+			if ok, _ := k.limiter.allow("kafka-queue-full"); ok {
+				k.log.Warn("kafka queue full, spooling alerts to disk", "queue_size", k.cfg.QueueSize)
+			}
+		}
+	}
+	k.appendSpool(rec)
+	select {
+	case k.wake <- struct{}{}:
+	default:
+	}
+}
+
+// appendSpool writes one record at the spool's tail (k.mu held).
+func (k *kafkaSink) appendSpool(rec kafkaRecord) {
+	dropped, err := k.spool.Append(rec.encode())
+	k.spoolDrops(dropped)
+	if err != nil {
+		k.ready.Store(false)
+		k.drop(rec.topic, "spool_error", 1)
+		if ok, n := k.limiter.allow("kafka-spool-error"); ok {
+			k.log.Error("cannot spool alert, dropped", "error", err, "suppressed", n)
+		}
+		return
+	}
+	k.ready.Store(true)
+	k.m.spooled.WithLabelValues("kafka", rec.topic).Inc()
+	k.gauges()
+}
+
+// spoolDrops accounts for records the spool ceiling pushed out. Their
+// topics are not decoded back: the drop is counted under topic "".
+func (k *kafkaSink) spoolDrops(n int) {
+	if n > 0 {
+		k.drop("", "spool_ceiling", n)
+	}
+}
+
+func (k *kafkaSink) drop(topic, reason string, n int) {
+	k.m.dropped.WithLabelValues("kafka", topic, reason).Add(float64(n))
+	if ok, held := k.limiter.allow("kafka-drop-" + reason); ok {
+		k.log.Error("alerts dropped", "reason", reason, "topic", topic, "count", n, "suppressed", held)
+	}
+}
+
+func (k *kafkaSink) gauges() {
+	k.m.spoolBytes.WithLabelValues("kafka").Set(float64(k.spool.Bytes()))
+	k.m.spoolCount.WithLabelValues("kafka").Set(float64(k.spool.Len()))
+}
+
+// run is the single drainer: queue first, then spool, with backoff on
+// failure. It returns once Close was called and nothing is left in memory.
+func (k *kafkaSink) run() {
+	defer close(k.done)
+	backoff := k.cfg.RetryBackoffMin
+	failed := func() bool {
+		// Wait before the next attempt; false when the grace is over.
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, k.cfg.RetryBackoffMax)
+		select {
+		case <-t.C:
+		case <-k.stop:
+			// Stopping: one last attempt is made without waiting;
+			// what then fails stays in the spool.
+		case <-k.hardCtx.Done():
+			return false
+		}
+		return true
+	}
+	var carry *kafkaRecord
+	for {
+		if recs := k.takeLive(carry); len(recs) > 0 {
+			carry = nil
+			if err := k.send(recs, false); err != nil {
+				k.spoolFront(recs)
+				if k.stopping() || !failed() {
+					return
+				}
+				continue
+			}
+			backoff = k.cfg.RetryBackoffMin
+			continue
+		}
+		if k.stopping() {
+			// In-memory alerts are delivered or spooled; the spool
+			// replays at the next start.
+			return
+		}
+		if k.spool.Len() > 0 {
+			if err := k.replay(); err != nil {
+				if !failed() {
+					return
+				}
+				continue
+			}
+			backoff = k.cfg.RetryBackoffMin
+			continue
+		}
+		// Queue and spool empty: intake may use the queue again.
+		k.mu.Lock()
+		if k.spool.Len() == 0 && len(k.queue) == 0 {
+			k.spooling.Store(false)
+		}
+		k.mu.Unlock()
+		select {
+		case rec := <-k.queue:
+			carry = &rec
+		case <-k.wake:
+		case <-k.stop:
+		}
+	}
+}
+
+func (k *kafkaSink) stopping() bool {
+	select {
+	case <-k.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// takeLive collects a batch from the queue, lingering up to batch_timeout
+// for it to fill unless spooling or stopping.
+func (k *kafkaSink) takeLive(first *kafkaRecord) []kafkaRecord {
+	var recs []kafkaRecord
+	if first != nil {
+		recs = append(recs, *first)
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for len(recs) < k.cfg.BatchSize {
+		select {
+		case r := <-k.queue:
+			recs = append(recs, r)
+			continue
+		default:
+		}
+		if len(recs) == 0 || k.spooling.Load() || k.stopping() {
+			break
+		}
+		if timer == nil {
+			timer = time.NewTimer(k.cfg.BatchTimeout)
+		}
+		select {
+		case r := <-k.queue:
+			recs = append(recs, r)
+			continue
+		case <-timer.C:
+		case <-k.stop:
+		}
+		break
+	}
+	return recs
+}
+
+// spoolFront puts a failed live batch and everything still queued at the
+// front of the spool, in order, and switches intake to the spool.
+func (k *kafkaSink) spoolFront(recs []kafkaRecord) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.spooling.Store(true)
+	for {
+		select {
+		case r := <-k.queue:
+			recs = append(recs, r)
+			continue
+		default:
+		}
+		break
+	}
+	enc := make([][]byte, len(recs))
+	for i := range recs {
+		enc[i] = recs[i].encode()
+	}
+	if err := k.spool.Prepend(enc...); err != nil {
+		k.ready.Store(false)
+		for _, r := range recs {
+			k.drop(r.topic, "spool_error", 1)
+		}
+		k.log.Error("cannot spool undelivered alerts, dropped", "count", len(recs), "error", err)
+		return
+	}
+	k.ready.Store(true)
+	countByTopic(k.m.spooled, recs)
+	k.gauges()
+}
+
+// replay sends the next batch from the spool and commits it on success.
+func (k *kafkaSink) replay() error {
+	raw, cur, err := k.spool.Peek(k.cfg.BatchSize, int(k.cfg.BatchBytes/2))
+	if err != nil {
+		return err
+	}
+	recs := make([]kafkaRecord, 0, len(raw))
+	for _, b := range raw {
+		r, err := decodeRecord(b)
+		if err != nil {
+			k.drop("", "corrupt", 1)
+			continue
+		}
+		recs = append(recs, r)
+	}
+	if len(recs) > 0 {
+		if err := k.send(recs, true); err != nil {
+			return err
+		}
+	}
+	if err := k.spool.Commit(cur); err != nil {
+		return err
+	}
+	k.gauges()
+	return nil
+}
+
+// send writes one batch and waits for the acknowledgements.
+func (k *kafkaSink) send(recs []kafkaRecord, replayed bool) error {
+	if k.needTopics {
+		k.createTopics()
+	}
+	msgs := make([]kafka.Message, len(recs))
+	for i, r := range recs {
+		msgs[i] = kafka.Message{
+			Topic: r.topic,
+			Key:   []byte(r.key),
+			Value: r.value,
+			Headers: []kafka.Header{
+				{Key: "schema", Value: []byte(r.schema)},
+				{Key: "check", Value: []byte(r.check)},
+			},
+		}
+	}
+	start := time.Now()
+	err := k.writer.WriteMessages(k.hardCtx, msgs...)
+	if err != nil {
+		kind := errorKind(err)
+		k.m.errors.WithLabelValues("kafka", kind).Inc()
+		if ok, n := k.limiter.allow("kafka-write-" + kind); ok {
+			k.log.Warn("kafka write failed, alerts kept in the spool", "kind", kind, "error", err,
+				"alerts", len(recs), "suppressed", n)
+		}
+		// Start over with a fresh Writer (fresh metadata, connections);
+		// the old one finishes its in-flight attempts in the background.
+		old := k.writer
+		k.writerGroup.Go(func() { _ = old.Close() })
+		k.writer = k.newWriter()
+		k.needTopics = k.cfg.CreateTopics.Enabled
+		return err
+	}
+	k.m.latency.WithLabelValues("kafka").Observe(time.Since(start).Seconds())
+	countByTopic(k.m.delivered, recs)
+	if replayed {
+		countByTopic(k.m.replayed, recs)
+	}
+	return nil
+}
+
+// createTopics creates the default and routed topics, ignoring those that
+// exist. Failures are logged: the Writer's auto-creation may still work.
+func (k *kafkaSink) createTopics() {
+	seen := map[string]bool{k.cfg.Topic: true}
+	topics := []kafka.TopicConfig{{Topic: k.cfg.Topic}}
+	for _, r := range k.cfg.Routes {
+		if !seen[r.Topic] {
+			seen[r.Topic] = true
+			topics = append(topics, kafka.TopicConfig{Topic: r.Topic})
+		}
+	}
+	for i := range topics {
+		topics[i].NumPartitions = k.cfg.CreateTopics.Partitions
+		topics[i].ReplicationFactor = k.cfg.CreateTopics.ReplicationFactor
+	}
+	ctx, cancel := context.WithTimeout(k.hardCtx, k.cfg.WriteTimeout)
+	defer cancel()
+	client := &kafka.Client{Addr: k.writer.Addr, Transport: k.writer.Transport}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics})
+	if err != nil {
+		// Most likely the broker is down; the write will tell.
+		return
+	}
+	k.needTopics = false
+	for topic, err := range resp.Errors {
+		if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+			k.log.Warn("cannot create topic", "topic", topic, "error", err)
+		}
+	}
+}
+
+// errorKind names an error for the broker_errors metric.
+func errorKind(err error) string {
+	var werr kafka.WriteErrors
+	if errors.As(err, &werr) {
+		for _, e := range werr {
+			if e != nil {
+				err = e
+				break
+			}
+		}
+	}
+	var kerr kafka.Error
+	var nerr net.Error
+	switch {
+	case errors.As(err, &kerr):
+		return strings.ReplaceAll(strings.ToLower(kerr.Title()), " ", "_")
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection_refused"
+	case errors.As(err, &nerr) && nerr.Timeout():
+		return "timeout"
+	case errors.As(err, new(*net.OpError)):
+		return "network"
+	}
+	return "other"
+}
+
+// countByTopic adds each record to its topic's counter.
+func countByTopic(vec *prometheus.CounterVec, recs []kafkaRecord) {
+	i := 0
+	for i < len(recs) {
+		j := i + 1
+		for j < len(recs) && recs[j].topic == recs[i].topic {
+			j++
+		}
+		vec.WithLabelValues("kafka", recs[i].topic).Add(float64(j - i))
+		i = j
+	}
+}
+
+// Close stops intake and lets the drainer deliver what is in memory until
+// ctx ends; then in-flight sends are cancelled and their alerts spooled.
+func (k *kafkaSink) Close(ctx context.Context) error {
+	var err error
+	k.closeOnce.Do(func() {
+		k.mu.Lock()
+		k.closed = true
+		k.mu.Unlock()
+		close(k.stop)
+		if k.started.Load() {
+			select {
+			case <-k.done:
+			case <-ctx.Done():
+				k.hardStop()
+				<-k.done
+			}
+			k.hardStop()
+			closed := make(chan struct{})
+			w := k.writer
+			go func() {
+				_ = w.Close()
+				k.writerGroup.Wait()
+				close(closed)
+			}()
+			select {
+			case <-closed:
+			case <-time.After(time.Second):
+				// Writers stuck on a dead broker finish on their own.
+			}
+		} else {
+			// Never started: keep what was queued.
+			k.spoolFront(nil)
+		}
+		k.gauges()
+		if n := k.spool.Len(); n > 0 {
+			k.log.Info("alerts left in the spool for the next start", "alerts", n)
+		}
+		err = k.spool.Close()
+		k.ready.Store(false)
+	})
+	return err
+}
