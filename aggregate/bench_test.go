@@ -1,0 +1,139 @@
+package aggregate
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/flowcheck/flowcheck/flow"
+)
+
+// benchRecords returns n records of request/reply pairs between 2,000
+// clients and 200 servers, mixed TCP (answered, refused, unanswered) and UDP.
+func benchRecords(n int, seed uint64) []flow.Record {
+	rng := rand.New(rand.NewPCG(seed, 7))
+	recs := make([]flow.Record, 0, n)
+	for len(recs) < n {
+		c := netip.AddrFrom4([4]byte{10, 1, byte(rng.IntN(8)), byte(rng.IntN(250))})
+		s := netip.AddrFrom4([4]byte{192, 0, 2, byte(rng.IntN(200))})
+		sp, dp := uint16(32768+rng.IntN(30000)), []uint16{80, 443, 53, 22, 8080, 25}[rng.IntN(6)]
+		proto := uint8(flow.ProtoTCP)
+		if dp == 53 {
+			proto = flow.ProtoUDP
+		}
+		req := flow.Record{SrcAddr: c, DstAddr: s, SrcPort: sp, DstPort: dp, Proto: proto,
+			TCPFlags: syn | flow.TCPAck | flow.TCPFin, Bytes: 1200, Packets: 10}
+		rep := flow.Record{SrcAddr: s, DstAddr: c, SrcPort: dp, DstPort: sp, Proto: proto,
+			TCPFlags: synAck | flow.TCPFin, Bytes: 40000, Packets: 30}
+		switch rng.IntN(10) {
+		case 0: // unanswered
+			recs = append(recs, req)
+			continue
+		case 1: // refused
+			req.TCPFlags, rep.TCPFlags = syn, rstAck
+		}
+		recs = append(recs, req, rep)
+	}
+	return recs[:n]
+}
+
+// BenchmarkApply measures records applied per second with one and two
+// ingest workers; ns/op and allocs/op are per record.
+func BenchmarkApply(b *testing.B) {
+	const batchSize = 256
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			tbl, clk, _ := newTestTable(b, DefaultConfiguration(), Dependencies{})
+			recs := make([][]flow.Record, workers)
+			for w := range recs {
+				recs[w] = benchRecords(1<<16, uint64(w))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			per := b.N / workers
+			for w := range workers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					src := recs[w]
+					for done := 0; done < per; {
+						off := done % len(src)
+						n := min(batchSize, per-done, len(src)-off)
+						tbl.Apply(src[off : off+n])
+						done += n
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			clk.Advance(DefaultConfiguration().ReplyWindow)
+			tbl.Advance(clk.Now())
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkHostMemory measures heap bytes per host: an idle host with
+// traffic of one protocol and no contact sets, and a host whose three
+// no-reply sets hold exact_set_size members each (the most an exact set
+// holds; past it the HyperLogLog sketch takes 16 KiB).
+func BenchmarkHostMemory(b *testing.B) {
+	const hosts = 20000
+	cases := []struct {
+		name  string
+		hosts int
+		fill  func(tbl *HostTable, i int)
+	}{
+		{"no-sets", hosts, func(tbl *HostTable, i int) {}},
+		{"full-exact-sets", 200, func(tbl *HostTable, i int) {
+			h := hostAddr(i)
+			for j := range DefaultConfiguration().ExactSetSize {
+				peer := netip.AddrFrom4([4]byte{203, byte(j >> 16), byte(j >> 8), byte(j)})
+				d := decision{client: h, server: peer, sport: uint16(j), proto: flow.ProtoTCP, verdict: verdictOneSided}
+				tbl.commit(&applyScratch{}, []decision{d})
+				d = decision{client: peer, server: h, sport: 80, proto: flow.ProtoTCP, verdict: verdictOneSided}
+				tbl.commit(&applyScratch{}, []decision{d})
+			}
+		}},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			for range b.N {
+				cfg := DefaultConfiguration()
+				tbl, _, _ := newTestTable(b, cfg, Dependencies{})
+				// The remote peers of the filled sets are not hosts of
+				// the table: only the measured hosts are.
+				runtime.GC()
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				batch := make([]flow.Record, 0, 256)
+				for i := range tc.hosts {
+					// ICMP from the measured host to a single sink host:
+					// traffic and one L7 entry, no conversation.
+					batch = append(batch, flow.Record{SrcAddr: hostAddr(i), DstAddr: netip.MustParseAddr("10.255.255.1"),
+						Proto: flow.ProtoICMP, Bytes: 84, Packets: 1})
+					if len(batch) == cap(batch) {
+						tbl.Apply(batch)
+						batch = batch[:0]
+					}
+				}
+				tbl.Apply(batch)
+				for i := range tc.hosts {
+					tc.fill(tbl, i)
+				}
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(tc.hosts), "B/host")
+				runtime.KeepAlive(tbl)
+			}
+		})
+	}
+}
+
+func hostAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+}

@@ -1,0 +1,80 @@
+// Package aggregate holds per-host state built from flow records: identity,
+// address flags, traffic and L7 counters, and the no-reply ("NoTX") and
+// refused contact sets that ntopng's host.* Lua API reads.
+//
+// # Hosts
+//
+// A host is keyed by (IP, VLAN). Every record updates its two hosts: bytes
+// and packets sent and received (biflow reverse counters included), first
+// and last seen (from the pipeline clock, never record timestamps), last
+// MAC, and per-application counters. The application is the record's
+// AppName (nProbe L7_PROTO_NAME), else its AppID (an nDPI id, or an IE 95
+// applicationId with an IANA-port selector) through a table, else a guess
+// from the well-known port of the lower port then the higher, with nDPI's
+// names, else "Unknown". A host keeps at most max_l7_protocols names; the
+// rest go to "Other". Flags: local (inside local_networks), multicast
+// (224.0.0.0/4, ff00::/8), broadcast (255.255.255.255 and the network and
+// broadcast addresses of an IPv4 local network of /30 or larger), unicast
+// (neither), blacklisted (in a blacklist file), rx_only (never seen sending
+// a packet).
+//
+// # Conversations, one-sided and refused
+//
+// A conversation is a TCP or UDP 5-tuple plus VLAN, both directions
+// together. ICMP is never a conversation (an ICMP error is not a reply).
+//
+// Client and server: for TCP, when exactly one direction's (cumulative)
+// flags show SYN without ACK, that side is the client. Otherwise the side
+// with the lower port is the server; on equal ports the side with the lower
+// address is the client. Record order never decides: exporters put the
+// lower address first in biflows.
+//
+// A conversation is one-sided when its server sent no packet back. It is
+// refused when it is TCP and the server's packets carry RST and no SYN (the
+// server answered with RST only, no SYN-ACK): a RST is a reply, so a
+// refused conversation is not one-sided. Everything else is answered and
+// changes no set. A lone direction whose sender does not look like a
+// client (TCP without SYN-only flags, from the lower port) is a server
+// talking to a silent client and changes nothing; a lone UDP sender is
+// always the client.
+//
+// Unidirectional exports (NetFlow v5/v9, IPFIX without reverse elements;
+// softflowd and pmacctd send one record per direction and skip a silent
+// direction) go through the NoReplyTracker: the first record of a
+// conversation opens it for reply_window (default 30 s) of clock time. A
+// record of the other direction within the window answers it; it is then
+// decided at once from both directions' flags (answered or refused) and
+// kept as a tombstone until the window ends, so that late records of the
+// same conversation do not open a new one. When the window ends with one
+// direction only, the conversation is one-sided. The tracker is bounded
+// (max_pending); when full, the oldest conversation is decided early and
+// counted. A reply after the window does not answer the conversation: it
+// opens a new one.
+//
+// A biflow record (RFC 5103 reverse elements, or IEs 23/24) is decided at
+// once: zero packets in one direction make it one-sided with the other
+// side as sender. nProbe's per-role flags (client/server TCP flags) are
+// used instead of the forward/reverse flags when present. Biflows are not
+// remembered: an exporter that re-exports a long one-sided biflow (active
+// timeout) counts it again in the unidirectional counters; the sets, being
+// sets, do not change.
+//
+// On a one-sided conversation: the client's "peers as client" set gains
+// the server IP and its "server ports" set the server port; the server's
+// "peers as server" set gains the client IP; the client's egress and the
+// server's ingress unidirectional counters (by TCP/UDP) go up by one.
+// Refused conversations fill a second, identical group of sets and
+// counters (flowcheck extensions); fold_refused_into_noreply also counts
+// them in the first. ResetContacts clears both groups.
+//
+// Sets are exact up to exact_set_size members (addresses as 64-bit
+// hashes), then a HyperLogLog sketch of precision 14 (0.81 % standard
+// error).
+//
+// # Bounds
+//
+// The table holds at most max_hosts hosts; new remote hosts are refused
+// earlier, leaving local_reserve_percent of the room to local hosts, and
+// refusals are counted. Hosts idle longer than idle_timeout.local or
+// .remote are removed by Advance, which reports each to OnExpire.
+package aggregate

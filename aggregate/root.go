@@ -1,0 +1,626 @@
+package aggregate
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/flow"
+)
+
+// Dependencies are what the host table needs from the rest of the program.
+type Dependencies struct {
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Clock is the only time source (live or replay): windows, expiry and
+	// first/last seen read it, never record timestamps.
+	Clock clock.Clock
+	// OnExpire is called, outside the table's locks, for each host that
+	// expires. It may be nil.
+	OnExpire func(key HostKey)
+	// LookupAddr resolves an address to names for the optional reverse
+	// DNS; nil means net.DefaultResolver.LookupAddr.
+	LookupAddr LookupAddrFunc
+}
+
+// sweepInterval is how often (in clock time) Advance looks for idle hosts.
+const sweepInterval = time.Second
+
+// HostTable holds the state of every host, sharded by a hash of the host
+// key so that ingest workers update it in parallel.
+type HostTable struct {
+	log      *slog.Logger
+	clock    clock.Clock
+	onExpire func(HostKey)
+	metrics  *metrics
+	// refusedLocal and refusedRemote are hostsRefused's two series,
+	// commitOneSided and commitRefused committed's.
+	refusedLocal, refusedRemote   prometheus.Counter
+	commitOneSided, commitRefused prometheus.Counter
+
+	shards   []hostShard
+	trackers []trackerLock
+	mask     uint64
+
+	// count is the number of hosts, across shards.
+	count                   atomic.Int64
+	localLimit, remoteLimit int64
+	window                  int64
+	idleLocal, idleRemote   int64
+	exactSetSize            int
+	maxL7                   int
+	foldRefused             bool
+
+	nc        atomic.Pointer[netClass]
+	lastSweep atomic.Int64
+	sweepMu   sync.Mutex
+
+	scratch sync.Pool
+
+	// reloadMu serializes Reload, blacklist reloads and Start/Stop.
+	reloadMu sync.Mutex
+	cfg      Configuration
+	black    *prefixSet
+	watch    *blacklistWatcher
+	rdns     *resolver
+}
+
+type hostShard struct {
+	mu    sync.Mutex
+	hosts map[HostKey]*host
+	_     [48]byte // keep shards on separate cache lines
+}
+
+type trackerLock struct {
+	mu sync.Mutex
+	t  *trackerShard
+	_  [48]byte
+}
+
+// New builds a host table. The blacklist files are read now; a file that
+// cannot be read is an error.
+func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Registerer == nil {
+		deps.Registerer = prometheus.NewRegistry()
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Live{}
+	}
+	t := &HostTable{
+		log:          deps.Logger.With("component", "aggregate"),
+		clock:        deps.Clock,
+		onExpire:     deps.OnExpire,
+		shards:       make([]hostShard, cfg.Shards),
+		trackers:     make([]trackerLock, cfg.Shards),
+		mask:         uint64(cfg.Shards - 1),
+		localLimit:   int64(cfg.MaxHosts),
+		remoteLimit:  int64(cfg.MaxHosts) * int64(100-cfg.LocalReservePercent) / 100,
+		window:       int64(cfg.ReplyWindow),
+		idleLocal:    int64(cfg.IdleTimeout.Local),
+		idleRemote:   int64(cfg.IdleTimeout.Remote),
+		exactSetSize: cfg.ExactSetSize,
+		maxL7:        cfg.MaxL7Protocols,
+		foldRefused:  cfg.FoldRefusedIntoNoReply,
+		cfg:          cfg,
+	}
+	t.scratch.New = func() any { return &applyScratch{} }
+	perShard := max(1, cfg.MaxPending/cfg.Shards)
+	for i := range t.shards {
+		t.shards[i].hosts = make(map[HostKey]*host)
+		t.trackers[i].t = newTrackerShard(perShard)
+	}
+	m, err := newMetrics(deps.Registerer, t)
+	if err != nil {
+		return nil, fmt.Errorf("aggregate: metrics: %w", err)
+	}
+	t.metrics = m
+	t.refusedLocal = m.hostsRefused.WithLabelValues("local")
+	t.refusedRemote = m.hostsRefused.WithLabelValues("remote")
+	t.commitOneSided = m.committed.WithLabelValues("one_sided")
+	t.commitRefused = m.committed.WithLabelValues("refused")
+	if err := t.loadConfig(cfg); err != nil {
+		return nil, err
+	}
+	if cfg.ReverseDNS.Enabled {
+		t.rdns = newResolver(cfg.ReverseDNS, deps.LookupAddr, m, t.log)
+	}
+	t.lastSweep.Store(t.clock.Now().UnixNano())
+	return t, nil
+}
+
+// loadConfig reads the blacklists and swaps in the classifier built from
+// cfg. On error nothing changes. The caller holds reloadMu (or is New).
+func (t *HostTable) loadConfig(cfg Configuration) error {
+	black, bad, err := loadBlacklists(cfg.Blacklists)
+	if err != nil {
+		t.metrics.blacklistReloads.WithLabelValues("error").Inc()
+		return err
+	}
+	nc, err := newNetClass(cfg, black)
+	if err != nil {
+		return err
+	}
+	t.reportBadLines(bad)
+	t.metrics.blacklistReloads.WithLabelValues("ok").Inc()
+	t.metrics.blacklistEntries.Set(float64(black.Len()))
+	t.cfg, t.black = cfg, black
+	t.nc.Store(nc)
+	return nil
+}
+
+func (t *HostTable) reportBadLines(bad []lineError) {
+	t.metrics.blacklistBadLines.Add(float64(len(bad)))
+	for i, b := range bad {
+		if i == 10 {
+			t.log.Warn("more bad blacklist lines skipped", "count", len(bad)-i)
+			break
+		}
+		t.log.Warn("bad blacklist line skipped", "error", b.Error())
+	}
+}
+
+// Reload applies a new configuration's local networks, names and blacklist
+// files (SIGHUP) and re-classifies every host; host state is kept. On error
+// the running configuration stays. The other keys need a restart.
+func (t *HostTable) Reload(cfg Configuration) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	t.reloadMu.Lock()
+	err := t.loadConfig(cfg)
+	if err == nil && t.watch != nil {
+		t.watch.setFiles(cfg.Blacklists)
+	}
+	t.reloadMu.Unlock()
+	if err != nil {
+		return err
+	}
+	t.reclassify()
+	return nil
+}
+
+// reloadBlacklists re-reads the blacklist files of the running
+// configuration (the watcher calls it when one changes).
+func (t *HostTable) reloadBlacklists() {
+	t.reloadMu.Lock()
+	err := t.loadConfig(t.cfg)
+	t.reloadMu.Unlock()
+	if err != nil {
+		t.log.Error("blacklist reload failed, keeping the previous one", "error", err)
+		return
+	}
+	t.log.Info("blacklists reloaded", "entries", t.black.Len())
+	t.reclassify()
+}
+
+// reclassify recomputes the address flags of every host.
+func (t *HostTable) reclassify() {
+	nc := t.nc.Load()
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for k, h := range sh.hosts {
+			h.flags = nc.classify(k.Addr)
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Start starts the blacklist file watcher and the reverse DNS workers.
+func (t *HostTable) Start() error {
+	t.reloadMu.Lock()
+	defer t.reloadMu.Unlock()
+	if t.watch != nil {
+		return errors.New("aggregate: already started")
+	}
+	w, err := newBlacklistWatcher(t.log, t.reloadBlacklists)
+	if err != nil {
+		return fmt.Errorf("aggregate: blacklist watcher: %w", err)
+	}
+	w.setFiles(t.cfg.Blacklists)
+	t.watch = w
+	if t.rdns != nil {
+		t.rdns.start()
+	}
+	return nil
+}
+
+// Stop stops the watcher and the reverse DNS workers.
+func (t *HostTable) Stop() {
+	t.reloadMu.Lock()
+	w := t.watch
+	t.watch = nil
+	t.reloadMu.Unlock()
+	if w != nil {
+		w.close()
+	}
+	if t.rdns != nil {
+		t.rdns.stop()
+	}
+}
+
+// hostHash spreads host keys over shards.
+func hostHash(k HostKey) uint64 { return addrHash(k.Addr) ^ mix64(uint64(k.VLAN)+1) }
+
+func (t *HostTable) shardOf(k HostKey) uint32 { return uint32(hostHash(k) & t.mask) }
+
+func convHash(k *convKey) uint64 {
+	x := mix64(uint64(k.pa)<<32 | uint64(k.pb)<<16 | uint64(k.proto)<<8 ^ uint64(k.vlan)<<40)
+	for _, b := range [2][16]byte{k.a, k.b} {
+		for i := 0; i < 16; i += 8 {
+			x = mix64(x ^ uint64(b[i])<<56 | uint64(b[i+1])<<48 | uint64(b[i+2])<<40 | uint64(b[i+3])<<32 |
+				uint64(b[i+4])<<24 | uint64(b[i+5])<<16 | uint64(b[i+6])<<8 | uint64(b[i+7]))
+		}
+	}
+	return x
+}
+
+// applyScratch holds Apply's per-call buffers, pooled.
+type applyScratch struct {
+	apps      []string
+	hostOps   []shardOp
+	convOps   []shardOp
+	convKeys  []convKey
+	convFlags []uint8
+	sortBuf   []shardOp
+	counts    []int
+	decisions []decision
+	commits   []shardOp
+}
+
+// shardOp is one unit of work on a shard: index i into a batch, and a role
+// flag (source / client).
+type shardOp struct {
+	shard uint32
+	i     int32
+	flag  bool
+}
+
+// sortOps orders ops by shard, stably (records of one shard keep their
+// order), with a counting sort into tmp; it returns the sorted slice and
+// the buffer to reuse next time.
+func (t *HostTable) sortOps(ops, tmp []shardOp, counts []int) (sorted, spare []shardOp) {
+	clear(counts)
+	for _, op := range ops {
+		counts[op.shard]++
+	}
+	pos := 0
+	for i, c := range counts {
+		counts[i] = pos
+		pos += c
+	}
+	tmp = slices.Grow(tmp[:0], len(ops))[:len(ops)]
+	for _, op := range ops {
+		tmp[counts[op.shard]] = op
+		counts[op.shard]++
+	}
+	return tmp, ops
+}
+
+// Apply accounts a batch of records: traffic, L7 and MAC of both hosts,
+// then conversation stitching. It is a flow.Handler and safe for concurrent
+// use; each shard is locked once per batch.
+func (t *HostTable) Apply(batch []flow.Record) {
+	if len(batch) == 0 {
+		return
+	}
+	now := t.clock.Now().UnixNano()
+	nc := t.nc.Load()
+	sc := t.scratch.Get().(*applyScratch)
+	defer t.scratch.Put(sc)
+	sc.apps, sc.hostOps, sc.convOps, sc.convKeys, sc.convFlags = sc.apps[:0], sc.hostOps[:0], sc.convOps[:0], sc.convKeys[:0], sc.convFlags[:0]
+
+	// Traffic. sc.apps[i] is record i's application name, or "" when the
+	// record is skipped (appName never returns "").
+	for i := range batch {
+		r := &batch[i]
+		if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
+			t.metrics.recordsInvalid.Inc()
+			sc.apps = append(sc.apps, "")
+			continue
+		}
+		sc.apps = append(sc.apps, appName(r))
+		sc.hostOps = append(sc.hostOps,
+			shardOp{t.shardOf(HostKey{r.SrcAddr.Unmap(), r.VLAN}), int32(i), true},
+			shardOp{t.shardOf(HostKey{r.DstAddr.Unmap(), r.VLAN}), int32(i), false})
+	}
+	if len(sc.counts) != len(t.shards) {
+		sc.counts = make([]int, len(t.shards))
+	}
+	sc.hostOps, sc.sortBuf = t.sortOps(sc.hostOps, sc.sortBuf, sc.counts)
+	for start := 0; start < len(sc.hostOps); {
+		sh := &t.shards[sc.hostOps[start].shard]
+		end := start
+		sh.mu.Lock()
+		for ; end < len(sc.hostOps) && sc.hostOps[end].shard == sc.hostOps[start].shard; end++ {
+			op := sc.hostOps[end]
+			r := &batch[op.i]
+			if op.flag {
+				if h := t.getOrCreate(sh, HostKey{r.SrcAddr.Unmap(), r.VLAN}, now, nc); h != nil {
+					h.lastSeen = now
+					h.addTraffic(r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, sc.apps[op.i], t.maxL7)
+					if r.SrcMAC != ([6]byte{}) {
+						h.mac = r.SrcMAC
+					}
+				}
+			} else if h := t.getOrCreate(sh, HostKey{r.DstAddr.Unmap(), r.VLAN}, now, nc); h != nil {
+				h.lastSeen = now
+				h.addTraffic(r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, sc.apps[op.i], t.maxL7)
+				if r.DstMAC != ([6]byte{}) {
+					h.mac = r.DstMAC
+				}
+			}
+		}
+		sh.mu.Unlock()
+		start = end
+	}
+
+	// Conversations. Biflow records decide at once; unidirectional ones go
+	// through the tracker.
+	sc.decisions = sc.decisions[:0]
+	for i := range batch {
+		r := &batch[i]
+		if (r.Proto != flow.ProtoTCP && r.Proto != flow.ProtoUDP) || sc.apps[i] == "" {
+			continue
+		}
+		k, srcIsA := makeConvKey(r.SrcAddr.Unmap(), r.SrcPort, r.DstAddr.Unmap(), r.DstPort, r.Proto, r.VLAN)
+		if r.Biflow {
+			if d, ok := decideBiflow(r, &k, srcIsA); ok {
+				sc.decisions = append(sc.decisions, d)
+			}
+			continue
+		}
+		if r.Packets == 0 {
+			continue
+		}
+		sc.convOps = append(sc.convOps, shardOp{uint32(convHash(&k) & t.mask), int32(len(sc.convKeys)), srcIsA})
+		sc.convKeys = append(sc.convKeys, k)
+		sc.convFlags = append(sc.convFlags, r.TCPFlags)
+	}
+	sc.convOps, sc.sortBuf = t.sortOps(sc.convOps, sc.sortBuf, sc.counts)
+	for start := 0; start < len(sc.convOps); {
+		tl := &t.trackers[sc.convOps[start].shard]
+		end := start
+		tl.mu.Lock()
+		for ; end < len(sc.convOps) && sc.convOps[end].shard == sc.convOps[start].shard; end++ {
+			op := sc.convOps[end]
+			var overflow bool
+			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
+			if overflow {
+				t.metrics.pendingOverflow.Inc()
+			}
+		}
+		tl.mu.Unlock()
+		start = end
+	}
+	t.commit(sc, sc.decisions)
+}
+
+// getOrCreate returns the host of key, creating it unless the table is at
+// its ceiling (remote hosts hit a lower one, keeping room for local hosts).
+// The caller holds sh.mu.
+func (t *HostTable) getOrCreate(sh *hostShard, key HostKey, now int64, nc *netClass) *host {
+	if h := sh.hosts[key]; h != nil {
+		return h
+	}
+	flags := nc.classify(key.Addr)
+	limit, refused := t.remoteLimit, t.refusedRemote
+	if flags&flagLocal != 0 {
+		limit, refused = t.localLimit, t.refusedLocal
+	}
+	if t.count.Add(1) > limit {
+		t.count.Add(-1)
+		refused.Inc()
+		return nil
+	}
+	h := &host{flags: flags, firstSeen: now, lastSeen: now}
+	sh.hosts[key] = h
+	if t.rdns != nil {
+		if _, static := nc.names[key.Addr]; !static {
+			t.rdns.request(key.Addr)
+		}
+	}
+	return h
+}
+
+// commit applies decided conversations to the contact sets of their client
+// and server hosts. Hosts that are gone (expired, or refused at the
+// ceiling) are skipped.
+func (t *HostTable) commit(sc *applyScratch, ds []decision) {
+	if len(ds) == 0 {
+		return
+	}
+	sc.commits = sc.commits[:0]
+	for i := range ds {
+		d := &ds[i]
+		sc.commits = append(sc.commits,
+			shardOp{t.shardOf(HostKey{d.client, d.vlan}), int32(i), true},
+			shardOp{t.shardOf(HostKey{d.server, d.vlan}), int32(i), false})
+		if d.verdict == verdictRefused {
+			t.commitRefused.Inc()
+		} else {
+			t.commitOneSided.Inc()
+		}
+	}
+	if len(sc.counts) != len(t.shards) {
+		sc.counts = make([]int, len(t.shards))
+	}
+	sc.commits, sc.sortBuf = t.sortOps(sc.commits, sc.sortBuf, sc.counts)
+	for start := 0; start < len(sc.commits); {
+		sh := &t.shards[sc.commits[start].shard]
+		end := start
+		sh.mu.Lock()
+		for ; end < len(sc.commits) && sc.commits[end].shard == sc.commits[start].shard; end++ {
+			op := sc.commits[end]
+			d := &ds[op.i]
+			key := HostKey{d.server, d.vlan}
+			if op.flag {
+				key.Addr = d.client
+			}
+			if h := sh.hosts[key]; h != nil {
+				h.commit(d, op.flag, t.foldRefused, t.exactSetSize)
+			}
+		}
+		sh.mu.Unlock()
+		start = end
+	}
+}
+
+// Advance decides the conversations whose reply window ended by now and,
+// at most once per second of clock time, expires idle hosts. The pipeline
+// calls it about every second live, after each datagram in replay, and with
+// now + reply window + 1s at the end of a replay.
+func (t *HostTable) Advance(now time.Time) {
+	n := now.UnixNano()
+	sc := t.scratch.Get().(*applyScratch)
+	defer t.scratch.Put(sc)
+	sc.decisions = sc.decisions[:0]
+	for i := range t.trackers {
+		tl := &t.trackers[i]
+		tl.mu.Lock()
+		sc.decisions = tl.t.expire(n, sc.decisions)
+		tl.mu.Unlock()
+	}
+	t.commit(sc, sc.decisions)
+	if n-t.lastSweep.Load() >= int64(sweepInterval) {
+		t.sweep(n)
+	}
+}
+
+// sweep removes the hosts idle for longer than their timeout and tells
+// OnExpire, outside the locks.
+func (t *HostTable) sweep(now int64) {
+	t.sweepMu.Lock()
+	defer t.sweepMu.Unlock()
+	if now-t.lastSweep.Load() < int64(sweepInterval) {
+		return
+	}
+	t.lastSweep.Store(now)
+	var expired []HostKey
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for k, h := range sh.hosts {
+			idle := t.idleRemote
+			if h.flags&flagLocal != 0 {
+				idle = t.idleLocal
+			}
+			if now-h.lastSeen > idle {
+				delete(sh.hosts, k)
+				expired = append(expired, k)
+			}
+		}
+		sh.mu.Unlock()
+	}
+	if len(expired) == 0 {
+		return
+	}
+	t.count.Add(-int64(len(expired)))
+	t.metrics.hostsExpired.Add(float64(len(expired)))
+	if t.onExpire != nil {
+		for _, k := range expired {
+			t.onExpire(k)
+		}
+	}
+}
+
+// AppendKeys appends the key of every host to dst.
+func (t *HostTable) AppendKeys(dst []HostKey) []HostKey {
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		for k := range sh.hosts {
+			dst = append(dst, k)
+		}
+		sh.mu.Unlock()
+	}
+	return dst
+}
+
+// Snapshot copies the state of one host into dst, reusing dst.L7's
+// capacity. It returns false if the host is unknown.
+func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
+	sh := &t.shards[t.shardOf(key)]
+	l7 := dst.L7[:0]
+	sh.mu.Lock()
+	h := sh.hosts[key]
+	if h == nil {
+		sh.mu.Unlock()
+		return false
+	}
+	*dst = HostSnapshot{
+		Key:         key,
+		MAC:         h.mac,
+		Local:       h.flags&flagLocal != 0,
+		Multicast:   h.flags&flagMulticast != 0,
+		Broadcast:   h.flags&flagBroadcast != 0,
+		Blacklisted: h.flags&flagBlacklisted != 0,
+		RxOnly:      !h.sent,
+		BytesSent:   h.bytesSent,
+		BytesRcvd:   h.bytesRcvd,
+		PacketsSent: h.packetsSent,
+		PacketsRcvd: h.packetsRcvd,
+		FirstSeen:   time.Unix(0, h.firstSeen).UTC(),
+		LastSeen:    time.Unix(0, h.lastSeen).UTC(),
+		L7:          append(l7, h.l7...),
+	}
+	dst.NoReply, dst.Unidirectional = h.noReply.counts(), h.noReply.stats()
+	dst.Refused, dst.RefusedFlows = h.refused.counts(), h.refused.stats()
+	sh.mu.Unlock()
+	dst.Name = t.nameOf(key.Addr)
+	return true
+}
+
+// nameOf is a host's display name: static name, else a cached reverse DNS
+// answer, else the address.
+func (t *HostTable) nameOf(a netip.Addr) string {
+	if n, ok := t.nc.Load().names[a]; ok {
+		return n
+	}
+	if t.rdns != nil {
+		if n, ok := t.rdns.cached(a); ok && n != "" {
+			return n
+		}
+	}
+	return a.String()
+}
+
+// ResetContacts clears a host's no-reply and refused contact sets and its
+// unidirectional and refused counters (host.resetHostContacts()).
+func (t *HostTable) ResetContacts(key HostKey) {
+	sh := &t.shards[t.shardOf(key)]
+	sh.mu.Lock()
+	if h := sh.hosts[key]; h != nil {
+		h.noReply, h.refused = nil, nil
+	}
+	sh.mu.Unlock()
+}
+
+// Len returns the number of hosts.
+func (t *HostTable) Len() int { return int(t.count.Load()) }
+
+// pendingLen is the number of conversations in the tracker.
+func (t *HostTable) pendingLen() int {
+	n := 0
+	for i := range t.trackers {
+		tl := &t.trackers[i]
+		tl.mu.Lock()
+		n += tl.t.len()
+		tl.mu.Unlock()
+	}
+	return n
+}
