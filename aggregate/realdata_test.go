@@ -1,7 +1,9 @@
 package aggregate
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"testing"
 	"time"
@@ -9,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/collector"
+	"github.com/flowcheck/flowcheck/flow"
+	"github.com/flowcheck/flowcheck/pcapsrc"
 )
 
 // expectHost is a host's expected figures from the truth files.
@@ -67,51 +72,82 @@ func filteredTruth() []expectHost {
 	}
 }
 
-// replay feeds an export capture through a fresh table as the pipeline
-// does: the clock follows the capture, Advance after each datagram, and a
-// final Advance past the reply window.
-func replay(t testing.TB, file string, cfg Configuration) *HostTable {
+// replay feeds an export capture through the real ingest path into a fresh
+// table, as the pipeline does: pcapsrc reads each export datagram,
+// collector.HandleDatagram decodes it synchronously into Apply, the clock
+// follows the capture, Advance runs after each datagram, and a final
+// Advance goes past the reply window. It returns the table and the number
+// of flow records ingest delivered.
+func replay(t testing.TB, file string, cfg Configuration) (*HostTable, int) {
 	t.Helper()
-	dgs := decodeExportPcap(t, "../testdata/"+file)
-	if len(dgs) == 0 {
-		t.Fatalf("%s: no datagrams", file)
+	src, err := pcapsrc.Open("../testdata/" + file)
+	if err != nil {
+		t.Fatal(err)
 	}
-	clk := clock.NewManual(dgs[0].ts)
+	defer src.Close()
+	dg, err := src.Next()
+	if err != nil {
+		t.Fatalf("%s: first datagram: %v", file, err)
+	}
+	clk := clock.NewManual(dg.Time)
 	tbl, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, dg := range dgs {
-		clk.Set(dg.ts)
-		tbl.Apply(dg.records)
+	records := 0
+	col, err := collector.New(collector.DefaultConfiguration(), collector.Dependencies{
+		Registerer: prometheus.NewRegistry(),
+		Clock:      clk,
+		Flows: func(batch []flow.Record) {
+			records += len(batch)
+			tbl.Apply(batch)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		clk.Set(dg.Time)
+		col.HandleDatagram(dg.Src, dg.Payload, dg.Time)
 		tbl.Advance(clk.Now())
+		if dg, err = src.Next(); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
 	}
 	tbl.Advance(clk.Now().Add(cfg.ReplyWindow + time.Second))
-	return tbl
+	return tbl, records
 }
 
 func TestRealExports(t *testing.T) {
 	cases := []struct {
 		file  string
 		truth func() []expectHost
+		// records is the number of flow records in the export (the
+		// testdata READMEs, from tshark): biflow files count conversations.
+		records int
 	}{
-		{"softflowd-v5.pcap", scanMixTruth},
-		{"softflowd-v9.pcap", scanMixTruth},
-		{"softflowd-ipfix.pcap", scanMixTruth},
-		{"softflowd-ipfix-bidir.pcap", scanMixTruth},
-		{"softflowd-ipfix-absms.pcap", scanMixTruth},
-		{"pmacctd-v5.pcap", scanMixTruth},
-		{"pmacctd-v9.pcap", scanMixTruth},
-		{"pmacctd-ipfix.pcap", scanMixTruth},
-		{"softflowd-filtered-v9.pcap", filteredTruth},
-		{"softflowd-filtered-ipfix.pcap", filteredTruth},
-		{"softflowd-filtered-ipfix-bidir.pcap", filteredTruth},
-		{"pmacctd-filtered-ipfix.pcap", filteredTruth},
+		{"softflowd-v5.pcap", scanMixTruth, 4856},
+		{"softflowd-v9.pcap", scanMixTruth, 4856},
+		{"softflowd-ipfix.pcap", scanMixTruth, 4856},
+		{"softflowd-ipfix-bidir.pcap", scanMixTruth, 2434},
+		{"softflowd-ipfix-absms.pcap", scanMixTruth, 4856},
+		{"pmacctd-v5.pcap", scanMixTruth, 4856},
+		{"pmacctd-v9.pcap", scanMixTruth, 4856},
+		{"pmacctd-ipfix.pcap", scanMixTruth, 4856},
+		{"softflowd-filtered-v9.pcap", filteredTruth, 769},
+		{"softflowd-filtered-ipfix.pcap", filteredTruth, 769},
+		{"softflowd-filtered-ipfix-bidir.pcap", filteredTruth, 758},
+		{"pmacctd-filtered-ipfix.pcap", filteredTruth, 769},
 	}
 	for _, tc := range cases {
 		t.Run(tc.file, func(t *testing.T) {
 			t.Parallel()
-			tbl := replay(t, tc.file, DefaultConfiguration())
+			tbl, records := replay(t, tc.file, DefaultConfiguration())
+			if records != tc.records {
+				t.Errorf("ingest delivered %d records, want %d", records, tc.records)
+			}
 			var s HostSnapshot
 			for _, want := range tc.truth() {
 				key := HostKey{Addr: netip.MustParseAddr(want.addr)}
