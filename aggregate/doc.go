@@ -11,7 +11,9 @@
 // AppName (nProbe L7_PROTO_NAME), else its AppID (an nDPI id, or an IE 95
 // applicationId with an IANA-port selector) through a table, else a guess
 // from the well-known port of the lower port then the higher, with nDPI's
-// names, else "Unknown". A host keeps at most max_l7_protocols names; the
+// names, else "Unknown". An application's flows count conversations, as
+// ntopng's bidirectional flows do: of the two unidirectional records of a
+// conversation only the client's counts. A host keeps at most max_l7_protocols names; the
 // rest go to "Other". Flags: local (inside local_networks), multicast
 // (224.0.0.0/4, ff00::/8), broadcast (255.255.255.255 and the network and
 // broadcast addresses of an IPv4 local network of /30 or larger), unicast

@@ -22,8 +22,9 @@ type host struct {
 }
 
 // addTraffic accounts a record for this host: out is what it sent, in what
-// it received (both already scaled by sampling).
-func (h *host) addTraffic(outBytes, outPkts, inBytes, inPkts uint64, app string, maxL7 int) {
+// it received (both already scaled by sampling); flows is 1 when the record
+// opens a conversation (see countsFlow), else 0.
+func (h *host) addTraffic(outBytes, outPkts, inBytes, inPkts uint64, app string, maxL7 int, flows uint64) {
 	h.bytesSent += outBytes
 	h.packetsSent += outPkts
 	h.bytesRcvd += inBytes
@@ -36,7 +37,7 @@ func (h *host) addTraffic(outBytes, outPkts, inBytes, inPkts uint64, app string,
 	st.PacketsSent += outPkts
 	st.BytesRcvd += inBytes
 	st.PacketsRcvd += inPkts
-	st.Flows++
+	st.Flows += flows
 }
 
 // l7Stat returns the entry of an application, adding it (or "Other" once
@@ -105,4 +106,29 @@ func (c *contactSets) commit(d *decision, asClient bool, limit int) {
 	} else {
 		c.flows.IngressUDP++
 	}
+}
+
+// countsFlow tells whether a record counts as one flow in the L7 stats.
+// ntopng's flows are bidirectional, so a conversation exported as two
+// unidirectional records must count once: only the client's direction
+// counts (the same roles as the NoReplyTracker: SYN without ACK, else the
+// higher port, else the lower address). A biflow record, and anything that
+// is not TCP or UDP, counts once as it is.
+func countsFlow(r *flow.Record) uint64 {
+	if r.Biflow || (r.Proto != flow.ProtoTCP && r.Proto != flow.ProtoUDP) {
+		return 1
+	}
+	if r.Proto == flow.ProtoTCP && synOnly(r.TCPFlags) {
+		return 1
+	}
+	if r.SrcPort != r.DstPort {
+		if r.SrcPort > r.DstPort {
+			return 1
+		}
+		return 0
+	}
+	if r.SrcAddr.Compare(r.DstAddr) <= 0 {
+		return 1
+	}
+	return 0
 }

@@ -352,14 +352,14 @@ func (t *HostTable) Apply(batch []flow.Record) {
 			if op.flag {
 				if h := t.getOrCreate(sh, HostKey{r.SrcAddr.Unmap(), r.VLAN}, now, nc); h != nil {
 					h.lastSeen = now
-					h.addTraffic(r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, sc.apps[op.i], t.maxL7)
+					h.addTraffic(r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, sc.apps[op.i], t.maxL7, countsFlow(r))
 					if r.SrcMAC != ([6]byte{}) {
 						h.mac = r.SrcMAC
 					}
 				}
 			} else if h := t.getOrCreate(sh, HostKey{r.DstAddr.Unmap(), r.VLAN}, now, nc); h != nil {
 				h.lastSeen = now
-				h.addTraffic(r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, sc.apps[op.i], t.maxL7)
+				h.addTraffic(r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, sc.apps[op.i], t.maxL7, countsFlow(r))
 				if r.DstMAC != ([6]byte{}) {
 					h.mac = r.DstMAC
 				}

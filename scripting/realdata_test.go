@@ -201,19 +201,21 @@ func TestHostAPIRealHosts(t *testing.T) {
 		{"softflowd-ipfix.pcap", []probeWant{
 			// A: HTTP is its tcp/80 with B (9,842 / 1,852,370 B in the truth)
 			// plus its sweep probes to port 80 of C's 20 addresses (44 / 40
-			// B). Packets and flows are as aggregate counts them: one flow
-			// per unidirectional record (14 HTTP connections, 1 scan probe of
-			// B:80 and 20 sweep probes, two records each).
+			// B). Packets are as aggregate counts them; flows are
+			// conversations, counted once from the client's record: 14 HTTP
+			// connections, 1 scan probe of B:80 and 20 sweep probes.
 			{ip: "10.99.0.10", sent: 61854, rcvd: 1898834,
 				noReply: cc(1, 3, 0), refused: cc(21, 1001, 0),
 				uni: uni{EgressUDP: 6}, refusedFlows: uni{EgressTCP: 1079},
-				l7Count: 24, l7HTTP: l7Entry(10722, 1853170, 185, 178, 70)},
+				l7Count: 24, l7HTTP: l7Entry(10722, 1853170, 185, 178, 35)},
 			// B: HTTP = tcp/80 from A and C plus tcp/8080 from C (truth
-			// bytes); packets and flows as aggregate counts them.
+			// bytes); packets as aggregate counts them. Flows: the 316 tcp/80
+			// conversations with B (14 from A, 300 SYN flood, 2 scan
+			// probes) and C's 6 to 8080.
 			{ip: "10.99.0.20", sent: 2148826, rcvd: 144484,
 				noReply: cc(0, 0, 1), refused: cc(0, 0, 2),
 				uni: uni{IngressUDP: 6}, refusedFlows: uni{IngressTCP: 1998},
-				l7Count: 23, l7HTTP: l7Entry(1852370+13260+200516, 9842+24164+3390, 509, 822, 644)},
+				l7Count: 23, l7HTTP: l7Entry(1852370+13260+200516, 9842+24164+3390, 509, 822, 322)},
 			{ip: "10.99.0.30", sent: 88034, rcvd: 254332,
 				refused: cc(1, 999, 1), refusedFlows: uni{EgressTCP: 999, IngressTCP: 4}},
 			{ip: "10.99.0.31", sent: 204, rcvd: 260,
@@ -231,11 +233,11 @@ func TestHostAPIRealHosts(t *testing.T) {
 			{ip: "fd00:98::20", sent: 6784, rcvd: 14157,
 				noReply: cc(0, 0, 1), uni: uni{IngressTCP: 199}},
 			// C: every figure of its tcp/443 and tcp/22 traffic is in the
-			// truth (bytes and packets each way); flows count records.
+			// truth (bytes and packets each way, and 2 SSH and 3 TLS connections).
 			{ip: "10.98.0.10", sent: 7254, rcvd: 26408, l7Count: 2, l7HTTP: "nil",
-				l7: "{SSH:" + l7Entry(2640, 6928, 12, 16, 4) + ",TLS:" + l7Entry(4614, 19480, 28, 28, 6) + "}"},
+				l7: "{SSH:" + l7Entry(2640, 6928, 12, 16, 2) + ",TLS:" + l7Entry(4614, 19480, 28, 28, 3) + "}"},
 			{ip: "fd00:98::10", sent: 1173, rcvd: 6656, l7Count: 1, l7HTTP: "nil",
-				l7: "{TLS:" + l7Entry(1173, 6656, 9, 9, 2) + "}"},
+				l7: "{TLS:" + l7Entry(1173, 6656, 9, 9, 1) + "}"},
 		}},
 	}
 	for _, tc := range cases {
