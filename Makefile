@@ -1,0 +1,34 @@
+# flowcheck: build, test, lint and fuzz. CI (.ci/run) uses these targets.
+GO        ?= go
+BIN       ?= bin/collector
+FUZZTIME  ?= 5s
+STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
+
+.PHONY: all build test lint fuzz clean
+
+all: lint test build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/collector
+
+test:
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# Runs every FuzzXxx target of every package for FUZZTIME each (go test
+# -fuzz accepts one target per run).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$target"; \
+	    $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"github.com/flowcheck/flowcheck"
+	"github.com/flowcheck/flowcheck/aggregate"
+	"github.com/flowcheck/flowcheck/collector"
+	"github.com/flowcheck/flowcheck/scripting"
+	"github.com/flowcheck/flowcheck/server"
+	"github.com/flowcheck/flowcheck/sink"
+)
+
+// Config is the whole configuration file: a few keys of the program's own,
+// then one section per component, each owned by that component.
+type Config struct {
+	// Instance names this collector in every alert ("collector" field).
+	Instance string `mapstructure:"instance"`
+	// Log configures the program's logs (stderr).
+	Log LogConfiguration `mapstructure:"log"`
+	// HTTP is the operations surface: metrics, probes, JSON API.
+	HTTP server.Configuration `mapstructure:"http"`
+
+	Collector collector.Configuration `mapstructure:"collector"`
+	Aggregate aggregate.Configuration `mapstructure:"aggregate"`
+	Scripting scripting.Configuration `mapstructure:"scripting"`
+	Sinks     sink.Configuration      `mapstructure:"sinks"`
+}
+
+// LogConfiguration is the `log` section.
+type LogConfiguration struct {
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level"`
+	// Format is text or json.
+	Format string `mapstructure:"format"`
+}
+
+// DefaultConfig is the configuration with every key at its default.
+func DefaultConfig() Config {
+	return Config{
+		Instance:  "flowcheck",
+		Log:       LogConfiguration{Level: "info", Format: "text"},
+		HTTP:      server.DefaultConfiguration(),
+		Collector: collector.DefaultConfiguration(),
+		Aggregate: aggregate.DefaultConfiguration(),
+		Scripting: scripting.DefaultConfiguration(),
+		Sinks:     sink.DefaultConfiguration(),
+	}
+}
+
+// Validate checks the `log` section.
+func (c LogConfiguration) Validate() error {
+	if _, err := c.level(); err != nil {
+		return err
+	}
+	switch c.Format {
+	case "text", "json":
+		return nil
+	}
+	return fmt.Errorf("format: %q is not text or json", c.Format)
+}
+
+func (c LogConfiguration) level() (slog.Level, error) {
+	switch strings.ToLower(c.Level) {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info", "":
+		return slog.LevelInfo, nil
+	case "warn", "warning":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("level: %q is not debug, info, warn or error", c.Level)
+}
+
+// Validate checks every section and returns the first problem as one line,
+// prefixed with its section: "aggregate.max_hosts: must be > 0".
+func (c Config) Validate() error {
+	if strings.TrimSpace(c.Instance) == "" {
+		return &configError{key: "instance", msg: "must not be empty"}
+	}
+	sections := []struct {
+		name string
+		v    interface{ Validate() error }
+	}{
+		{"log", c.Log}, {"http", c.HTTP},
+		{"collector", c.Collector}, {"aggregate", c.Aggregate},
+		{"scripting", c.Scripting}, {"sinks", c.Sinks},
+	}
+	for _, s := range sections {
+		if err := s.v.Validate(); err != nil {
+			// Components may join several problems; the operator gets the
+			// first, fixes it, and learns of the next on the next start.
+			first, _, _ := strings.Cut(err.Error(), "\n")
+			return &configError{msg: s.name + "." + first}
+		}
+	}
+	return nil
+}
+
+// loadConfig reads the configuration: defaults, then the file (or the
+// embedded example when path is empty), then FLOWCHECK_* environment
+// variables, then validation. Any error is a *configError of one line.
+func loadConfig(path string, lookup func(string) (string, bool)) (Config, error) {
+	document := flowcheck.DefaultConfig
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return Config{}, &configError{msg: "cannot read configuration: " + err.Error()}
+		}
+		document = b
+	}
+	cfg := DefaultConfig()
+	if err := loadInto(&cfg, document, lookup, switchHook); err != nil {
+		return Config{}, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	cfg.Scripting.Instance = cfg.Instance
+	return cfg, nil
+}
+
+// switchHook lets a YAML boolean set a sink.Switch (auto/true/false), which
+// the strict decoder would otherwise refuse as a wrong type.
+func switchHook(from, to reflect.Type, data any) (any, error) {
+	if to == reflect.TypeFor[sink.Switch]() {
+		if b, ok := data.(bool); ok {
+			return strconv.FormatBool(b), nil
+		}
+	}
+	return data, nil
+}

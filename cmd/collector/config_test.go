@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+// TestStartupConfigErrors runs the daemon entry point on bad configurations:
+// each must stop start-up with exit status 2 and one line naming the key.
+func TestStartupConfigErrors(t *testing.T) {
+	cases := []struct {
+		name string
+		yaml string
+		env  map[string]string
+		want string
+	}{
+		{"unknown key", "aggregate:\n  max_hostz: 5\n", nil, "aggregate.max_hostz: unknown key"},
+		{"unknown section", "sink:\n  stdout:\n    enabled: true\n", nil, "sink: unknown key"},
+		{"wrong type", "aggregate:\n  max_hosts: many\n", nil, "aggregate.max_hosts: wrong type"},
+		{"wrong type duration", "scripting:\n  interval: 30\n", nil, "scripting.interval: must be a duration"},
+		{"out of range", "aggregate:\n  max_hosts: 0\n", nil, "aggregate.max_hosts: must be > 0"},
+		{"out of range in list", "collector:\n  listeners:\n    - url: auto://127.0.0.1:2055\n      sockets: 0\n", nil, "collector.listeners[0].sockets: must be between"},
+		{"bad log level", "log:\n  level: loud\n", nil, `log.level: "loud" is not`},
+		{"bad http listen", "http:\n  listen: nowhere\n", nil, "http.listen: must be host:port"},
+		{"env out of range", "", map[string]string{"FLOWCHECK_AGGREGATE_MAX_HOSTS": "0"}, "aggregate.max_hosts: must be > 0"},
+		{"env wrong type", "", map[string]string{"FLOWCHECK_SCRIPTING_WORKERS": "two"}, "scripting.workers: wrong type"},
+		{"bad YAML", "aggregate: [\n", nil, "cannot parse YAML"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			code := dispatch([]string{"run", "--config", path}, &stdout, &stderr)
+			if code != exitConfig {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, exitConfig, stderr.String())
+			}
+			msg := stderr.String()
+			if strings.Count(msg, "\n") != 1 || !strings.Contains(msg, tc.want) {
+				t.Fatalf("stderr = %q, want one line containing %q", msg, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadConfigOverrides(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := "instance: edge-1\naggregate:\n  reply_window: 5s\n  names:\n    \"fd00::1\": printer\nsinks:\n  stdout:\n    enabled: false\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"FLOWCHECK_AGGREGATE_REPLY_WINDOW":                    "7s",
+		"FLOWCHECK_HTTP_LISTEN":                               "127.0.0.1:0",
+		"FLOWCHECK_SINKS_KAFKA_BROKERS":                       "[127.0.0.1:9092]",
+		"FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTION_ENABLED":   "false",
+		"FLOWCHECK_SCRIPTING_CHECKS_SCAN_VICTIM_PARAMS_PEERS": "32",
+	}
+	cfg, err := loadConfig(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Instance != "edge-1" || cfg.Scripting.Instance != "edge-1" {
+		t.Errorf("instance = %q / %q", cfg.Instance, cfg.Scripting.Instance)
+	}
+	if cfg.Aggregate.ReplyWindow != 7*time.Second {
+		t.Errorf("reply_window = %v, want the environment's 7s", cfg.Aggregate.ReplyWindow)
+	}
+	if cfg.Aggregate.Names["fd00::1"] != "printer" {
+		t.Errorf("names = %v", cfg.Aggregate.Names)
+	}
+	if cfg.HTTP.Listen != "127.0.0.1:0" {
+		t.Errorf("http.listen = %q", cfg.HTTP.Listen)
+	}
+	if string(cfg.Sinks.Stdout.Enabled) != "false" {
+		t.Errorf("sinks.stdout.enabled = %q (a YAML boolean)", cfg.Sinks.Stdout.Enabled)
+	}
+	if len(cfg.Sinks.Kafka.Brokers) != 1 || cfg.Sinks.Kafka.Brokers[0] != "127.0.0.1:9092" {
+		t.Errorf("sinks.kafka.brokers = %v", cfg.Sinks.Kafka.Brokers)
+	}
+	if sd := cfg.Scripting.Checks["scan_detection"]; sd.Enabled || sd.Params["value"] != 80 {
+		t.Errorf("scripting.checks.scan_detection = %+v, want disabled with default params", sd)
+	}
+	if sv := cfg.Scripting.Checks["scan_victim"]; !sv.Enabled || sv.Params["peers"] != 32 || sv.Params["value"] != 40 {
+		t.Errorf("scripting.checks.scan_victim = %+v, want peers 32 and the other defaults", sv)
+	}
+	// Untouched keys keep their defaults.
+	if d := DefaultConfig(); cfg.Aggregate.MaxHosts != d.Aggregate.MaxHosts || cfg.Scripting.Interval != d.Scripting.Interval {
+		t.Errorf("defaults lost: max_hosts %d, interval %v", cfg.Aggregate.MaxHosts, cfg.Scripting.Interval)
+	}
+}
+
+// TestShippedConfigLoads checks that the embedded default and the example
+// file at the root load and validate as shipped.
+func TestShippedConfigLoads(t *testing.T) {
+	if _, err := loadConfig("", noEnv); err != nil {
+		t.Fatalf("embedded default: %v", err)
+	}
+	if _, err := loadConfig("../../config.example.yaml", noEnv); err != nil {
+		t.Fatalf("config.example.yaml: %v", err)
+	}
+}
+
+func TestDispatchUsage(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := dispatch([]string{"frobnicate"}, &out, &errOut); code != exitConfig || !strings.Contains(errOut.String(), "unknown command") {
+		t.Fatalf("unknown command: exit %d, %q", code, errOut.String())
+	}
+	errOut.Reset()
+	if code := dispatch([]string{"replay", "--config", "x"}, &out, &errOut); code != exitConfig {
+		t.Fatalf("replay without --pcap: exit %d", code)
+	}
+	if code := dispatch([]string{"replay", "--pcap", "x", "--speed", "fast"}, &out, &errOut); code != exitConfig {
+		t.Fatalf("replay --speed fast: exit %d", code)
+	}
+}
+
+// FuzzLoadConfig feeds arbitrary documents to the loader: it must answer
+// with a configuration or a one-line error, never panic.
+func FuzzLoadConfig(f *testing.F) {
+	for _, seed := range []string{
+		"", "instance: x\n", "aggregate:\n  max_hosts: 5\n", "aggregate: [\n", "sinks:\n  stdout:\n    enabled: true\n",
+		"scripting:\n  checks:\n    scan_detection:\n      params: {value: 90}\n", "collector:\n  listeners:\n    - url: auto://127.0.0.1:0\n",
+		"aggregate:\n  names:\n    \"fd00::1\": a\n", "log: {level: 3}\n", "http: null\n", "- 1\n- 2\n", "a: &x [*x]\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, doc string) {
+		cfg := DefaultConfig()
+		err := loadInto(&cfg, []byte(doc), noEnv, switchHook)
+		if err != nil && strings.Contains(err.Error(), "\n") {
+			t.Fatalf("multi-line error %q", err)
+		}
+	})
+}
+
+// TestExampleIsTheDefaults checks that config.example.yaml, which documents
+// every key, states every key and gives each its default: loading it yields
+// exactly DefaultConfig.
+func TestExampleIsTheDefaults(t *testing.T) {
+	got, err := loadConfig("../../config.example.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.Scripting.Instance = want.Instance
+	// Compared as trees, where an empty list and no list are the same.
+	gt, _ := toTree(reflect.ValueOf(got)).(map[string]any)
+	wt, _ := toTree(reflect.ValueOf(want)).(map[string]any)
+	for _, d := range treeDiff("", gt, wt) {
+		t.Errorf("config.example.yaml differs from the defaults: %s", d)
+	}
+	doc, err := os.ReadFile("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stated map[string]any
+	if err := yaml.Unmarshal(doc, &stated); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range leafKeys(reflect.TypeFor[Config]()) {
+		node := any(stated)
+		for _, k := range path {
+			m, _ := node.(map[string]any)
+			var ok bool
+			if node, ok = m[k]; !ok {
+				t.Errorf("config.example.yaml does not state %s", strings.Join(path, "."))
+				break
+			}
+		}
+	}
+}
+
+// treeDiff lists the paths where two configuration trees differ.
+func treeDiff(prefix string, a, b map[string]any) []string {
+	var out []string
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	for k := range keys {
+		am, aok := a[k].(map[string]any)
+		bm, bok := b[k].(map[string]any)
+		if aok && bok {
+			out = append(out, treeDiff(prefix+k+".", am, bm)...)
+			continue
+		}
+		if !reflect.DeepEqual(a[k], b[k]) && !(isEmpty(a[k]) && isEmpty(b[k])) {
+			out = append(out, fmt.Sprintf("%s%s: file %v, default %v", prefix, k, a[k], b[k]))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func isEmpty(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return (rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map) && rv.Len() == 0
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/flowcheck/flowcheck/alert"
+)
+
+// TestReplayInProcess runs the replay subcommand in the test process (so
+// that -race sees the whole pipeline) over the IPv4+IPv6 filtered scan, paced
+// at 100× the capture's speed.
+func TestReplayInProcess(t *testing.T) {
+	t.Setenv("FLOWCHECK_LOG_LEVEL", "debug")
+	var stdout, stderr bytes.Buffer
+	code := dispatch([]string{"replay", "--pcap", "../../testdata/softflowd-filtered-v9.pcap", "--port", "2055", "--speed", "100"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s", code, stderr.String())
+	}
+	scans := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var ev alert.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("stdout line is not an alert: %q", line)
+		}
+		if ev.Check == "scan_detection" && ev.State == alert.Engaged {
+			scans[ev.Host.IP] = true
+		}
+	}
+	if !scans["10.98.0.66"] || !scans["fd00:98::66"] || len(scans) != 2 {
+		t.Fatalf("scan alerts for %v, want the scanner's two addresses", scans)
+	}
+	for _, want := range []string{"msg=tick", "msg=\"replay done\"", "datagrams=29"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestReplayMissingCapture(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := dispatch([]string{"replay", "--pcap", "does-not-exist.pcap"}, &stdout, &stderr); code != exitFailure {
+		t.Fatalf("exit %d, want %d", code, exitFailure)
+	}
+}
+
+// TestReplayNothingToReplay: a port filter that matches nothing replays
+// nothing, raises nothing and still exits 0.
+func TestReplayNothingToReplay(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := dispatch([]string{"replay", "--pcap", "../../testdata/softflowd-v5.pcap", "--port", "9999"}, &stdout, &stderr)
+	if code != exitOK || stdout.Len() != 0 || !strings.Contains(stderr.String(), "datagrams=0") {
+		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}

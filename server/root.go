@@ -1,0 +1,167 @@
+// Package server is the collector's operations surface: Prometheus metrics,
+// liveness and readiness probes, and a read-only JSON API over the host table,
+// the engaged alerts and the exporters.
+//
+// It depends on small interfaces defined here, which the components satisfy,
+// so that it can be tested with fakes and never imports their internals.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/flowcheck/flowcheck/aggregate"
+	"github.com/flowcheck/flowcheck/alert"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Hosts is the read side of the host table (aggregate.HostTable).
+type Hosts interface {
+	// AppendKeys appends the key of every tracked host to dst.
+	AppendKeys(dst []aggregate.HostKey) []aggregate.HostKey
+	// Snapshot copies one host's state into dst; false when unknown.
+	Snapshot(key aggregate.HostKey, dst *aggregate.HostSnapshot) bool
+}
+
+// Alerts is the read side of the check engine (scripting.Engine).
+type Alerts interface {
+	// Engaged returns the currently engaged alerts.
+	Engaged() []alert.Event
+	// Score returns a host's current score.
+	Score(key aggregate.HostKey) int
+}
+
+// ReadyCheck is one readiness condition, named in /readyz's answer.
+type ReadyCheck struct {
+	Name  string
+	Ready func() bool
+}
+
+// Dependencies are what the server reads.
+type Dependencies struct {
+	Logger *slog.Logger
+	// Gatherer serves /metrics; it should hold the Go runtime and process
+	// collectors beside every component's metrics.
+	Gatherer   prometheus.Gatherer
+	Registerer prometheus.Registerer
+	Hosts      Hosts
+	Alerts     Alerts
+	// Exporters returns a JSON-encodable description of the exporters
+	// (collector.Component.Exporters). It is a func so that the server does
+	// not depend on the ingest package's types.
+	Exporters func() any
+	// Ready lists the conditions /readyz requires.
+	Ready []ReadyCheck
+}
+
+// Component is the HTTP server.
+type Component struct {
+	config  Configuration
+	deps    Dependencies
+	handler http.Handler
+	srv     *http.Server
+	ln      net.Listener
+	done    chan struct{}
+}
+
+// New builds the server; it does not listen until Start.
+func New(config Configuration, deps Dependencies) (*Component, error) {
+	if err := config.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	if deps.Gatherer == nil || deps.Hosts == nil || deps.Alerts == nil {
+		return nil, errors.New("server: Gatherer, Hosts and Alerts are required")
+	}
+	if deps.Exporters == nil {
+		deps.Exporters = func() any { return []any{} }
+	}
+	c := &Component{config: config, deps: deps, done: make(chan struct{})}
+	h, err := c.routes()
+	if err != nil {
+		return nil, err
+	}
+	c.handler = h
+	return c, nil
+}
+
+// Handler returns the server's routes, for tests and for embedding.
+func (c *Component) Handler() http.Handler { return c.handler }
+
+// Start binds the listen address and serves in the background. With an empty
+// listen address it does nothing.
+func (c *Component) Start() error {
+	if c.config.Listen == "" {
+		close(c.done)
+		return nil
+	}
+	ln, err := net.Listen("tcp", c.config.Listen)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	c.ln = ln
+	c.srv = &http.Server{
+		Handler:           c.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(c.deps.Logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		defer close(c.done)
+		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			c.deps.Logger.Error("http server stopped", "err", err)
+		}
+	}()
+	c.deps.Logger.Info("http server listening", "addr", ln.Addr().String())
+	return nil
+}
+
+// Addr is the bound address (useful with port 0), or nil before Start.
+func (c *Component) Addr() net.Addr {
+	if c.ln == nil {
+		return nil
+	}
+	return c.ln.Addr()
+}
+
+// Stop shuts the server down, waiting for requests in flight until ctx ends.
+func (c *Component) Stop(ctx context.Context) error {
+	if c.srv == nil {
+		return nil
+	}
+	err := c.srv.Shutdown(ctx)
+	<-c.done
+	return err
+}
+
+// registerOnce registers a collector, tolerating one already registered (a
+// second server on the same registry in tests).
+func registerOnce(r prometheus.Registerer, col prometheus.Collector) (prometheus.Collector, error) {
+	if err := r.Register(col); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector, nil
+		}
+		return nil, err
+	}
+	return col, nil
+}
+
+// promHandler serves the gatherer's metrics, counting its own failures.
+func (c *Component) promHandler() http.Handler {
+	opts := promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.deps.Logger.Handler(), slog.LevelWarn)}
+	if c.deps.Registerer != nil {
+		opts.Registry = c.deps.Registerer
+	}
+	return promhttp.HandlerFor(c.deps.Gatherer, opts)
+}
