@@ -166,14 +166,14 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 		if !c.deps.Hosts.Snapshot(k, &snap) || (localOnly && !snap.Local) {
 			continue
 		}
-		s := summarize(&snap, c.deps.Alerts.Score(k))
+		// The candidate lives in top, not in a local: its address goes to
+		// an indirect call, which would move every summary to the heap.
+		top.cand = summarize(&snap, c.deps.Alerts.Score(k))
 		if top.Len() < limit {
-			// Not heap.Push: boxing s in an interface would move every
-			// summary to the heap.
-			top.items = append(top.items, s)
+			top.items = append(top.items, top.cand)
 			heap.Fix(top, top.Len()-1)
-		} else if order(&s, &top.items[0]) < 0 {
-			top.items[0] = s
+		} else if order(&top.cand, &top.items[0]) < 0 {
+			top.items[0] = top.cand
 			heap.Fix(top, 0)
 		}
 	}
@@ -188,6 +188,7 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 // topHosts is a heap whose root is the worst of the best summaries kept.
 type topHosts struct {
 	items []hostSummary
+	cand  hostSummary
 	order func(a, b *hostSummary) int
 }
 

@@ -79,10 +79,16 @@ func loadInto(dst any, document []byte, lookup func(string) (string, bool), hook
 		if err := yaml.Unmarshal([]byte(raw), &value); err != nil {
 			return &configError{key: strings.Join(path, "."), msg: "cannot parse " + name + ": " + oneLine(err.Error())}
 		}
+		t := typeAt(target.Type(), path)
+		// An empty variable sets an empty string (http.listen="" turns the
+		// server off); for other types it is as if unset.
+		if raw == "" && t != nil && t.Kind() == reflect.String {
+			value = ""
+		}
 		// A list is also accepted comma-separated, the way environment
 		// variables usually carry them: FLOWCHECK_SINKS_KAFKA_BROKERS=k1:9092,k2:9092.
 		if str, ok := value.(string); ok {
-			if t := typeAt(target.Type(), path); t != nil && t.Kind() == reflect.Slice {
+			if t != nil && t.Kind() == reflect.Slice {
 				items := []any{}
 				for item := range strings.SplitSeq(str, ",") {
 					if item = strings.TrimSpace(item); item != "" {

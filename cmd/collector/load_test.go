@@ -113,6 +113,11 @@ func TestLoadInto(t *testing.T) {
 			want: func(r *testRoot) { r.Listeners = []testListener{{URL: "ipfix://127.0.0.1:0", Sockets: 1}} },
 		},
 		{
+			name: "empty env sets an empty string",
+			env:  map[string]string{"FLOWCHECK_INSTANCE": "", "FLOWCHECK_AGGREGATE_MAX_HOSTS": ""},
+			want: func(r *testRoot) { r.Instance = "" },
+		},
+		{
 			name: "env list, comma-separated",
 			env:  map[string]string{"FLOWCHECK_AGGREGATE_LOCAL_NETWORKS": "fd00::/8, 10.0.0.0/8"},
 			want: func(r *testRoot) {

@@ -264,25 +264,20 @@ func build(ctx context.Context, cfg Config, clk clock.Clock, logger *slog.Logger
 // start starts the components in dependency order; listen binds the
 // collector's sockets (replay feeds it directly instead).
 func (p *pipeline) start(listen bool) error {
-	steps := []struct {
+	type step struct {
 		name  string
 		start func() error
-	}{
+	}
+	steps := []step{
 		{"sinks", p.sinks.Start},
 		{"scripting", p.engine.Start},
 		{"aggregate", p.table.Start},
 	}
 	if listen {
-		steps = append(steps, struct {
-			name  string
-			start func() error
-		}{"collector", p.collector.Start})
+		steps = append(steps, step{"collector", p.collector.Start})
 	}
 	if p.server != nil {
-		steps = append(steps, struct {
-			name  string
-			start func() error
-		}{"http", p.server.Start})
+		steps = append(steps, step{"http", p.server.Start})
 	}
 	for _, s := range steps {
 		if err := s.start(); err != nil {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -53,5 +55,23 @@ func TestReplayNothingToReplay(t *testing.T) {
 	code := dispatch([]string{"replay", "--pcap", "../../testdata/softflowd-v5.pcap", "--port", "9999"}, &stdout, &stderr)
 	if code != exitOK || stdout.Len() != 0 || !strings.Contains(stderr.String(), "datagrams=0") {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestReplayTruncatedCapture: a capture cut mid-packet is replayed up to the
+// cut, its alerts still delivered, and the exit status says it was incomplete.
+func TestReplayTruncatedCapture(t *testing.T) {
+	b, err := os.ReadFile("../../testdata/softflowd-filtered-v9.pcap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "cut.pcap")
+	if err := os.WriteFile(path, b[:len(b)-100], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := dispatch([]string{"replay", "--pcap", path}, &stdout, &stderr)
+	if code != exitFailure || !strings.Contains(stderr.String(), "capture read error") || !strings.Contains(stderr.String(), "replay done") {
+		t.Fatalf("exit %d, stderr:\n%s", code, stderr.String())
 	}
 }
