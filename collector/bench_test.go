@@ -50,8 +50,10 @@ var benchCaptures = []struct{ name, file string }{
 	{"ipfix", "softflowd-ipfix"},
 }
 
-// BenchmarkDecode measures the collector's decode path per flow record,
-// and goflow2's own decoder+producer path on the same datagrams.
+// BenchmarkDecode measures the collector's decode path per flow record, its
+// previous path through goflow2's decoders (the differential tests'
+// reference), and goflow2's own decoder+producer path, on the same
+// datagrams.
 func BenchmarkDecode(b *testing.B) {
 	for _, bc := range benchCaptures {
 		dgs := loadCapture(b, "../testdata/"+bc.file+".pcap")
@@ -65,6 +67,20 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 			run() // learn the templates
+			reportPerFlow(b, &flows, run)
+		})
+		b.Run(bc.name+"/goflow2-decoders", func(b *testing.B) {
+			// The collector's previous path (oracle_test.go): goflow2's
+			// data set and v5 decoders, then the DataField mapping.
+			var flows uint64
+			c := newTestComponent(b, DefaultConfiguration(), func(batch []flow.Record) { flows += uint64(len(batch)) })
+			o := newOracle(c)
+			run := func() {
+				for _, dg := range dgs {
+					o.handle(dg.from, dg.payload, dg.received, kindAuto)
+				}
+			}
+			run()
 			reportPerFlow(b, &flows, run)
 		})
 		b.Run(bc.name+"/goflow2-producer", func(b *testing.B) {

@@ -19,6 +19,7 @@ type tmplKey struct {
 
 type tmplEntry struct {
 	tmpl     any // one of goflow2's template record types
+	plan     *plan
 	fields   int
 	options  bool
 	lastSeen time.Time
@@ -111,7 +112,12 @@ func (e *exporterState) AddTemplate(version uint16, domain uint32, id uint16, te
 		return nil
 	}
 	if cur, ok := e.templates[key]; ok {
-		cur.tmpl, cur.fields, cur.options, cur.lastSeen = template, len(fields), options, e.now
+		// Exporters resend their templates every few datagrams or
+		// minutes, nearly always unchanged: the plan is kept then.
+		if !sameTemplate(cur.tmpl, template) {
+			cur.tmpl, cur.plan, cur.fields, cur.options = template, compilePlan(version, template), len(fields), options
+		}
+		cur.lastSeen = e.now
 		e.added = append(e.added, key)
 		return nil
 	}
@@ -120,11 +126,28 @@ func (e *exporterState) AddTemplate(version uint16, domain uint32, id uint16, te
 		e.c.decodeError(e, "template_cap", "template", id, "domain", domain, "version", version)
 		return nil
 	}
-	e.templates[key] = &tmplEntry{tmpl: template, fields: len(fields), options: options, lastSeen: e.now}
+	e.templates[key] = &tmplEntry{tmpl: template, plan: compilePlan(version, template), fields: len(fields), options: options, lastSeen: e.now}
 	e.added = append(e.added, key)
 	e.templateEvent("added")
 	e.m.templates.Set(float64(len(e.templates)))
 	return nil
+}
+
+// sameTemplate tells whether two of goflow2's template records describe
+// the same record layout.
+func sameTemplate(a, b any) bool {
+	switch x := a.(type) {
+	case netflow.TemplateRecord:
+		y, ok := b.(netflow.TemplateRecord)
+		return ok && slices.Equal(x.Fields, y.Fields)
+	case netflow.NFv9OptionsTemplateRecord:
+		y, ok := b.(netflow.NFv9OptionsTemplateRecord)
+		return ok && slices.Equal(x.Scopes, y.Scopes) && slices.Equal(x.Options, y.Options)
+	case netflow.IPFIXOptionsTemplateRecord:
+		y, ok := b.(netflow.IPFIXOptionsTemplateRecord)
+		return ok && slices.Equal(x.Scopes, y.Scopes) && slices.Equal(x.Options, y.Options)
+	}
+	return false
 }
 
 // maxTemplateFields bounds a template: real exporters send tens of fields,
@@ -167,18 +190,27 @@ func (e *exporterState) withdraw(key tmplKey) {
 	e.m.templates.Set(float64(len(e.templates)))
 }
 
-// GetTemplate implements goflow2's NetFlowTemplateSystem; expired
-// templates are deleted on lookup.
-func (e *exporterState) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
-	key := tmplKey{version, domain, id}
+// lookup returns a live template, nil when unknown; expired templates are
+// deleted on lookup.
+func (e *exporterState) lookup(key tmplKey) *tmplEntry {
 	t, ok := e.templates[key]
 	if !ok {
-		return nil, netflow.ErrorTemplateNotFound
+		return nil
 	}
 	if e.now.Sub(t.lastSeen) > e.c.config.Templates.Lifetime {
 		delete(e.templates, key)
 		e.templateEvent("expired")
 		e.m.templates.Set(float64(len(e.templates)))
+		return nil
+	}
+	return t
+}
+
+// GetTemplate implements goflow2's NetFlowTemplateSystem (goflow2 calls it
+// only for data sets, which the collector decodes itself).
+func (e *exporterState) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
+	t := e.lookup(tmplKey{version, domain, id})
+	if t == nil {
 		return nil, netflow.ErrorTemplateNotFound
 	}
 	return t.tmpl, nil

@@ -42,12 +42,20 @@ func seeds(t testing.TB, file string, n int) (all, templates [][]byte) {
 	return all, templates
 }
 
-func FuzzNetFlowV5(f *testing.F) {
+// v5Seeds returns the NetFlow v5 seed corpus.
+func v5Seeds(f *testing.F) [][]byte {
 	all, _ := seeds(f, "softflowd-v5", 4)
-	for _, s := range all {
+	return append(all,
+		v5Msg(10000, 1000, 0x4000|100, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500)),
+		// Uptime wrap, and trailing bytes after the records.
+		append(v5Msg(5, 1000, 0, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 17, 2, 120, 0xfffffff0, 3)), 1, 2, 3),
+	)
+}
+
+func FuzzNetFlowV5(f *testing.F) {
+	for _, s := range v5Seeds(f) {
 		f.Add(s)
 	}
-	f.Add(v5Msg(10000, 1000, 0x4000|100, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500)))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) >= 2 {
 			b[0], b[1] = 0, 5
@@ -56,15 +64,30 @@ func FuzzNetFlowV5(f *testing.F) {
 	})
 }
 
-func FuzzNetFlowV9(f *testing.F) {
+// v9Seeds returns the NetFlow v9 seed corpus and the template datagrams
+// that prime a collector before a fuzz input.
+func v9Seeds(f *testing.F) (corpus, prime [][]byte) {
 	all, tmpl := seeds(f, "softflowd-v9", 4)
 	pm, _ := seeds(f, "pmacctd-v9", 4)
-	for _, s := range append(all, pm...) {
+	corpus = append(all, pm...)
+	corpus = append(corpus,
+		v9Msg(0, 1000, 1000, templateSet(9, 256, append(v4Flow, ie{22, 0, 4}, ie{21, 0, 4}, ie{57591, 0, 8})...),
+			dataSet(256, cat(v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 2, 3, 4), be32(1), be32(2), []byte("HTTP\x00\x00\x00\x00")))),
+		v9Msg(0, 0, 1000, templateSet(9, 256, ie{1, 0, 0}), dataSet(256, make([]byte, 16))),
+		v9Msg(3, 10000, 1000,
+			v9OptionsTemplateSet(257, []ie{{2, 0, 4}}, []ie{{48, 0, 1}, {34, 0, 4}}),
+			dataSet(257, cat(be32(1), []byte{5}, be32(64)), cat(be32(1), []byte{6})),
+			templateSet(9, 300, append(v4Flow, ie{48, 0, 1}, ie{57590, 0, 2})...),
+			dataSet(300, cat(v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 2, 100, 1), []byte{5}, be16(7)))),
+	)
+	return corpus, tmpl
+}
+
+func FuzzNetFlowV9(f *testing.F) {
+	corpus, tmpl := v9Seeds(f)
+	for _, s := range corpus {
 		f.Add(s)
 	}
-	f.Add(v9Msg(0, 1000, 1000, templateSet(9, 256, append(v4Flow, ie{22, 0, 4}, ie{21, 0, 4}, ie{57591, 0, 8})...),
-		dataSet(256, cat(v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 2, 3, 4), be32(1), be32(2), []byte("HTTP\x00\x00\x00\x00")))))
-	f.Add(v9Msg(0, 0, 1000, templateSet(9, 256, ie{1, 0, 0}), dataSet(256, make([]byte, 16))))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) >= 2 {
 			b[0], b[1] = 0, 9
@@ -73,21 +96,40 @@ func FuzzNetFlowV9(f *testing.F) {
 	})
 }
 
-func FuzzIPFIX(f *testing.F) {
-	var prime [][]byte
+// ipfixSeeds returns the IPFIX seed corpus and the template datagrams that
+// prime a collector before a fuzz input.
+func ipfixSeeds(f *testing.F) (corpus, prime [][]byte) {
 	for _, file := range []string{"softflowd-ipfix", "softflowd-ipfix-bidir", "pmacctd-ipfix"} {
 		all, tmpl := seeds(f, file, 3)
-		for _, s := range all {
-			f.Add(s)
-		}
+		corpus = append(corpus, all...)
 		prime = append(prime, tmpl...)
 	}
-	f.Add(ipfixMsg(0, 1000,
-		templateSet(10, 256, append(v4Flow, ie{118, penNtop, 2}, ie{119, penNtop, 0xffff}, ie{1, penReverse, 8})...),
-		dataSet(256, cat(v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 443, 100, 1), be16(91), varLen([]byte("TLS")), be64(5)))))
-	f.Add(ipfixMsg(0, 1000, ipfixOptionsTemplateSet(300, []ie{{302, 0, 4}}, []ie{{305, 0, 4}, {306, 0, 4}}),
-		dataSet(300, cat(be32(7), be32(1), be32(99)))))
-	f.Add(ipfixMsg(0, 1000, templateSet(10, 256, ie{8, 0, 0}), dataSet(256, make([]byte, 64))))
+	corpus = append(corpus,
+		ipfixMsg(0, 1000,
+			templateSet(10, 256, append(v4Flow, ie{118, penNtop, 2}, ie{119, penNtop, 0xffff}, ie{1, penReverse, 8})...),
+			dataSet(256, cat(v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 443, 100, 1), be16(91), varLen([]byte("TLS")), be64(5)))),
+		ipfixMsg(0, 1000, ipfixOptionsTemplateSet(300, []ie{{302, 0, 4}}, []ie{{305, 0, 4}, {306, 0, 4}}),
+			dataSet(300, cat(be32(7), be32(1), be32(99)))),
+		ipfixMsg(0, 1000, templateSet(10, 256, ie{8, 0, 0}), dataSet(256, make([]byte, 64))),
+		// Variable-length fields: one long (3-byte prefix), one cut
+		// short by the end of the set, a template of only
+		// variable-length fields, and an options record without room
+		// for its options.
+		ipfixMsg(0, 1000,
+			templateSet(10, 258, ie{8, 0, 4}, ie{119, penNtop, 0xffff}, ie{12, 0, 4}),
+			dataSet(258, cat(ip("10.0.0.1"), varLen(make([]byte, 300)), ip("10.0.0.2")), cat(ip("10.0.0.3"), []byte{9, 1}))),
+		ipfixMsg(0, 1000, templateSet(10, 259, ie{27, 0, 0xffff}), dataSet(259, varLen(ip("2001:db8::1")))),
+		ipfixMsg(0, 1000, ipfixOptionsTemplateSet(301, []ie{{160, 0, 0xffff}}, []ie{{34, 0, 4}}),
+			dataSet(301, varLen(be64(1767225600000)))),
+	)
+	return corpus, prime
+}
+
+func FuzzIPFIX(f *testing.F) {
+	corpus, prime := ipfixSeeds(f)
+	for _, s := range corpus {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) >= 2 {
 			b[0], b[1] = 0, 10

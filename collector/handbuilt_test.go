@@ -17,20 +17,25 @@ var (
 	t0   = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 )
 
-// harness collects what a component emits.
+// harness collects what a component emits. Every datagram it sends also
+// goes through the reference decode path (differential_test.go), which
+// must emit the same records and metrics.
 type harness struct {
+	t       *testing.T
 	c       *Component
 	reg     *prometheus.Registry
 	records []flow.Record
+	ref     *shadow
 }
 
 func newHarness(t *testing.T, mutate func(*Configuration)) *harness {
 	t.Helper()
-	h := &harness{reg: prometheus.NewRegistry()}
+	h := &harness{t: t, reg: prometheus.NewRegistry()}
 	cfg := DefaultConfiguration()
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	h.ref = newShadow(t, cfg)
 	c, err := New(cfg, Dependencies{Registerer: h.reg, Flows: func(b []flow.Record) { h.records = append(h.records, b...) }})
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +48,9 @@ func (h *harness) send(from netip.AddrPort, at time.Time, msgs ...[]byte) []flow
 	h.records = nil
 	for _, m := range msgs {
 		h.c.HandleDatagram(from, m, at)
+		h.ref.send(from, m, at)
 	}
+	h.ref.compare(h.t, "hand-built datagram", h.records, h.reg)
 	return h.records
 }
 
@@ -217,6 +224,26 @@ func TestHandBuilt(t *testing.T) {
 				}
 				if p := h.c.Exporters()[0].PendingBytes; p == 0 {
 					t.Error("data after withdrawal not pending")
+				}
+			},
+		},
+		{
+			// The compiled plan is kept for a resent template and
+			// replaced for a redefined one.
+			name: "template resent, then redefined",
+			msgs: [][]byte{
+				ipfixMsg(0, 1000, templateSet(10, 256, v4Flow...), dataSet(256, v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 2, 3, 4))),
+				ipfixMsg(0, 1001, templateSet(10, 256, v4Flow...), dataSet(256, v4FlowRecord("10.0.0.3", "10.0.0.4", 1, 2, 3, 4))),
+				ipfixMsg(0, 1002, templateSet(10, 256, ie{12, 0, 4}, ie{8, 0, 4}, ie{2, 0, 4}),
+					dataSet(256, cat(ip("10.0.0.5"), ip("10.0.0.6"), be32(9)))),
+			},
+			want: 3,
+			check: func(t *testing.T, _ *harness, got []flow.Record) {
+				if got[1].SrcAddr.String() != "10.0.0.3" || got[1].Bytes != 3 {
+					t.Errorf("resent template: %+v", got[1])
+				}
+				if r := got[2]; r.SrcAddr.String() != "10.0.0.6" || r.DstAddr.String() != "10.0.0.5" || r.Packets != 9 || r.Bytes != 0 {
+					t.Errorf("redefined template: %+v", r)
 				}
 			},
 		},

@@ -89,17 +89,22 @@ func setRcvbuf(fd, n int) (int, error) {
 	return unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
 }
 
-// read is a socket's read loop: it reads into one reused buffer, drops
-// datagrams from outside the allow-list, and copies the rest into pooled
-// packets queued to the worker that owns the exporter. A full queue drops
-// the datagram (counted): the socket is never blocked.
+// read is a socket's read loop: it reads batches of datagrams into the
+// batch reader's buffers, drops datagrams from outside the allow-list, and
+// copies the rest into pooled packets queued to the worker that owns the
+// exporter. A full queue drops the datagram (counted): the socket is never
+// blocked.
 func (c *Component) read(l *listener, conn *net.UDPConn) {
 	defer c.readers.Done()
-	buf := make([]byte, maxDatagram)
+	br, err := newBatchReader(conn)
+	if err != nil {
+		c.deps.Logger.Error("UDP socket unusable", "listener", l.url, "err", err)
+		return
+	}
 	notAllowed := c.metrics.drops.WithLabelValues("not_allowed")
 	queueFull := c.metrics.drops.WithLabelValues("queue_full")
 	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
+		n, err := br.read()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -107,19 +112,28 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			c.logs.Warn(c.deps.Clock.Now(), "read\x00"+l.url, "UDP read error", "listener", l.url, "err", err)
 			continue
 		}
-		addr := from.Addr().Unmap()
-		if !c.allowed(addr) {
-			notAllowed.Inc()
-			continue
-		}
-		p := c.packets.Get().(*packet)
-		p.from, p.received, p.kind = from, c.deps.Clock.Now(), l.kind
-		p.buf = append(p.buf[:0], buf[:n]...)
-		select {
-		case c.queues[shard(addr, len(c.queues))] <- p:
-		default:
-			queueFull.Inc()
-			c.packets.Put(p)
+		// One clock reading per batch: its datagrams arrived together.
+		now := c.deps.Clock.Now()
+		for i := range n {
+			from, err := br.from(i)
+			if err != nil {
+				c.logs.Warn(now, "addr\x00"+l.url, "UDP read error", "listener", l.url, "err", err)
+				continue
+			}
+			addr := from.Addr().Unmap()
+			if !c.allowed(addr) {
+				notAllowed.Inc()
+				continue
+			}
+			p := c.getPacket()
+			p.from, p.received, p.kind = from, now, l.kind
+			p.buf = append(p.buf[:0], br.payload(i)...)
+			select {
+			case c.queues[shard(addr, len(c.queues))] <- p:
+			default:
+				queueFull.Inc()
+				c.putPacket(p)
+			}
 		}
 	}
 }
@@ -142,9 +156,27 @@ func (c *Component) work(q chan *packet) {
 	d := newDecoder(c)
 	for p := range q {
 		d.handle(p.from, p.buf, p.received, p.kind)
-		if cap(p.buf) > 16384 {
-			p.buf = make([]byte, 0, 2048) // do not pool jumbo buffers
-		}
-		c.packets.Put(p)
+		c.putPacket(p)
+	}
+}
+
+// getPacket takes a recycled packet, or makes one.
+func (c *Component) getPacket() *packet {
+	select {
+	case p := <-c.free:
+		return p
+	default:
+		return &packet{buf: make([]byte, 0, 2048)}
+	}
+}
+
+// putPacket recycles a packet, unless the free list is full.
+func (c *Component) putPacket(p *packet) {
+	if cap(p.buf) > 16384 {
+		p.buf = make([]byte, 0, 2048) // do not keep jumbo buffers
+	}
+	select {
+	case c.free <- p:
+	default:
 	}
 }

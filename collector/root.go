@@ -43,8 +43,12 @@ type Component struct {
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporterState
 
-	queues   []chan *packet
-	packets  sync.Pool // *packet
+	queues []chan *packet
+	// free recycles packets from the workers back to the readers. Unlike
+	// a sync.Pool it is never emptied by the GC (nor, under the race
+	// detector, at random), so the receive path does not allocate in a
+	// steady state; it holds at most what the queues can.
+	free     chan *packet
 	decoders sync.Pool // *decoder, for HandleDatagram
 	readers  sync.WaitGroup
 	workers  sync.WaitGroup
@@ -104,7 +108,7 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		kind, addr, _ := parseListenURL(l.URL)
 		c.listeners = append(c.listeners, &listener{url: l.URL, kind: kind, addr: addr, sockets: l.Sockets, rcvbuf: l.ReceiveBuffer})
 	}
-	c.packets.New = func() any { return &packet{buf: make([]byte, 0, 2048)} }
+	c.free = make(chan *packet, cfg.Workers*cfg.QueueSize+readBatch)
 	c.decoders.New = func() any { return newDecoder(c) }
 	return c, nil
 }

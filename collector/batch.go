@@ -1,0 +1,140 @@
+package collector
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// readBatch is how many datagrams one recvmmsg call may return. Each slot
+// holds a full-size datagram, so a socket's reader owns readBatch×64 KiB.
+const readBatch = 32
+
+// mmsghdr is Linux's struct mmsghdr; Go lays it out as C does (the length,
+// then padding to the struct's alignment).
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+// batchReader reads datagrams from a UDP socket readBatch at a time with
+// recvmmsg(2), into buffers it owns, without allocating: x/net's
+// ReadBatch allocates two objects per datagram for the sender's address.
+type batchReader struct {
+	rc syscall.RawConn
+	// buf holds the datagrams, maxDatagram bytes apart. It is allocated
+	// apart from the headers so that the GC never scans its 2 MiB.
+	buf   []byte
+	iovs  [readBatch]unix.Iovec
+	names [readBatch]unix.RawSockaddrInet6 // large enough for IPv4 too
+	hdrs  [readBatch]mmsghdr
+	zones map[uint32]string
+
+	// Result of the last recvmmsg, set by recv.
+	n     int
+	errno syscall.Errno
+	recv  func(fd uintptr) bool
+}
+
+func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	b := &batchReader{rc: rc, buf: make([]byte, readBatch*maxDatagram), zones: make(map[uint32]string)}
+	for i := range b.hdrs {
+		b.iovs[i].Base = &b.buf[i*maxDatagram]
+		b.iovs[i].SetLen(maxDatagram)
+		b.hdrs[i].hdr.Iov = &b.iovs[i]
+		b.hdrs[i].hdr.SetIovlen(1)
+		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+	}
+	// Made once: a closure per read would allocate.
+	b.recv = func(fd uintptr) bool {
+		for {
+			n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])),
+				readBatch, 0, 0, 0)
+			switch errno {
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false // wait until the socket is readable
+			}
+			b.n, b.errno = int(n), errno
+			return true
+		}
+	}
+	return b, nil
+}
+
+// read waits for datagrams and returns how many were read; they stay
+// valid until the next read. The error wraps net.ErrClosed once the socket
+// is closed.
+func (b *batchReader) read() (int, error) {
+	for i := range b.hdrs {
+		// The kernel writes back the address length and flags.
+		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		b.hdrs[i].hdr.Flags = 0
+	}
+	b.n = 0
+	if err := b.rc.Read(b.recv); err != nil {
+		return 0, err
+	}
+	if b.errno != 0 {
+		return 0, b.errno
+	}
+	return b.n, nil
+}
+
+// payload returns datagram i of the last read.
+func (b *batchReader) payload(i int) []byte {
+	return b.buf[i*maxDatagram:][:b.hdrs[i].len]
+}
+
+// errNoAddress is returned for a datagram without a usable sender address.
+var errNoAddress = errors.New("datagram without an IP sender address")
+
+// from returns the sender of datagram i of the last read.
+func (b *batchReader) from(i int) (netip.AddrPort, error) {
+	sa := &b.names[i]
+	// The port is in network byte order in both address families.
+	port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p := uint16(port[0])<<8 | uint16(port[1])
+	switch {
+	case sa.Family == unix.AF_INET && b.hdrs[i].hdr.Namelen >= unix.SizeofSockaddrInet4:
+		v4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(v4.Addr), p), nil
+	case sa.Family == unix.AF_INET6 && b.hdrs[i].hdr.Namelen >= unix.SizeofSockaddrInet6:
+		a := netip.AddrFrom16(sa.Addr)
+		if sa.Scope_id != 0 {
+			a = a.WithZone(b.zone(sa.Scope_id))
+		}
+		return netip.AddrPortFrom(a, p), nil
+	}
+	return netip.AddrPort{}, errNoAddress
+}
+
+// maxZones bounds the interface name cache.
+const maxZones = 256
+
+// zone names an IPv6 scope (interface index) as the net package does, once
+// per index.
+func (b *batchReader) zone(id uint32) string {
+	if z, ok := b.zones[id]; ok {
+		return z
+	}
+	z := strconv.FormatUint(uint64(id), 10)
+	if ifi, err := net.InterfaceByIndex(int(id)); err == nil {
+		z = ifi.Name
+	}
+	if len(b.zones) >= maxZones {
+		clear(b.zones)
+	}
+	b.zones[id] = z
+	return z
+}
