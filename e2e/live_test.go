@@ -207,7 +207,7 @@ func TestLiveSoftflowdToKafka(t *testing.T) {
 			}
 			metrics, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			for _, family := range []string{"flowcheck_collector_", "flowcheck_aggregate_", "flowcheck_scripting_", "flowcheck_sink_", "flowcheck_tick_runs_total", "go_goroutines", "process_cpu_seconds_total"} {
+			for _, family := range []string{"flowcheck_collector_", "flowcheck_aggregate_", "flowcheck_scripting_", "flowcheck_sink_", "flowcheck_scripting_ticks_total", "go_goroutines", "process_cpu_seconds_total"} {
 				if !strings.Contains(string(metrics), "\n"+family) {
 					t.Errorf("/metrics has no %s*", family)
 				}

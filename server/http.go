@@ -105,14 +105,7 @@ func summarize(s *aggregate.HostSnapshot, score int) hostSummary {
 // format fills the fields shown as text.
 func (h *hostSummary) format() {
 	h.IP = h.key.Addr.String()
-	h.MAC = macString(h.mac)
-}
-
-func macString(m aggregate.MAC) string {
-	if m == (aggregate.MAC{}) {
-		return ""
-	}
-	return m.String()
+	h.MAC = h.mac.String() // zero MAC when unknown, as host.mac() and alerts say
 }
 
 // hosts lists host summaries, sorted by a key, largest first.

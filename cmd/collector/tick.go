@@ -93,12 +93,6 @@ func (s *scheduler) wait() { s.wg.Wait() }
 
 func (s *scheduler) tick(now time.Time) {
 	st := s.engine.Tick(s.ctx, now)
-	s.m.ticks.Inc()
-	s.m.duration.Observe(st.Duration.Seconds())
-	s.m.hosts.Set(float64(st.Hosts))
-	s.m.calls.Add(float64(st.Calls))
-	s.m.errors.Add(float64(st.Errors))
-	s.m.timeouts.Add(float64(st.Timeouts))
 	level := slog.LevelDebug
 	if st.Errors > 0 || st.Duration > s.engine.Interval()/2 {
 		level = slog.LevelWarn
@@ -107,32 +101,20 @@ func (s *scheduler) tick(now time.Time) {
 		"hosts", st.Hosts, "calls", st.Calls, "errors", st.Errors, "timeouts", st.Timeouts)
 }
 
-// tickMetrics are the scheduler's metrics.
+// tickMetrics are the scheduler's metrics. What a tick did (runs, duration,
+// hosts, calls, errors) is the engine's to count (flowcheck_scripting_*);
+// only a tick that never ran is the scheduler's.
 type tickMetrics struct {
-	ticks, skipped, calls, errors, timeouts prometheus.Counter
-	hosts                                   prometheus.Gauge
-	duration                                prometheus.Histogram
+	skipped prometheus.Counter
 }
 
 func newTickMetrics(reg prometheus.Registerer) (*tickMetrics, error) {
-	counter := func(name, help string) prometheus.Counter {
-		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "flowcheck", Subsystem: "tick", Name: name, Help: help})
-	}
 	m := &tickMetrics{
-		ticks:    counter("runs_total", "Ticks run."),
-		skipped:  counter("skipped_total", "Ticks skipped because the previous one was still running."),
-		calls:    counter("script_calls_total", "check(host_info) calls made by ticks."),
-		errors:   counter("script_errors_total", "check(host_info) calls that failed (timeouts included)."),
-		timeouts: counter("script_timeouts_total", "check(host_info) calls stopped by the call budget."),
-		hosts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "flowcheck", Subsystem: "tick", Name: "hosts",
-			Help: "Hosts visited by the last tick."}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "flowcheck", Subsystem: "tick", Name: "duration_seconds",
-			Help: "Wall time of a tick.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "flowcheck", Subsystem: "tick", Name: "skipped_total",
+			Help: "Ticks skipped because the previous one was still running."}),
 	}
-	for _, c := range []prometheus.Collector{m.ticks, m.skipped, m.calls, m.errors, m.timeouts, m.hosts, m.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := reg.Register(m.skipped); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
