@@ -44,9 +44,17 @@ type ExportersConfiguration struct {
 	// Allow lists the CIDR prefixes exporters may send from. Empty allows
 	// any source (and start-up warns if a listener is not on loopback).
 	Allow []string `mapstructure:"allow"`
-	// Max caps the number of exporters tracked; datagrams from further
-	// exporters are dropped and counted.
+	// Max caps the number of exporters tracked. At the cap, a new
+	// exporter takes the place of the least recently seen exporter silent
+	// for longer than templates.lifetime (whose templates have all
+	// expired, so little is lost); when there is none, its datagrams are
+	// dropped and counted (exporter_cap).
 	Max int `mapstructure:"max"`
+	// IdleTimeout is how long an exporter may stay silent before it is
+	// forgotten with its templates, sampling rates and pending sets
+	// (counted and logged). It runs on receive time, as template expiry
+	// does, and is at least templates.lifetime.
+	IdleTimeout time.Duration `mapstructure:"idle_timeout"`
 }
 
 // SamplingConfiguration sets sampling rates when exporters do not, or
@@ -94,7 +102,7 @@ func DefaultConfiguration() Configuration {
 		}},
 		Workers:   2,
 		QueueSize: 4096,
-		Exporters: ExportersConfiguration{Max: 1000},
+		Exporters: ExportersConfiguration{Max: 1000, IdleTimeout: time.Hour},
 		Templates: TemplatesConfiguration{
 			Max:          1024,
 			Lifetime:     30 * time.Minute,
@@ -135,6 +143,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.Exporters.Max < 1 {
 		errs = append(errs, errors.New("exporters.max: must be > 0"))
+	}
+	if c.Exporters.IdleTimeout < c.Templates.Lifetime {
+		errs = append(errs, fmt.Errorf("exporters.idle_timeout: must be >= templates.lifetime (%s)", c.Templates.Lifetime))
 	}
 	for i, o := range c.Sampling.Overrides {
 		if _, err := netip.ParsePrefix(o.Prefix); err != nil {

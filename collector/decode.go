@@ -133,11 +133,21 @@ func (d *decoder) decodeNetFlow(e *exporterState, b []byte, received time.Time) 
 	clear(d.pending)
 }
 
-// templateSet validates a template set's record layout before goflow2
+// templateSet applies a template set. A set that only resends templates
+// the exporter holds, byte for byte (as exporters do every few datagrams),
+// just refreshes them; any other set is parsed by goflow2.
+func (d *decoder) templateSet(e *exporterState, hdr *exportHeader, id uint16, set []byte) {
+	if e.refreshTemplates(hdr.version, hdr.domain, id, set[4:]) {
+		return
+	}
+	d.parseTemplateSet(e, hdr, id, set)
+}
+
+// parseTemplateSet validates a template set's record layout before goflow2
 // parses it: goflow2 allocates a field slice of whatever size a record
 // header claims, so a header that lies about its field count is refused
 // here rather than costing hundreds of kilobytes.
-func (d *decoder) templateSet(e *exporterState, hdr *exportHeader, id uint16, set []byte) {
+func (d *decoder) parseTemplateSet(e *exporterState, hdr *exportHeader, id uint16, set []byte) {
 	if !templateSetFits(hdr.version, id, set[4:]) {
 		d.c.decodeError(e, "bad_template")
 		return
@@ -151,50 +161,62 @@ func (d *decoder) templateSet(e *exporterState, hdr *exportHeader, id uint16, se
 // templateSetFits checks that every template record of a set fits in it.
 func templateSetFits(version, id uint16, b []byte) bool {
 	for len(b) >= 4 {
-		var nfields int
-		switch id {
-		case setV9Template, setIPFIXTemplate:
-			nfields = int(binary.BigEndian.Uint16(b[2:]))
-			b = b[4:]
-		case setV9OptionsTemplate:
-			if len(b) < 6 {
-				return false
-			}
-			scope, opts := int(binary.BigEndian.Uint16(b[2:])), int(binary.BigEndian.Uint16(b[4:]))
-			if scope%4 != 0 || opts%4 != 0 {
-				return false
-			}
-			nfields = (scope + opts) / 4
-			b = b[6:]
-		case setIPFIXOptions:
-			if len(b) < 6 {
-				// A 4-byte withdrawal record, or padding.
-				return len(b) == 4 && binary.BigEndian.Uint16(b[2:]) == 0 || allZero(b)
-			}
-			nfields = int(binary.BigEndian.Uint16(b[2:]))
-			if binary.BigEndian.Uint16(b[4:]) > uint16(nfields) {
-				return false
-			}
-			b = b[6:]
+		if id == setIPFIXOptions && len(b) < 6 {
+			// A 4-byte withdrawal record, or padding.
+			return len(b) == 4 && binary.BigEndian.Uint16(b[2:]) == 0 || allZero(b)
 		}
-		if nfields > maxTemplateFields {
+		n := templateRecordLen(version, id, b)
+		if n == 0 {
 			return false
 		}
-		for range nfields {
-			if len(b) < 4 {
-				return false
-			}
-			n := 4
-			if version == 10 && b[0]&0x80 != 0 {
-				n = 8
-			}
-			if len(b) < n {
-				return false
-			}
-			b = b[n:]
-		}
+		b = b[n:]
 	}
 	return true
+}
+
+// templateRecordLen returns the length of the template record b starts
+// with (b holds at least 4 bytes), or 0 when it does not fit in b, claims
+// more than maxTemplateFields fields, or is a short IPFIX options record.
+func templateRecordLen(version, id uint16, b []byte) int {
+	var nfields, off int
+	switch id {
+	case setV9Template, setIPFIXTemplate:
+		nfields, off = int(binary.BigEndian.Uint16(b[2:])), 4
+	case setV9OptionsTemplate:
+		if len(b) < 6 {
+			return 0
+		}
+		scope, opts := int(binary.BigEndian.Uint16(b[2:])), int(binary.BigEndian.Uint16(b[4:]))
+		if scope%4 != 0 || opts%4 != 0 {
+			return 0
+		}
+		nfields, off = (scope+opts)/4, 6
+	case setIPFIXOptions:
+		if len(b) < 6 {
+			return 0
+		}
+		nfields, off = int(binary.BigEndian.Uint16(b[2:])), 6
+		if binary.BigEndian.Uint16(b[4:]) > uint16(nfields) {
+			return 0
+		}
+	}
+	if nfields > maxTemplateFields {
+		return 0
+	}
+	for range nfields {
+		if len(b) < off+4 {
+			return 0
+		}
+		n := 4
+		if version == 10 && b[off]&0x80 != 0 {
+			n = 8
+		}
+		if len(b) < off+n {
+			return 0
+		}
+		off += n
+	}
+	return off
 }
 
 func allZero(b []byte) bool {

@@ -1,9 +1,12 @@
 package collector
 
 import (
+	"bytes"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
@@ -18,7 +21,10 @@ type tmplKey struct {
 }
 
 type tmplEntry struct {
-	tmpl     any // one of goflow2's template record types
+	tmpl any // one of goflow2's template record types
+	// raw is tmpl's wire form: a resent record equal to it is the same
+	// template, refreshed without parsing.
+	raw      []byte
 	plan     *plan
 	fields   int
 	options  bool
@@ -69,6 +75,14 @@ type exporterState struct {
 	pending      []pendingSet
 	pendingBytes int
 
+	// evicted is set, under mu, when the exporter is forgotten: a
+	// worker that looked it up just before must look it up again.
+	evicted bool
+	// drops count this exporter's datagrams dropped before decoding, by
+	// reason (exporterDropReasons); they are counted outside the lock, by
+	// the socket readers and before admission.
+	drops [numDrops]atomic.Uint64
+
 	versions uint32 // bit set of protocol versions seen (5, 9, 10; sFlow as bit 0)
 	packets  uint64
 	flows    uint64
@@ -116,6 +130,7 @@ func (e *exporterState) AddTemplate(version uint16, domain uint32, id uint16, te
 		// minutes, nearly always unchanged: the plan is kept then.
 		if !sameTemplate(cur.tmpl, template) {
 			cur.tmpl, cur.plan, cur.fields, cur.options = template, compilePlan(version, template), len(fields), options
+			cur.raw = encodeTemplate(version, template)
 		}
 		cur.lastSeen = e.now
 		e.added = append(e.added, key)
@@ -126,11 +141,76 @@ func (e *exporterState) AddTemplate(version uint16, domain uint32, id uint16, te
 		e.c.decodeError(e, "template_cap", "template", id, "domain", domain, "version", version)
 		return nil
 	}
-	e.templates[key] = &tmplEntry{tmpl: template, plan: compilePlan(version, template), fields: len(fields), options: options, lastSeen: e.now}
+	e.templates[key] = &tmplEntry{tmpl: template, raw: encodeTemplate(version, template), plan: compilePlan(version, template),
+		fields: len(fields), options: options, lastSeen: e.now}
 	e.added = append(e.added, key)
 	e.templateEvent("added")
 	e.m.templates.Set(float64(len(e.templates)))
 	return nil
+}
+
+// refreshTemplates handles a template set body whose every record is, byte
+// for byte, a template the exporter holds: it refreshes them as goflow2's
+// parse and AddTemplate would (same template: kept, seen now), without
+// parsing. It changes nothing and returns false for any other set.
+func (e *exporterState) refreshTemplates(version uint16, domain uint32, id uint16, b []byte) bool {
+	for rest := b; len(rest) >= 4; {
+		n := templateRecordLen(version, id, rest)
+		if n == 0 {
+			return false
+		}
+		t := e.templates[tmplKey{version, domain, binary.BigEndian.Uint16(rest)}]
+		if t == nil || !bytes.Equal(t.raw, rest[:n]) {
+			return false
+		}
+		rest = rest[n:]
+	}
+	for rest := b; len(rest) >= 4; {
+		n := templateRecordLen(version, id, rest)
+		key := tmplKey{version, domain, binary.BigEndian.Uint16(rest)}
+		e.templates[key].lastSeen = e.now
+		e.added = append(e.added, key)
+		rest = rest[n:]
+	}
+	return true
+}
+
+// encodeTemplate renders one of goflow2's template records in its wire
+// form. goflow2's template parsing is deterministic and keeps every bit
+// of the record, so a record with these bytes parses to this template.
+func encodeTemplate(version uint16, template any) []byte {
+	var b []byte
+	fields := func(fs []netflow.Field) {
+		for _, f := range fs {
+			if version == 10 && f.PenProvided {
+				b = binary.BigEndian.AppendUint16(b, f.Type|0x8000)
+				b = binary.BigEndian.AppendUint16(b, f.Length)
+				b = binary.BigEndian.AppendUint32(b, f.Pen)
+				continue
+			}
+			b = binary.BigEndian.AppendUint16(b, f.Type)
+			b = binary.BigEndian.AppendUint16(b, f.Length)
+		}
+	}
+	switch t := template.(type) {
+	case netflow.TemplateRecord:
+		b = binary.BigEndian.AppendUint16(b, t.TemplateId)
+		b = binary.BigEndian.AppendUint16(b, t.FieldCount)
+		fields(t.Fields)
+	case netflow.NFv9OptionsTemplateRecord:
+		b = binary.BigEndian.AppendUint16(b, t.TemplateId)
+		b = binary.BigEndian.AppendUint16(b, t.ScopeLength)
+		b = binary.BigEndian.AppendUint16(b, t.OptionLength)
+		fields(t.Scopes)
+		fields(t.Options)
+	case netflow.IPFIXOptionsTemplateRecord:
+		b = binary.BigEndian.AppendUint16(b, t.TemplateId)
+		b = binary.BigEndian.AppendUint16(b, t.FieldCount)
+		b = binary.BigEndian.AppendUint16(b, t.ScopeFieldCount)
+		fields(t.Scopes)
+		fields(t.Options)
+	}
+	return b
 }
 
 // sameTemplate tells whether two of goflow2's template records describe
@@ -345,7 +425,19 @@ type ExporterInfo struct {
 	Flows         uint64         `json:"flows"`
 	Errors        uint64         `json:"errors"`
 	PendingBytes  int            `json:"pending_bytes"`
+	Drops         ExporterDrops  `json:"drops"`
 	LastSeen      time.Time      `json:"last_seen"`
+}
+
+// ExporterDrops counts an exporter's datagrams dropped before decoding, by
+// reason. (Datagrams of senders outside exporters.allow or beyond
+// exporters.max are counted by reason only: such senders are not tracked.)
+type ExporterDrops struct {
+	// QueueFull counts datagrams its decode worker had no room for.
+	QueueFull uint64 `json:"queue_full"`
+	// WrongProtocol counts datagrams of a protocol their listener does
+	// not accept.
+	WrongProtocol uint64 `json:"wrong_protocol"`
 }
 
 // TemplateInfo describes one template of an exporter.
@@ -374,7 +466,11 @@ func (e *exporterState) info() ExporterInfo {
 		Flows:        e.flows,
 		Errors:       e.errors,
 		PendingBytes: e.pendingBytes,
-		LastSeen:     e.lastSeen,
+		Drops: ExporterDrops{
+			QueueFull:     e.drops[dropQueueFull].Load(),
+			WrongProtocol: e.drops[dropWrongProtocol].Load(),
+		},
+		LastSeen: e.lastSeen,
 	}
 	for _, p := range []struct {
 		bit  uint32

@@ -384,7 +384,7 @@ func TestHandBuilt(t *testing.T) {
 			msgs:   [][]byte{v5Msg(10000, 1000, 0, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500))},
 			want:   0,
 			check: func(t *testing.T, h *harness, _ []flow.Record) {
-				if len(h.c.Exporters()) != 0 || metricValue(h.c.metrics.drops.WithLabelValues("not_allowed")) != 1 {
+				if len(h.c.Exporters()) != 0 || metricValue(h.c.metrics.drops[dropNotAllowed]) != 1 {
 					t.Error("not dropped before decoding")
 				}
 			},
@@ -465,7 +465,7 @@ func TestTemplateCap(t *testing.T) {
 		t.Errorf("template_cap %v, want 8", v)
 	}
 	h.send(exp2, t0, ipfixMsg(0, 1000, templateSet(10, 256, v4Flow...)))
-	if len(h.c.Exporters()) != 1 || metricValue(h.c.metrics.drops.WithLabelValues("exporter_cap")) != 1 {
+	if len(h.c.Exporters()) != 1 || metricValue(h.c.metrics.drops[dropExporterCap]) != 1 {
 		t.Error("exporter cap not enforced")
 	}
 }

@@ -11,7 +11,9 @@ type metrics struct {
 	flowBytes      *prometheus.CounterVec // exporter
 	flowPackets    *prometheus.CounterVec // exporter
 	decodeErrors   *prometheus.CounterVec // exporter, reason
-	drops          *prometheus.CounterVec // reason
+	drops          [numDrops]prometheus.Counter
+	exporterDrops  *prometheus.CounterVec // exporter, reason
+	evictions      *prometheus.CounterVec // reason
 	templates      *prometheus.GaugeVec   // exporter
 	templateEvents *prometheus.CounterVec // exporter, event
 	samplingUnk    *prometheus.CounterVec // exporter
@@ -20,8 +22,29 @@ type metrics struct {
 	exporters      prometheus.Gauge
 }
 
+// Reasons a datagram is dropped before decoding.
+const (
+	dropNotAllowed = iota
+	dropExporterCap
+	dropQueueFull
+	dropWrongProtocol
+	numDrops
+)
+
+// dropReasons are the reason labels, by drop constant.
+var dropReasons = [numDrops]string{"not_allowed", "exporter_cap", "queue_full", "wrong_protocol"}
+
+// exporterDropReasons are the drops that can concern a tracked exporter:
+// not_allowed and exporter_cap only ever concern senders that are not
+// tracked, so they stay counted by reason alone, keeping the label set
+// bounded.
+var exporterDropReasons = [...]int{dropQueueFull, dropWrongProtocol}
+
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "flowcheck", "collector"
+	drops := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "drops_total", Help: "Datagrams dropped before decoding, by reason (not_allowed, exporter_cap, queue_full, wrong_protocol)."},
+		[]string{"reason"})
 	m := &metrics{
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "packets_total", Help: "Export datagrams decoded, by exporter and protocol version."},
@@ -41,8 +64,11 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "decode_errors_total", Help: "Bad input, by exporter and reason."},
 			[]string{"exporter", "reason"}),
-		drops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "drops_total", Help: "Datagrams dropped before decoding, by reason (not_allowed, exporter_cap, queue_full, wrong_protocol)."},
+		exporterDrops: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "exporter_drops_total", Help: "Datagrams of tracked exporters dropped before decoding, by exporter and reason (queue_full, wrong_protocol); also counted in drops_total."},
+			[]string{"exporter", "reason"}),
+		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "exporter_evictions_total", Help: "Exporters forgotten with their state, by reason (idle: silent for exporters.idle_timeout; cap: replaced at exporters.max by a new exporter)."},
 			[]string{"reason"}),
 		templates: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "templates", Help: "NetFlow v9/IPFIX templates currently known, by exporter."},
@@ -63,12 +89,33 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name: "exporters", Help: "Exporters currently tracked."}),
 	}
 	for _, c := range []prometheus.Collector{m.packets, m.packetBytes, m.flows, m.flowBytes, m.flowPackets,
-		m.decodeErrors, m.drops, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters} {
+		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}
 	}
+	for i, r := range dropReasons {
+		m.drops[i] = drops.WithLabelValues(r)
+	}
 	return m, nil
+}
+
+// exporterVecs are the series labelled by exporter.
+func (m *metrics) exporterVecs() []interface {
+	DeletePartialMatch(prometheus.Labels) int
+} {
+	return []interface {
+		DeletePartialMatch(prometheus.Labels) int
+	}{m.packets, m.packetBytes, m.flows, m.flowBytes, m.flowPackets, m.decodeErrors,
+		m.exporterDrops, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes}
+}
+
+// forget deletes the series of an evicted exporter, so that the label set
+// stays bounded by exporters.max however many exporters come and go.
+func (m *metrics) forget(label string) {
+	for _, v := range m.exporterVecs() {
+		v.DeletePartialMatch(prometheus.Labels{"exporter": label})
+	}
 }
 
 // exporterMetrics are one exporter's curried series, resolved once so the
@@ -77,6 +124,8 @@ type exporterMetrics struct {
 	packets                                                 [protoSFlow + 1]prometheus.Counter
 	packetBytes, flows, flowBytes, flowPackets, samplingUnk prometheus.Counter
 	templates, pendingBytes                                 prometheus.Gauge
+	// drops is set for exporterDropReasons only.
+	drops [numDrops]prometheus.Counter
 }
 
 func (m *metrics) forExporter(label string) exporterMetrics {
@@ -88,6 +137,9 @@ func (m *metrics) forExporter(label string) exporterMetrics {
 		samplingUnk:  m.samplingUnk.WithLabelValues(label),
 		templates:    m.templates.WithLabelValues(label),
 		pendingBytes: m.pendingBytes.WithLabelValues(label),
+	}
+	for _, r := range exporterDropReasons {
+		em.drops[r] = m.exporterDrops.WithLabelValues(label, dropReasons[r])
 	}
 	for p, v := range map[int]string{protoV5: "netflow5", protoV9: "netflow9", protoIPFIX: "ipfix", protoSFlow: "sflow5"} {
 		em.packets[p] = m.packets.WithLabelValues(label, v)

@@ -39,29 +39,9 @@ func (o *oracle) handle(from netip.AddrPort, b []byte, received time.Time, kind 
 	d := o.d
 	c := d.c
 	addr := from.Addr().Unmap()
-	if !c.allowed(addr) {
-		c.metrics.drops.WithLabelValues("not_allowed").Inc()
-		return
-	}
-	proto := detect(b)
-	if proto != protoUnknown && !accepts(kind, proto) {
-		c.metrics.drops.WithLabelValues("wrong_protocol").Inc()
-		return
-	}
-	e := c.exporter(addr)
+	e, proto := c.begin(addr, b, received, kind)
 	if e == nil {
-		c.metrics.drops.WithLabelValues("exporter_cap").Inc()
 		return
-	}
-	e.mu.Lock()
-	e.now = received
-	e.lastSeen = received
-	e.added = e.added[:0]
-	e.expirePending()
-	if proto != protoUnknown {
-		e.packets++
-		e.m.packetBytes.Add(float64(len(b)))
-		e.m.packets[proto].Inc()
 	}
 	switch proto {
 	case protoV5:
@@ -130,7 +110,7 @@ func (o *oracle) decodeNetFlow(e *exporterState, b []byte, received time.Time) {
 		switch {
 		case version == 9 && (id == setV9Template || id == setV9OptionsTemplate),
 			version == 10 && (id == setIPFIXTemplate || id == setIPFIXOptions):
-			o.d.templateSet(e, &hdr, id, set)
+			o.d.parseTemplateSet(e, &hdr, id, set)
 		case id >= setFirstData:
 			o.sets = append(o.sets, set)
 		default:

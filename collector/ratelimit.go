@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -30,8 +31,19 @@ func newLogLimiter(logger *slog.Logger, interval time.Duration) *logLimiter {
 	return &logLimiter{logger: logger, interval: interval, last: make(map[string]*limitEntry)}
 }
 
-// Warn logs msg with args unless key was logged less than interval ago.
+// Warn logs msg with args at warning level unless key was logged less
+// than interval ago.
 func (l *logLimiter) Warn(now time.Time, key, msg string, args ...any) {
+	l.log(slog.LevelWarn, now, key, msg, args...)
+}
+
+// Info is Warn at info level, for events that are normal but worth
+// telling.
+func (l *logLimiter) Info(now time.Time, key, msg string, args ...any) {
+	l.log(slog.LevelInfo, now, key, msg, args...)
+}
+
+func (l *logLimiter) log(level slog.Level, now time.Time, key, msg string, args ...any) {
 	l.mu.Lock()
 	e, ok := l.last[key]
 	if ok && now.Sub(e.at) < l.interval && now.Sub(e.at) >= 0 {
@@ -53,5 +65,5 @@ func (l *logLimiter) Warn(now time.Time, key, msg string, args ...any) {
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}
-	l.logger.Warn(msg, args...)
+	l.logger.Log(context.Background(), level, msg, args...)
 }

@@ -165,5 +165,5 @@ func BenchmarkReceiveThroughput(b *testing.B) {
 	got, sent := float64(flows.Load()), float64(b.N*30)
 	b.ReportMetric(got/b.Elapsed().Seconds(), "flows/s")
 	b.ReportMetric(100*(1-got/sent), "loss%")
-	b.ReportMetric(100*30*metricValue(c.metrics.drops.WithLabelValues("queue_full"))/sent, "queue-loss%")
+	b.ReportMetric(100*30*metricValue(c.metrics.drops[dropQueueFull])/sent, "queue-loss%")
 }

@@ -101,8 +101,6 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		c.deps.Logger.Error("UDP socket unusable", "listener", l.url, "err", err)
 		return
 	}
-	notAllowed := c.metrics.drops.WithLabelValues("not_allowed")
-	queueFull := c.metrics.drops.WithLabelValues("queue_full")
 	for {
 		n, err := br.read()
 		if err != nil {
@@ -122,7 +120,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			}
 			addr := from.Addr().Unmap()
 			if !c.allowed(addr) {
-				notAllowed.Inc()
+				c.metrics.drops[dropNotAllowed].Inc()
 				continue
 			}
 			p := c.getPacket()
@@ -131,7 +129,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			select {
 			case c.queues[shard(addr, len(c.queues))] <- p:
 			default:
-				queueFull.Inc()
+				c.dropped(addr, dropQueueFull)
 				c.putPacket(p)
 			}
 		}

@@ -132,13 +132,25 @@ func TestReceiverQueueOverflow(t *testing.T) {
 	}
 	defer conn.Close()
 	msg := v5Msg(10000, 1000, 0, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500))
+	// The first datagram makes the sender a tracked exporter, and then
+	// holds the worker (in the flow handler) while the others arrive.
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "exporter tracked", func() bool { return len(c.Exporters()) == 1 })
 	for range 10 {
 		if _, err := conn.Write(msg); err != nil {
 			t.Fatal(err)
 		}
 	}
-	full := c.metrics.drops.WithLabelValues("queue_full")
-	waitFor(t, "queue overflow counted", func() bool { return metricValue(full) >= 8 })
+	full := c.metrics.drops[dropQueueFull]
+	// Every drop is of the one tracked exporter: the per-exporter counts
+	// catch up with the total (each drop counts the total first).
+	perExporter := c.metrics.exporterDrops.WithLabelValues("127.0.0.1", "queue_full")
+	waitFor(t, "queue overflow counted by exporter", func() bool {
+		total := metricValue(full)
+		return total >= 8 && c.Exporters()[0].Drops.QueueFull == uint64(total) && metricValue(perExporter) == total
+	})
 	once.Do(func() { close(release) })
 }
 
@@ -163,7 +175,25 @@ func TestWrongProtocolListener(t *testing.T) {
 	d := newDecoder(c)
 	d.handle(exp1, v5Msg(10000, 1000, 0, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500)), t0, kindSFlow)
 	d.handle(exp1, sflowMsg(), t0, kindIPFIX)
-	if v := metricValue(c.metrics.drops.WithLabelValues("wrong_protocol")); v != 2 {
+	if v := metricValue(c.metrics.drops[dropWrongProtocol]); v != 2 {
+		t.Errorf("wrong_protocol %v", v)
+	}
+	// A refused protocol does not make a sender a tracked exporter.
+	if n := len(c.Exporters()); n != 0 {
+		t.Fatalf("%d exporters tracked", n)
+	}
+	// Once tracked (here by an empty, unknown-version datagram), its
+	// drops are counted by exporter too.
+	d.handle(exp1, []byte{0, 0, 0, 0}, t0, kindSFlow)
+	d.handle(exp1, sflowMsg(), t0, kindIPFIX)
+	info := c.Exporters()
+	if len(info) != 1 || info[0].Drops != (ExporterDrops{WrongProtocol: 1}) {
+		t.Errorf("exporter drops %+v", info)
+	}
+	if v := metricValue(c.metrics.exporterDrops.WithLabelValues("192.0.2.10", "wrong_protocol")); v != 1 {
+		t.Errorf("exporter wrong_protocol series %v", v)
+	}
+	if v := metricValue(c.metrics.drops[dropWrongProtocol]); v != 3 {
 		t.Errorf("wrong_protocol %v", v)
 	}
 }
@@ -185,6 +215,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Configuration) { c.QueueSize = 0 }, "queue_size: "},
 		{func(c *Configuration) { c.Exporters.Allow = []string{"10.0.0.1"} }, "exporters.allow[0]: "},
 		{func(c *Configuration) { c.Exporters.Max = 0 }, "exporters.max: "},
+		{func(c *Configuration) { c.Exporters.IdleTimeout = 0 }, "exporters.idle_timeout: "},
+		{func(c *Configuration) { c.Exporters.IdleTimeout = c.Templates.Lifetime - time.Second }, "exporters.idle_timeout: "},
 		{func(c *Configuration) { c.Sampling.Overrides = []SamplingOverride{{Prefix: "x"}} }, "sampling.overrides[0].prefix: "},
 		{func(c *Configuration) { c.Templates.Max = 0 }, "templates.max: "},
 		{func(c *Configuration) { c.Templates.Lifetime = 0 }, "templates.lifetime: "},

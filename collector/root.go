@@ -42,6 +42,16 @@ type Component struct {
 
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporterState
+	// noStaleBefore (under mu) is the receive time before which no
+	// exporter can have been silent for templates.lifetime: the oldest
+	// last-seen time plus the lifetime, as of the last search for one to
+	// evict at the cap. It spares a flood of new senders at the cap a
+	// scan of every exporter per datagram.
+	noStaleBefore time.Time
+	// nextSweep is the receive time (Unix nanoseconds) of the next idle
+	// exporter sweep; the datagram that reaches it runs the sweep.
+	nextSweep  atomic.Int64
+	sweepEvery time.Duration
 
 	queues []chan *packet
 	// free recycles packets from the workers back to the readers. Unlike
@@ -97,6 +107,9 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		metrics:   m,
 		logs:      newLogLimiter(deps.Logger, 10*time.Second),
 		exporters: make(map[netip.Addr]*exporterState),
+		// Idle exporters are forgotten at most a quarter of the timeout
+		// (or a minute) late.
+		sweepEvery: min(cfg.Exporters.IdleTimeout/4, time.Minute),
 	}
 	for _, p := range cfg.Exporters.Allow {
 		c.allow = append(c.allow, netip.MustParsePrefix(p).Masked())
@@ -215,13 +228,18 @@ func (c *Component) allowed(a netip.Addr) bool {
 	return false
 }
 
-// exporter returns the state of an exporter, creating it within the
-// exporters.max cap; nil when the cap is reached.
-func (c *Component) exporter(a netip.Addr) *exporterState {
+// known returns the state of a tracked exporter, or nil.
+func (c *Component) known(a netip.Addr) *exporterState {
 	c.mu.RLock()
-	e := c.exporters[a]
-	c.mu.RUnlock()
-	if e != nil {
+	defer c.mu.RUnlock()
+	return c.exporters[a]
+}
+
+// exporter returns the state of an exporter, creating it within the
+// exporters.max cap (evicting a stale exporter at the cap if there is one);
+// nil when the cap is reached.
+func (c *Component) exporter(a netip.Addr, now time.Time) *exporterState {
+	if e := c.known(a); e != nil {
 		return e
 	}
 	c.mu.Lock()
@@ -229,11 +247,11 @@ func (c *Component) exporter(a netip.Addr) *exporterState {
 	if e := c.exporters[a]; e != nil {
 		return e
 	}
-	if len(c.exporters) >= c.config.Exporters.Max {
+	if len(c.exporters) >= c.config.Exporters.Max && !c.evictStale(now) {
 		return nil
 	}
 	label := a.String()
-	e = &exporterState{
+	e := &exporterState{
 		c:           c,
 		addr:        a,
 		label:       label,
@@ -242,6 +260,9 @@ func (c *Component) exporter(a netip.Addr) *exporterState {
 		templates:   make(map[tmplKey]*tmplEntry),
 		sampling:    make(map[samplerKey]uint32),
 		sysInit:     make(map[uint32]time.Time),
+		// Seen now, before it is published: a sweep must not take
+		// it for idle before its first datagram is decoded.
+		lastSeen: now,
 	}
 	for _, o := range c.overrides {
 		if o.prefix.Contains(a) {
@@ -255,6 +276,102 @@ func (c *Component) exporter(a netip.Addr) *exporterState {
 	c.exporters[a] = e
 	c.metrics.exporters.Set(float64(len(c.exporters)))
 	return e
+}
+
+// admit returns the locked state of an exporter for the decode of one
+// datagram, nil at the exporters.max cap. An exporter is evicted only while
+// its lock is free, so one evicted between lookup and lock is looked up
+// again (and created afresh).
+func (c *Component) admit(a netip.Addr, now time.Time) *exporterState {
+	for {
+		e := c.exporter(a, now)
+		if e == nil {
+			return nil
+		}
+		e.mu.Lock()
+		if !e.evicted {
+			return e
+		}
+		e.mu.Unlock()
+	}
+}
+
+// evictStale makes room at the cap: it evicts the least recently seen
+// exporter silent for longer than templates.lifetime, and tells whether it
+// found one. c.mu is held.
+func (c *Component) evictStale(now time.Time) bool {
+	if now.Before(c.noStaleBefore) {
+		return false
+	}
+	lifetime := c.config.Templates.Lifetime
+	var oldest *exporterState
+	var oldestSeen time.Time
+	for _, e := range c.exporters {
+		if !e.mu.TryLock() {
+			continue // being decoded: seen just now
+		}
+		seen := e.lastSeen
+		e.mu.Unlock()
+		if oldest == nil || seen.Before(oldestSeen) {
+			oldest, oldestSeen = e, seen
+		}
+	}
+	if oldest == nil || now.Sub(oldestSeen) <= lifetime {
+		if oldest != nil {
+			c.noStaleBefore = oldestSeen.Add(lifetime)
+		}
+		return false
+	}
+	if !oldest.mu.TryLock() {
+		return false
+	}
+	c.evict(oldest, "cap", now)
+	oldest.mu.Unlock()
+	return true
+}
+
+// maybeSweep runs the idle sweep when receive time has reached it; one
+// datagram at a time wins the sweep.
+func (c *Component) maybeSweep(now time.Time) {
+	next := c.nextSweep.Load()
+	if now.UnixNano() < next || !c.nextSweep.CompareAndSwap(next, now.Add(c.sweepEvery).UnixNano()) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.exporters {
+		// An exporter's state belongs to the worker decoding it: one
+		// whose lock is taken is busy, hence not idle.
+		if !e.mu.TryLock() {
+			continue
+		}
+		if now.Sub(e.lastSeen) > c.config.Exporters.IdleTimeout {
+			c.evict(e, "idle", now)
+		}
+		e.mu.Unlock()
+	}
+}
+
+// evict forgets an exporter with all its state and metric series. c.mu and
+// e.mu are held.
+func (c *Component) evict(e *exporterState, reason string, now time.Time) {
+	delete(c.exporters, e.addr)
+	e.evicted = true
+	c.metrics.exporters.Set(float64(len(c.exporters)))
+	c.metrics.evictions.WithLabelValues(reason).Inc()
+	c.metrics.forget(e.label)
+	c.logs.Info(now, "evict\x00"+e.label, "exporter forgotten", "exporter", e.label, "reason", reason,
+		"last_seen", e.lastSeen, "templates", len(e.templates), "pending_bytes", e.pendingBytes)
+}
+
+// dropped counts a datagram dropped before decoding, by reason, and by
+// exporter too when the exporter is tracked.
+func (c *Component) dropped(addr netip.Addr, reason int) {
+	c.metrics.drops[reason].Inc()
+	if e := c.known(addr); e != nil {
+		e.drops[reason].Add(1)
+		e.m.drops[reason].Inc()
+	}
 }
 
 // decodeError counts bad input of an exporter by reason and logs it,
@@ -305,25 +422,25 @@ func accepts(k listenKind, proto int) bool {
 	return true
 }
 
-// handle decodes one datagram and hands its records to deps.Flows.
-func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind listenKind) {
-	c := d.c
-	addr := from.Addr().Unmap()
+// begin runs the checks before decoding a datagram: the allow-list, the
+// listener's protocols, the exporter cap. It returns the exporter, locked,
+// and the datagram's protocol; nil when the datagram is dropped.
+func (c *Component) begin(addr netip.Addr, b []byte, received time.Time, kind listenKind) (*exporterState, int) {
 	if !c.allowed(addr) {
-		c.metrics.drops.WithLabelValues("not_allowed").Inc()
-		return
+		c.metrics.drops[dropNotAllowed].Inc()
+		return nil, 0
 	}
 	proto := detect(b)
 	if proto != protoUnknown && !accepts(kind, proto) {
-		c.metrics.drops.WithLabelValues("wrong_protocol").Inc()
-		return
+		c.dropped(addr, dropWrongProtocol)
+		return nil, 0
 	}
-	e := c.exporter(addr)
+	c.maybeSweep(received)
+	e := c.admit(addr, received)
 	if e == nil {
-		c.metrics.drops.WithLabelValues("exporter_cap").Inc()
-		return
+		c.metrics.drops[dropExporterCap].Inc()
+		return nil, 0
 	}
-	e.mu.Lock()
 	e.now = received
 	e.lastSeen = received
 	e.added = e.added[:0]
@@ -332,6 +449,17 @@ func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind
 		e.packets++
 		e.m.packetBytes.Add(float64(len(b)))
 		e.m.packets[proto].Inc()
+	}
+	return e, proto
+}
+
+// handle decodes one datagram and hands its records to deps.Flows.
+func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind listenKind) {
+	c := d.c
+	addr := from.Addr().Unmap()
+	e, proto := c.begin(addr, b, received, kind)
+	if e == nil {
+		return
 	}
 	switch proto {
 	case protoV5:
