@@ -13,8 +13,13 @@
 // from the well-known port of the lower port then the higher, with nDPI's
 // names, else "Unknown". An application's flows count conversations, as
 // ntopng's bidirectional flows do: of the two unidirectional records of a
-// conversation only the client's counts. A host keeps at most max_l7_protocols names; the
-// rest go to "Other". Flags: local (inside local_networks), multicast
+// conversation only the client's counts. A host keeps at most
+// max_l7_protocols names; the rest go to "Other". Names are interned per
+// table into small ids (the hot path compares two bytes, snapshots return
+// names): every name the package can guess is known from the start, and at
+// most 8192 names in all, exporter-supplied ones included; a record whose
+// new name would pass that bound counts under "Other" (and
+// flowcheck_aggregate_l7_names_overflow_total). Flags: local (inside local_networks), multicast
 // (224.0.0.0/4, ff00::/8), broadcast (255.255.255.255 and the network and
 // broadcast addresses of an IPv4 local network of /30 or larger), unicast
 // (neither), blacklisted (in a blacklist file), rx_only (never seen sending
@@ -72,6 +77,14 @@
 // Sets are exact up to exact_set_size members (addresses as 64-bit
 // hashes), then a HyperLogLog sketch of precision 14 (0.81 % standard
 // error).
+//
+// # Keys
+//
+// Internally a host is keyed by its address's 16-byte form and VLAN (IPv4
+// v4-mapped, zone dropped), and looked up by a 64-bit hash of that key, so
+// a v4-mapped IPv6 address is the same host as its IPv4 address, in records
+// and in Snapshot/ResetContacts alike; keys handed out (AppendKeys,
+// OnExpire, snapshots) are always unmapped.
 //
 // # Bounds
 //

@@ -1,6 +1,12 @@
 package aggregate
 
-import "github.com/flowcheck/flowcheck/flow"
+import (
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/flowcheck/flowcheck/flow"
+)
 
 // Application names, spelled as nDPI spells them.
 const (
@@ -50,48 +56,154 @@ const (
 	engineIANAL4 = 3
 )
 
-// appName returns the application of a record: nProbe's L7_PROTO_NAME,
+// l7ID is an application name interned in a table's l7Names: the hot path
+// compares and stores two bytes instead of a string.
+type l7ID uint16
+
+// staticL7 is the read-only table of every name the package itself can
+// produce (nDPI ids, well-known ports, ICMP, Unknown, Other), with the ids
+// they map to; they are the first ids of every table's l7Names.
+var staticL7 = buildStaticL7()
+
+// Ids of the names the hot path uses directly.
+const (
+	l7UnknownID l7ID = iota
+	l7OtherID
+	l7ICMPID
+	l7ICMPv6ID
+	l7BitTorrentID
+)
+
+type staticL7Table struct {
+	names []string
+	ids   map[string]l7ID
+	ndpi  map[uint32]l7ID // nDPI id -> name id
+	ports map[uint32]l7ID // proto<<16 | port -> name id
+}
+
+func buildStaticL7() *staticL7Table {
+	t := &staticL7Table{
+		names: []string{l7Unknown, l7Other, "ICMP", "ICMPV6", "BitTorrent"},
+		ids:   make(map[string]l7ID),
+		ndpi:  make(map[uint32]l7ID, len(ndpiNames)),
+		ports: make(map[uint32]l7ID, len(portNames)),
+	}
+	var more []string
+	for _, n := range ndpiNames {
+		more = append(more, n)
+	}
+	for _, n := range portNames {
+		more = append(more, n)
+	}
+	slices.Sort(more)
+	for _, n := range append(slices.Clone(t.names), more...) {
+		if _, ok := t.ids[n]; !ok {
+			t.ids[n] = l7ID(len(t.ids))
+		}
+	}
+	t.names = make([]string, len(t.ids))
+	for n, id := range t.ids {
+		t.names[id] = n
+	}
+	for k, n := range ndpiNames {
+		t.ndpi[k] = t.ids[n]
+	}
+	for k, n := range portNames {
+		t.ports[k] = t.ids[n]
+	}
+	return t
+}
+
+// maxL7Names bounds the distinct application names a table interns
+// (static names included); names from exporters past it count as "Other".
+// nDPI knows about 400 protocols, nProbe's "master.app" names a few
+// thousand combinations at most.
+const maxL7Names = 8192
+
+// l7Names interns application names into small ids, per table. The static
+// names need no lock; names from exporters (nProbe's L7_PROTO_NAME) are
+// looked up in a sync.Map, read-mostly, and added under mu.
+type l7Names struct {
+	ids sync.Map // string -> l7ID, exporter names only
+
+	mu       sync.Mutex
+	dynamic  []string // name of id len(staticL7.names)+i
+	overflow func()   // counts names refused at maxL7Names
+}
+
+// intern returns the id of an exporter-supplied name.
+func (n *l7Names) intern(name string) l7ID {
+	if id, ok := staticL7.ids[name]; ok {
+		return id
+	}
+	if id, ok := n.ids.Load(name); ok {
+		return id.(l7ID)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if id, ok := n.ids.Load(name); ok {
+		return id.(l7ID)
+	}
+	if len(staticL7.names)+len(n.dynamic) >= maxL7Names {
+		n.overflow()
+		return l7OtherID
+	}
+	id := l7ID(len(staticL7.names) + len(n.dynamic))
+	n.dynamic = append(n.dynamic, strings.Clone(name))
+	n.ids.Store(n.dynamic[len(n.dynamic)-1], id)
+	return id
+}
+
+// name returns the name of an id returned by intern or appOf.
+func (n *l7Names) name(id l7ID) string {
+	if int(id) < len(staticL7.names) {
+		return staticL7.names[id]
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.dynamic[int(id)-len(staticL7.names)]
+}
+
+// appOf returns the application of a record: nProbe's L7_PROTO_NAME,
 // else the application id (nDPI id, or IE 95 with a port selector), else a
 // guess from the well-known server port, else "Unknown".
-func appName(r *flow.Record) string {
+func (n *l7Names) appOf(r *flow.Record) l7ID {
 	if r.AppName != "" {
-		return r.AppName
+		return n.intern(r.AppName)
 	}
 	if r.AppID != 0 {
 		if engine := r.AppID >> 24; engine != 0 {
 			// IE 95: the top byte is the classification engine.
 			if engine == engineIANAL4 {
 				port := uint16(r.AppID)
-				if n, ok := portNames[uint32(r.Proto)<<16|uint32(port)]; ok {
-					return n
+				if id, ok := staticL7.ports[uint32(r.Proto)<<16|uint32(port)]; ok {
+					return id
 				}
 			}
-		} else if n, ok := ndpiNames[r.AppID]; ok {
-			return n
+		} else if id, ok := staticL7.ndpi[r.AppID]; ok {
+			return id
 		}
 	}
 	switch r.Proto {
 	case flow.ProtoICMP:
-		return "ICMP"
+		return l7ICMPID
 	case flow.ProtoICMPv6:
-		return "ICMPV6"
+		return l7ICMPv6ID
 	case flow.ProtoTCP, flow.ProtoUDP:
 		// The lower port is the likelier server; try it first.
 		lo, hi := r.SrcPort, r.DstPort
 		if hi < lo {
 			lo, hi = hi, lo
 		}
-		if n, ok := portNames[uint32(r.Proto)<<16|uint32(lo)]; ok {
-			return n
+		if id, ok := staticL7.ports[uint32(r.Proto)<<16|uint32(lo)]; ok {
+			return id
 		}
-		if n, ok := portNames[uint32(r.Proto)<<16|uint32(hi)]; ok {
-			return n
+		if id, ok := staticL7.ports[uint32(r.Proto)<<16|uint32(hi)]; ok {
+			return id
 		}
-		if r.Proto == flow.ProtoUDP || r.Proto == flow.ProtoTCP {
-			if (lo >= 6881 && lo <= 6889) || (hi >= 6881 && hi <= 6889) {
-				return "BitTorrent"
-			}
+		if (lo >= 6881 && lo <= 6889) || (hi >= 6881 && hi <= 6889) {
+			return l7BitTorrentID
 		}
 	}
-	return l7Unknown
+	return l7UnknownID
 }

@@ -8,6 +8,7 @@ type metrics struct {
 	hostsExpired       prometheus.Counter
 	recordsInvalid     prometheus.Counter
 	pendingOverflow    prometheus.Counter
+	l7NamesOverflow    prometheus.Counter
 	committed          *prometheus.CounterVec // by verdict: one_sided, refused
 	blacklistEntries   prometheus.Gauge
 	blacklistBadLines  prometheus.Counter
@@ -28,6 +29,8 @@ func newMetrics(reg prometheus.Registerer, t *HostTable) (*metrics, error) {
 			Name: "records_invalid_total", Help: "Flow records skipped because an address was missing."}),
 		pendingOverflow: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "pending_overflow_total", Help: "Conversations decided before their reply window ended because the pending table was full."}),
+		l7NamesOverflow: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "l7_names_overflow_total", Help: "Records whose exporter-supplied application name was counted as Other because the table already interned its maximum of names."}),
 		committed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "conversations_committed_total", Help: "Unanswered conversations committed to host contact sets, by verdict (one_sided, refused)."},
 			[]string{"verdict"}),
@@ -47,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, t *HostTable) (*metrics, error) {
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 		Name: "pending_conversations", Help: "Conversations waiting for their reply window to end."},
 		func() float64 { return float64(t.pendingLen()) })
-	for _, c := range []prometheus.Collector{m.hostsRefused, m.hostsExpired, m.recordsInvalid, m.pendingOverflow,
+	for _, c := range []prometheus.Collector{m.hostsRefused, m.hostsExpired, m.recordsInvalid, m.pendingOverflow, m.l7NamesOverflow,
 		m.committed, m.blacklistEntries, m.blacklistBadLines, m.blacklistReloads, m.rdnsLookups,
 		m.rdnsQueueOverflows, hosts, pending} {
 		if err := reg.Register(c); err != nil {

@@ -1,60 +1,48 @@
 package aggregate
 
 import (
+	"bytes"
+	"encoding/binary"
 	"net/netip"
 
 	"github.com/flowcheck/flowcheck/flow"
 )
 
 // convKey names a conversation independently of direction: endpoint a is the
-// lower (address, port) pair, b the higher.
+// lower (address, port) pair, b the higher. Addresses are in their 16-byte
+// form (IPv4 v4-mapped, never zoned). The key has no padding, so the maps
+// hash and compare it as one 40-byte block.
 type convKey struct {
-	a, b   [16]byte
-	pa, pb uint16
-	vlan   uint16
-	proto  uint8
-	v4     bool
+	a, b  [16]byte
+	ports uint32 // pa<<16 | pb
+	vp    uint32 // vlan<<8 | proto
 }
 
+func (k *convKey) pa() uint16   { return uint16(k.ports >> 16) }
+func (k *convKey) pb() uint16   { return uint16(k.ports) }
+func (k *convKey) proto() uint8 { return uint8(k.vp) }
+func (k *convKey) vlan() uint16 { return uint16(k.vp >> 8) }
+
 // makeConvKey returns the key of the conversation between (src, sp) and
-// (dst, dp), and whether src is endpoint a.
-func makeConvKey(src netip.Addr, sp uint16, dst netip.Addr, dp uint16, proto uint8, vlan uint16) (convKey, bool) {
-	s, d := src.As16(), dst.As16()
+// (dst, dp), and whether src is endpoint a. Addresses are 16-byte forms
+// of unmapped addresses (netip.Addr.As16).
+func makeConvKey(s [16]byte, sp uint16, d [16]byte, dp uint16, proto uint8, vlan uint16) (convKey, bool) {
 	srcIsA := true
-	if c := compare16(s, d); c > 0 || (c == 0 && sp > dp) {
+	if c := bytes.Compare(s[:], d[:]); c > 0 || (c == 0 && sp > dp) {
 		srcIsA = false
 	}
-	k := convKey{vlan: vlan, proto: proto, v4: src.Is4()}
+	k := convKey{vp: uint32(vlan)<<8 | uint32(proto)}
 	if srcIsA {
-		k.a, k.pa, k.b, k.pb = s, sp, d, dp
+		k.a, k.b, k.ports = s, d, uint32(sp)<<16|uint32(dp)
 	} else {
-		k.a, k.pa, k.b, k.pb = d, dp, s, sp
+		k.a, k.b, k.ports = d, s, uint32(dp)<<16|uint32(sp)
 	}
 	return k, srcIsA
 }
 
-func compare16(x, y [16]byte) int {
-	for i := range x {
-		if x[i] != y[i] {
-			if x[i] < y[i] {
-				return -1
-			}
-			return 1
-		}
-	}
-	return 0
-}
-
-func (k *convKey) addrA() netip.Addr { return keyAddr(k.a, k.v4) }
-func (k *convKey) addrB() netip.Addr { return keyAddr(k.b, k.v4) }
-
-func keyAddr(b [16]byte, v4 bool) netip.Addr {
-	a := netip.AddrFrom16(b)
-	if v4 {
-		return a.Unmap()
-	}
-	return a
-}
+// addrOf16 turns a key's 16-byte address back into an address: v4-mapped
+// forms are IPv4, since keys never hold a mapped IPv6 address.
+func addrOf16(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
 // sideState is what one direction of a conversation showed: whether it
 // carried a packet, and the OR of its TCP flags.
@@ -77,7 +65,7 @@ const (
 
 // decision is a decided conversation that changes contact sets.
 type decision struct {
-	client, server netip.Addr
+	client, server [16]byte // 16-byte forms, as in convKey
 	sport          uint16
 	proto          uint8
 	vlan           uint16
@@ -149,38 +137,102 @@ func makeDecision(k *convKey, v verdict, aClient bool) (decision, bool) {
 	if v == verdictNone {
 		return decision{}, false
 	}
-	d := decision{proto: k.proto, vlan: k.vlan, verdict: v}
+	d := decision{proto: k.proto(), vlan: k.vlan(), verdict: v}
 	if aClient {
-		d.client, d.server, d.sport = k.addrA(), k.addrB(), k.pb
+		d.client, d.server, d.sport = k.a, k.b, k.pb()
 	} else {
-		d.client, d.server, d.sport = k.addrB(), k.addrA(), k.pa
+		d.client, d.server, d.sport = k.b, k.a, k.pa()
 	}
 	return d, true
 }
 
-// pendingConv is a conversation waiting for its reply window to end.
+// pendingConv is a conversation in the FIFO, waiting for its reply
+// window to end.
 type pendingConv struct {
 	key      convKey
 	deadline int64 // clock nanoseconds
-	a, b     sideState
-	decided  bool
 }
+
+// convState is what a pending conversation has shown so far. It lives in
+// the index itself, so that a record of a known conversation costs one map
+// lookup and no visit to the FIFO.
+type convState struct {
+	a, b    sideState
+	decided bool
+}
+
+// convIndex maps conversations to their state. IPv4 conversations, the
+// bulk of the traffic, are keyed by a 16-byte form of the key: the map's
+// slots are half the size and compare in two words, so a lookup touches
+// fewer cache lines.
+type convIndex struct {
+	v4 map[convKey4]convState
+	v6 map[convKey]convState
+}
+
+// convKey4 is a convKey whose two addresses are IPv4.
+type convKey4 struct {
+	a, b      uint32
+	ports, vp uint32
+}
+
+// v4Prefix is the first 12 bytes of a v4-mapped address.
+var v4Prefix = [12]byte{10: 0xff, 11: 0xff}
+
+// short returns the 16-byte form of an IPv4 conversation's key.
+func (k *convKey) short() (convKey4, bool) {
+	if [12]byte(k.a[:12]) != v4Prefix || [12]byte(k.b[:12]) != v4Prefix {
+		return convKey4{}, false
+	}
+	return convKey4{binary.BigEndian.Uint32(k.a[12:]), binary.BigEndian.Uint32(k.b[12:]), k.ports, k.vp}, true
+}
+
+func newConvIndex() convIndex {
+	return convIndex{v4: make(map[convKey4]convState), v6: make(map[convKey]convState)}
+}
+
+func (x *convIndex) get(k *convKey) (convState, bool) {
+	if k4, ok := k.short(); ok {
+		st, ok := x.v4[k4]
+		return st, ok
+	}
+	st, ok := x.v6[*k]
+	return st, ok
+}
+
+func (x *convIndex) set(k *convKey, st convState) {
+	if k4, ok := k.short(); ok {
+		x.v4[k4] = st
+		return
+	}
+	x.v6[*k] = st
+}
+
+func (x *convIndex) del(k *convKey) {
+	if k4, ok := k.short(); ok {
+		delete(x.v4, k4)
+		return
+	}
+	delete(x.v6, *k)
+}
+
+func (x *convIndex) len() int { return len(x.v4) + len(x.v6) }
 
 // trackerShard is one shard of the NoReplyTracker: a FIFO of pending
 // conversations (deadlines grow with insertion, since the clock never runs
-// back) and an index from key to FIFO sequence number. A conversation
-// decided before its deadline (both directions seen) stays in the FIFO as a
-// tombstone until the deadline, so that a late record of the same
-// conversation does not open a new one.
+// back) and an index from key to state. A conversation decided before its
+// deadline (both directions seen) stays as a tombstone until the
+// deadline, so that a late record of the same conversation does not open a
+// new one.
 type trackerShard struct {
-	idx        map[convKey]uint64
+	idx        convIndex
 	ring       []pendingConv // length a power of 2
 	head, tail uint64        // sequence numbers; live entries are [head, tail)
 	max        int
 }
 
 func newTrackerShard(max int) *trackerShard {
-	return &trackerShard{idx: make(map[convKey]uint64), ring: make([]pendingConv, minRing), max: max}
+	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max}
 }
 
 func (s *trackerShard) len() int { return int(s.tail - s.head) }
@@ -190,12 +242,12 @@ func (s *trackerShard) at(seq uint64) *pendingConv {
 }
 
 // push appends a conversation; the caller made room.
-func (s *trackerShard) push(p pendingConv) {
+func (s *trackerShard) push(p pendingConv, st convState) {
 	if s.len() == len(s.ring) {
 		s.resize(2 * len(s.ring))
 	}
 	*s.at(s.tail) = p
-	s.idx[p.key] = s.tail
+	s.idx.set(&p.key, st)
 	s.tail++
 }
 
@@ -203,10 +255,11 @@ func (s *trackerShard) push(p pendingConv) {
 // undecided, appending to out; early reports whether it was undecided.
 func (s *trackerShard) popHead(out []decision) (_ []decision, early bool) {
 	p := s.at(s.head)
-	delete(s.idx, p.key)
-	early = !p.decided
+	st, _ := s.idx.get(&p.key)
+	s.idx.del(&p.key)
+	early = !st.decided
 	if early {
-		v, aClient := decide(p.key.proto, p.a, p.b, p.key.pa, p.key.pb)
+		v, aClient := decide(p.key.proto(), st.a, st.b, p.key.pa(), p.key.pb())
 		if d, ok := makeDecision(&p.key, v, aClient); ok {
 			out = append(out, d)
 		}
@@ -249,34 +302,38 @@ func (s *trackerShard) resize(n int) {
 // the tombstone of a decided one costs nothing and is not reported.
 func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window int64, out []decision) ([]decision, bool) {
 	out = s.expire(now, out)
-	if seq, ok := s.idx[k]; ok {
-		p := s.at(seq)
-		side := &p.a
+	if st, ok := s.idx.get(&k); ok {
+		if st.decided {
+			// A tombstone: later records change nothing.
+			return out, false
+		}
+		side := &st.a
 		if !srcIsA {
-			side = &p.b
+			side = &st.b
 		}
 		side.seen = true
 		side.flags |= flags
-		if !p.decided && p.a.seen && p.b.seen {
-			p.decided = true
-			v, aClient := decide(k.proto, p.a, p.b, k.pa, k.pb)
+		if st.a.seen && st.b.seen {
+			st.decided = true
+			v, aClient := decide(k.proto(), st.a, st.b, k.pa(), k.pb())
 			if d, ok := makeDecision(&k, v, aClient); ok {
 				out = append(out, d)
 			}
 		}
+		s.idx.set(&k, st)
 		return out, false
 	}
 	overflow := false
 	if s.len() >= s.max {
 		out, overflow = s.popHead(out)
 	}
-	p := pendingConv{key: k, deadline: now + window}
+	var st convState
 	if srcIsA {
-		p.a = sideState{seen: true, flags: flags}
+		st.a = sideState{seen: true, flags: flags}
 	} else {
-		p.b = sideState{seen: true, flags: flags}
+		st.b = sideState{seen: true, flags: flags}
 	}
-	s.push(p)
+	s.push(pendingConv{key: k, deadline: now + window}, st)
 	return out, overflow
 }
 
@@ -294,6 +351,6 @@ func decideBiflow(r *flow.Record, k *convKey, srcIsA bool) (decision, bool) {
 	if !srcIsA {
 		a, b = rev, fwd
 	}
-	v, aClient := decide(k.proto, a, b, k.pa, k.pb)
+	v, aClient := decide(k.proto(), a, b, k.pa(), k.pb())
 	return makeDecision(k, v, aClient)
 }

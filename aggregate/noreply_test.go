@@ -270,7 +270,7 @@ func TestTrackerRingGrowsAndShrinks(t *testing.T) {
 	s := newTrackerShard(1 << 20)
 	var out []decision
 	for i := range 5000 {
-		k, aSrc := makeConvKey(netipAddr(1), uint16(i), netipAddr(2), 80, flow.ProtoTCP, 0)
+		k, aSrc := makeConvKey(netipAddr(1).As16(), uint16(i), netipAddr(2).As16(), 80, flow.ProtoTCP, 0)
 		out, _ = s.observe(k, aSrc, syn, int64(i), 1000, out)
 	}
 	if s.len() != 1000 || len(s.ring) < 1000 {
@@ -280,18 +280,18 @@ func TestTrackerRingGrowsAndShrinks(t *testing.T) {
 		t.Fatalf("decided %d, want 4000", len(out))
 	}
 	out = s.expire(1<<40, out[:0])
-	if s.len() != 0 || len(s.ring) > 256 || len(out) != 1000 || len(s.idx) != 0 {
-		t.Fatalf("after expiry: len %d ring %d decided %d idx %d", s.len(), len(s.ring), len(out), len(s.idx))
+	if s.len() != 0 || len(s.ring) > 256 || len(out) != 1000 || s.idx.len() != 0 {
+		t.Fatalf("after expiry: len %d ring %d decided %d idx %d", s.len(), len(s.ring), len(out), s.idx.len())
 	}
 	// Entries survive resizes.
 	out = out[:0]
 	for i := range 100 {
-		k, aSrc := makeConvKey(netipAddr(1), uint16(i), netipAddr(3), 80, flow.ProtoTCP, 0)
+		k, aSrc := makeConvKey(netipAddr(1).As16(), uint16(i), netipAddr(3).As16(), 80, flow.ProtoTCP, 0)
 		out, _ = s.observe(k, aSrc, syn, int64(i), 10, out)
 	}
 	out = s.expire(1<<40, out)
 	for i, d := range out {
-		if d.client != netipAddr(1) || d.server != netipAddr(3) || len(out) != 100 {
+		if d.client != netipAddr(1).As16() || d.server != netipAddr(3).As16() || len(out) != 100 {
 			t.Fatalf("decision %d: %+v", i, d)
 		}
 	}

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -64,6 +65,7 @@ type HostTable struct {
 	sweepMu   sync.Mutex
 
 	scratch sync.Pool
+	l7      l7Names
 
 	// reloadMu serializes Reload, blacklist reloads and Start/Stop.
 	reloadMu sync.Mutex
@@ -75,9 +77,24 @@ type HostTable struct {
 
 type hostShard struct {
 	mu    sync.Mutex
-	hosts map[HostKey]*host
+	hosts hostIndex
 	_     [48]byte // keep shards on separate cache lines
 }
+
+// hkey is the host map's key: HostKey with the address in its 16-byte
+// form (IPv4 v4-mapped). Unlike netip.Addr it holds no zone pointer, so
+// the map hashes and compares it as one 18-byte block.
+type hkey struct {
+	addr [16]byte
+	vlan uint16
+}
+
+// keyOf is the map key of a host key; a v4-mapped IPv6 address is the same
+// host as its IPv4 address.
+func keyOf(k HostKey) hkey { return hkey{k.Addr.Unmap().As16(), k.VLAN} }
+
+// hostKey turns a map key back into the host key.
+func (k hkey) hostKey() HostKey { return HostKey{addrOf16(k.addr), k.vlan} }
 
 type trackerLock struct {
 	mu sync.Mutex
@@ -120,7 +137,7 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	t.scratch.New = func() any { return &applyScratch{} }
 	perShard := max(1, cfg.MaxPending/cfg.Shards)
 	for i := range t.shards {
-		t.shards[i].hosts = make(map[HostKey]*host)
+		t.shards[i].hosts = newHostIndex()
 		t.trackers[i].t = newTrackerShard(perShard)
 	}
 	m, err := newMetrics(deps.Registerer, t)
@@ -132,6 +149,7 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	t.refusedRemote = m.hostsRefused.WithLabelValues("remote")
 	t.commitOneSided = m.committed.WithLabelValues("one_sided")
 	t.commitRefused = m.committed.WithLabelValues("refused")
+	t.l7.overflow = m.l7NamesOverflow.Inc
 	if err := t.loadConfig(cfg); err != nil {
 		return nil, err
 	}
@@ -213,9 +231,10 @@ func (t *HostTable) reclassify() {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for k, h := range sh.hosts {
-			h.flags = nc.classify(k.Addr)
-		}
+		sh.hosts.each(func(h *host) bool {
+			h.flags = nc.classify(addrOf16(h.key.addr))
+			return false
+		})
 		sh.mu.Unlock()
 	}
 }
@@ -254,25 +273,37 @@ func (t *HostTable) Stop() {
 }
 
 // hostHash spreads host keys over shards.
-func hostHash(k HostKey) uint64 { return addrHash(k.Addr) ^ mix64(uint64(k.VLAN)+1) }
+func hostHash(k hkey) uint64 {
+	hi := binary.LittleEndian.Uint64(k.addr[:8])
+	lo := binary.LittleEndian.Uint64(k.addr[8:])
+	return mix64(hi ^ mix64(lo^uint64(k.vlan)<<48))
+}
 
-func (t *HostTable) shardOf(k HostKey) uint32 { return uint32(hostHash(k) & t.mask) }
+func (t *HostTable) shardOf(k hkey) uint32 { return uint32(hostHash(k) & t.mask) }
+
+// hostOp is one host update of Apply: the shard and hash of the host's
+// key, record i, and whether the host is its source.
+type hostOp struct {
+	shardOp
+	hash uint64
+}
 
 func convHash(k *convKey) uint64 {
-	x := mix64(uint64(k.pa)<<32 | uint64(k.pb)<<16 | uint64(k.proto)<<8 ^ uint64(k.vlan)<<40)
-	for _, b := range [2][16]byte{k.a, k.b} {
-		for i := 0; i < 16; i += 8 {
-			x = mix64(x ^ uint64(b[i])<<56 | uint64(b[i+1])<<48 | uint64(b[i+2])<<40 | uint64(b[i+3])<<32 |
-				uint64(b[i+4])<<24 | uint64(b[i+5])<<16 | uint64(b[i+6])<<8 | uint64(b[i+7]))
-		}
-	}
-	return x
+	x := mix64(uint64(k.ports)<<32 | uint64(k.vp))
+	x = mix64(x ^ binary.LittleEndian.Uint64(k.a[:8]))
+	x = mix64(x ^ binary.LittleEndian.Uint64(k.a[8:]))
+	x = mix64(x ^ binary.LittleEndian.Uint64(k.b[:8]))
+	return mix64(x ^ binary.LittleEndian.Uint64(k.b[8:]))
 }
 
 // applyScratch holds Apply's per-call buffers, pooled.
 type applyScratch struct {
-	apps      []string
-	hostOps   []shardOp
+	apps      []l7ID
+	keys      []hkey // record i's source is keys[2i], its destination keys[2i+1]
+	hosts     []*host
+	touch     int64 // sink of Apply's prefetching loads
+	hostOps   []hostOp
+	hostSort  []hostOp
 	convOps   []shardOp
 	convKeys  []convKey
 	convFlags []uint8
@@ -293,10 +324,10 @@ type shardOp struct {
 // sortOps orders ops by shard, stably (records of one shard keep their
 // order), with a counting sort into tmp; it returns the sorted slice and
 // the buffer to reuse next time.
-func (t *HostTable) sortOps(ops, tmp []shardOp, counts []int) (sorted, spare []shardOp) {
+func sortOps[O interface{ shardOf() uint32 }](ops, tmp []O, counts []int) (sorted, spare []O) {
 	clear(counts)
 	for _, op := range ops {
-		counts[op.shard]++
+		counts[op.shardOf()]++
 	}
 	pos := 0
 	for i, c := range counts {
@@ -305,15 +336,22 @@ func (t *HostTable) sortOps(ops, tmp []shardOp, counts []int) (sorted, spare []s
 	}
 	tmp = slices.Grow(tmp[:0], len(ops))[:len(ops)]
 	for _, op := range ops {
-		tmp[counts[op.shard]] = op
-		counts[op.shard]++
+		tmp[counts[op.shardOf()]] = op
+		counts[op.shardOf()]++
 	}
 	return tmp, ops
 }
 
+func (op shardOp) shardOf() uint32 { return op.shard }
+
+// noApp marks a record Apply skips (an address missing); interned ids stay
+// below maxL7Names.
+const noApp l7ID = 1<<16 - 1
+
 // Apply accounts a batch of records: traffic, L7 and MAC of both hosts,
 // then conversation stitching. It is a flow.Handler and safe for concurrent
-// use; each shard is locked once per batch.
+// use; each shard is locked once per batch, and each host looked up once
+// per record.
 func (t *HostTable) Apply(batch []flow.Record) {
 	if len(batch) == 0 {
 		return
@@ -322,43 +360,72 @@ func (t *HostTable) Apply(batch []flow.Record) {
 	nc := t.nc.Load()
 	sc := t.scratch.Get().(*applyScratch)
 	defer t.scratch.Put(sc)
-	sc.apps, sc.hostOps, sc.convOps, sc.convKeys, sc.convFlags = sc.apps[:0], sc.hostOps[:0], sc.convOps[:0], sc.convKeys[:0], sc.convFlags[:0]
+	sc.apps, sc.keys, sc.hostOps, sc.convOps, sc.convKeys, sc.convFlags = sc.apps[:0], sc.keys[:0], sc.hostOps[:0], sc.convOps[:0], sc.convKeys[:0], sc.convFlags[:0]
 
-	// Traffic. sc.apps[i] is record i's application name, or "" when the
-	// record is skipped (appName never returns "").
+	// Traffic. sc.apps[i] is record i's application, or noApp when the
+	// record is skipped.
 	for i := range batch {
 		r := &batch[i]
 		if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
 			t.metrics.recordsInvalid.Inc()
-			sc.apps = append(sc.apps, "")
+			sc.apps = append(sc.apps, noApp)
+			sc.keys = append(sc.keys, hkey{}, hkey{})
 			continue
 		}
-		sc.apps = append(sc.apps, appName(r))
+		// As16 maps IPv4 as Unmap would have it: 4in6 records meet
+		// their IPv4 hosts.
+		src, dst := hkey{r.SrcAddr.As16(), r.VLAN}, hkey{r.DstAddr.As16(), r.VLAN}
+		sc.apps = append(sc.apps, t.l7.appOf(r))
+		sc.keys = append(sc.keys, src, dst)
+		hs, hd := hostHash(src), hostHash(dst)
 		sc.hostOps = append(sc.hostOps,
-			shardOp{t.shardOf(HostKey{r.SrcAddr.Unmap(), r.VLAN}), int32(i), true},
-			shardOp{t.shardOf(HostKey{r.DstAddr.Unmap(), r.VLAN}), int32(i), false})
+			hostOp{shardOp{uint32(hs & t.mask), int32(i), true}, hs},
+			hostOp{shardOp{uint32(hd & t.mask), int32(i), false}, hd})
 	}
 	if len(sc.counts) != len(t.shards) {
 		sc.counts = make([]int, len(t.shards))
 	}
-	sc.hostOps, sc.sortBuf = t.sortOps(sc.hostOps, sc.sortBuf, sc.counts)
+	sc.hostOps, sc.hostSort = sortOps(sc.hostOps, sc.hostSort, sc.counts)
 	for start := 0; start < len(sc.hostOps); {
-		sh := &t.shards[sc.hostOps[start].shard]
-		end := start
+		shard := sc.hostOps[start].shard
+		sh := &t.shards[shard]
+		end := start + 1
+		for end < len(sc.hostOps) && sc.hostOps[end].shard == shard {
+			end++
+		}
+		ops := sc.hostOps[start:end]
 		sh.mu.Lock()
-		for ; end < len(sc.hostOps) && sc.hostOps[end].shard == sc.hostOps[start].shard; end++ {
-			op := sc.hostOps[end]
-			r := &batch[op.i]
-			if op.flag {
-				if h := t.getOrCreate(sh, HostKey{r.SrcAddr.Unmap(), r.VLAN}, now, nc); h != nil {
-					h.lastSeen = now
-					h.addTraffic(r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, sc.apps[op.i], t.maxL7, countsFlow(r))
-					if r.SrcMAC != ([6]byte{}) {
-						h.mac = r.SrcMAC
-					}
+		// Look the shard's hosts up first, then update them: the
+		// lookups do not depend on each other, so their cache misses
+		// overlap instead of queueing behind each update.
+		sc.hosts = slices.Grow(sc.hosts[:0], len(ops))[:len(ops)]
+		for j, op := range ops {
+			h := sh.hosts.byHash[op.hash]
+			if h != nil {
+				// Touch the host now: its cache miss overlaps the
+				// next lookup's instead of stalling the update.
+				sc.touch += h.lastSeen
+			}
+			sc.hosts[j] = h
+		}
+		for j, op := range ops {
+			h := sc.hosts[j]
+			if k := &sc.keys[opKey(op.shardOp)]; h == nil || h.key != *k {
+				// New, colliding, or refused at the ceiling:
+				// getOrCreate looks again, since an earlier op may
+				// have created it.
+				if h = t.getOrCreate(sh, *k, op.hash, now, nc); h == nil {
+					continue
 				}
-			} else if h := t.getOrCreate(sh, HostKey{r.DstAddr.Unmap(), r.VLAN}, now, nc); h != nil {
-				h.lastSeen = now
+			}
+			r := &batch[op.i]
+			h.lastSeen = now
+			if op.flag {
+				h.addTraffic(r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, sc.apps[op.i], t.maxL7, countsFlow(r))
+				if r.SrcMAC != ([6]byte{}) {
+					h.mac = r.SrcMAC
+				}
+			} else {
 				h.addTraffic(r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, sc.apps[op.i], t.maxL7, countsFlow(r))
 				if r.DstMAC != ([6]byte{}) {
 					h.mac = r.DstMAC
@@ -366,6 +433,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 			}
 		}
 		sh.mu.Unlock()
+		clear(sc.hosts) // drop host pointers: the pool must not keep expired hosts alive
 		start = end
 	}
 
@@ -374,10 +442,10 @@ func (t *HostTable) Apply(batch []flow.Record) {
 	sc.decisions = sc.decisions[:0]
 	for i := range batch {
 		r := &batch[i]
-		if (r.Proto != flow.ProtoTCP && r.Proto != flow.ProtoUDP) || sc.apps[i] == "" {
+		if (r.Proto != flow.ProtoTCP && r.Proto != flow.ProtoUDP) || sc.apps[i] == noApp {
 			continue
 		}
-		k, srcIsA := makeConvKey(r.SrcAddr.Unmap(), r.SrcPort, r.DstAddr.Unmap(), r.DstPort, r.Proto, r.VLAN)
+		k, srcIsA := makeConvKey(sc.keys[2*i].addr, r.SrcPort, sc.keys[2*i+1].addr, r.DstPort, r.Proto, r.VLAN)
 		if r.Biflow {
 			if d, ok := decideBiflow(r, &k, srcIsA); ok {
 				sc.decisions = append(sc.decisions, d)
@@ -391,7 +459,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		sc.convKeys = append(sc.convKeys, k)
 		sc.convFlags = append(sc.convFlags, r.TCPFlags)
 	}
-	sc.convOps, sc.sortBuf = t.sortOps(sc.convOps, sc.sortBuf, sc.counts)
+	sc.convOps, sc.sortBuf = sortOps(sc.convOps, sc.sortBuf, sc.counts)
 	for start := 0; start < len(sc.convOps); {
 		tl := &t.trackers[sc.convOps[start].shard]
 		end := start
@@ -410,14 +478,23 @@ func (t *HostTable) Apply(batch []flow.Record) {
 	t.commit(sc, sc.decisions)
 }
 
+// opKey is the index in applyScratch.keys of a host op's key.
+func opKey(op shardOp) int {
+	if op.flag {
+		return 2 * int(op.i)
+	}
+	return 2*int(op.i) + 1
+}
+
 // getOrCreate returns the host of key, creating it unless the table is at
 // its ceiling (remote hosts hit a lower one, keeping room for local hosts).
 // The caller holds sh.mu.
-func (t *HostTable) getOrCreate(sh *hostShard, key HostKey, now int64, nc *netClass) *host {
-	if h := sh.hosts[key]; h != nil {
+func (t *HostTable) getOrCreate(sh *hostShard, key hkey, hash uint64, now int64, nc *netClass) *host {
+	if h := sh.hosts.get(key, hash); h != nil {
 		return h
 	}
-	flags := nc.classify(key.Addr)
+	addr := addrOf16(key.addr)
+	flags := nc.classify(addr)
 	limit, refused := t.remoteLimit, t.refusedRemote
 	if flags&flagLocal != 0 {
 		limit, refused = t.localLimit, t.refusedLocal
@@ -427,11 +504,11 @@ func (t *HostTable) getOrCreate(sh *hostShard, key HostKey, now int64, nc *netCl
 		refused.Inc()
 		return nil
 	}
-	h := &host{flags: flags, firstSeen: now, lastSeen: now}
-	sh.hosts[key] = h
+	h := newHost(key, flags, now)
+	sh.hosts.put(hash, h)
 	if t.rdns != nil {
-		if _, static := nc.names[key.Addr]; !static {
-			t.rdns.request(key.Addr)
+		if _, static := nc.names[addr]; !static {
+			t.rdns.request(addr)
 		}
 	}
 	return h
@@ -448,8 +525,8 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 	for i := range ds {
 		d := &ds[i]
 		sc.commits = append(sc.commits,
-			shardOp{t.shardOf(HostKey{d.client, d.vlan}), int32(i), true},
-			shardOp{t.shardOf(HostKey{d.server, d.vlan}), int32(i), false})
+			shardOp{t.shardOf(hkey{d.client, d.vlan}), int32(i), true},
+			shardOp{t.shardOf(hkey{d.server, d.vlan}), int32(i), false})
 		if d.verdict == verdictRefused {
 			t.commitRefused.Inc()
 		} else {
@@ -459,7 +536,7 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 	if len(sc.counts) != len(t.shards) {
 		sc.counts = make([]int, len(t.shards))
 	}
-	sc.commits, sc.sortBuf = t.sortOps(sc.commits, sc.sortBuf, sc.counts)
+	sc.commits, sc.sortBuf = sortOps(sc.commits, sc.sortBuf, sc.counts)
 	for start := 0; start < len(sc.commits); {
 		sh := &t.shards[sc.commits[start].shard]
 		end := start
@@ -467,11 +544,11 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 		for ; end < len(sc.commits) && sc.commits[end].shard == sc.commits[start].shard; end++ {
 			op := sc.commits[end]
 			d := &ds[op.i]
-			key := HostKey{d.server, d.vlan}
+			key := hkey{d.server, d.vlan}
 			if op.flag {
-				key.Addr = d.client
+				key.addr = d.client
 			}
-			if h := sh.hosts[key]; h != nil {
+			if h := sh.hosts.get(key, hostHash(key)); h != nil {
 				h.commit(d, op.flag, t.foldRefused, t.exactSetSize)
 			}
 		}
@@ -514,16 +591,17 @@ func (t *HostTable) sweep(now int64) {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for k, h := range sh.hosts {
+		sh.hosts.each(func(h *host) bool {
 			idle := t.idleRemote
 			if h.flags&flagLocal != 0 {
 				idle = t.idleLocal
 			}
 			if now-h.lastSeen > idle {
-				delete(sh.hosts, k)
-				expired = append(expired, k)
+				expired = append(expired, h.key.hostKey())
+				return true
 			}
-		}
+			return false
+		})
 		sh.mu.Unlock()
 	}
 	if len(expired) == 0 {
@@ -543,9 +621,10 @@ func (t *HostTable) AppendKeys(dst []HostKey) []HostKey {
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
-		for k := range sh.hosts {
-			dst = append(dst, k)
-		}
+		sh.hosts.each(func(h *host) bool {
+			dst = append(dst, h.key.hostKey())
+			return false
+		})
 		sh.mu.Unlock()
 	}
 	return dst
@@ -554,10 +633,12 @@ func (t *HostTable) AppendKeys(dst []HostKey) []HostKey {
 // Snapshot copies the state of one host into dst, reusing dst.L7's
 // capacity. It returns false if the host is unknown.
 func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
-	sh := &t.shards[t.shardOf(key)]
+	k := keyOf(key)
+	hash := hostHash(k)
+	sh := &t.shards[hash&t.mask]
 	l7 := dst.L7[:0]
 	sh.mu.Lock()
-	h := sh.hosts[key]
+	h := sh.hosts.get(k, hash)
 	if h == nil {
 		sh.mu.Unlock()
 		return false
@@ -576,12 +657,16 @@ func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
 		PacketsRcvd: h.packetsRcvd,
 		FirstSeen:   time.Unix(0, h.firstSeen).UTC(),
 		LastSeen:    time.Unix(0, h.lastSeen).UTC(),
-		L7:          append(l7, h.l7...),
 	}
+	for _, e := range h.l7 {
+		l7 = append(l7, L7Stat{Name: t.l7.name(e.id), BytesSent: e.bytesSent, BytesRcvd: e.bytesRcvd,
+			PacketsSent: e.packetsSent, PacketsRcvd: e.packetsRcvd, Flows: e.flows})
+	}
+	dst.L7 = l7
 	dst.NoReply, dst.Unidirectional = h.noReply.counts(), h.noReply.stats()
 	dst.Refused, dst.RefusedFlows = h.refused.counts(), h.refused.stats()
 	sh.mu.Unlock()
-	dst.Name = t.nameOf(key.Addr)
+	dst.Name = t.nameOf(addrOf16(k.addr))
 	return true
 }
 
@@ -602,9 +687,11 @@ func (t *HostTable) nameOf(a netip.Addr) string {
 // ResetContacts clears a host's no-reply and refused contact sets and its
 // unidirectional and refused counters (host.resetHostContacts()).
 func (t *HostTable) ResetContacts(key HostKey) {
-	sh := &t.shards[t.shardOf(key)]
+	k := keyOf(key)
+	hash := hostHash(k)
+	sh := &t.shards[hash&t.mask]
 	sh.mu.Lock()
-	if h := sh.hosts[key]; h != nil {
+	if h := sh.hosts.get(k, hash); h != nil {
 		h.noReply, h.refused = nil, nil
 	}
 	sh.mu.Unlock()

@@ -1,7 +1,7 @@
 package aggregate
 
 import (
-	"net/netip"
+	"encoding/binary"
 	"slices"
 
 	"github.com/axiomhq/hyperloglog"
@@ -10,7 +10,7 @@ import (
 // distinctSet counts distinct members: exactly up to a limit, then with a
 // HyperLogLog sketch of precision 14 (16384 registers, 0.81 % standard
 // error). Members are 64-bit values: a port as itself, an address through
-// addrHash (a collision needs two addresses among the same host's ~10^3
+// addrHash16 (a collision needs two addresses among the same host's ~10^3
 // members to share 64 bits, which "exact" tolerates).
 //
 // The exact members live in a sorted slice: 8 bytes a member, a third of
@@ -74,14 +74,13 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// addrHash folds an address (IPv4 and IPv6 kept apart) into 64 bits.
-func addrHash(a netip.Addr) uint64 {
-	b := a.As16()
-	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-	if a.Is4() {
+// addrHash16 folds an address (IPv4 and IPv6 kept apart) into 64 bits,
+// from its 16-byte form, where IPv4 is v4-mapped (host and conversation
+// keys hold unmapped addresses that way).
+func addrHash16(b [16]byte) uint64 {
+	hi := binary.BigEndian.Uint64(b[:8])
+	lo := binary.BigEndian.Uint64(b[8:])
+	if hi == 0 && lo>>32 == 0xffff {
 		hi ^= 0x4444_4444_4444_4444
 	}
 	return mix64(hi) ^ mix64(lo+0x9e3779b97f4a7c15)

@@ -167,9 +167,10 @@ func TestAppName(t *testing.T) {
 		{flow.Record{Proto: 6, SrcPort: 40000, DstPort: 40001}, "Unknown"},
 		{flow.Record{Proto: 47}, "Unknown"},
 	}
+	var names l7Names
 	for _, tc := range cases {
-		if got := appName(&tc.r); got != tc.want {
-			t.Errorf("appName(%+v) = %q, want %q", tc.r, got, tc.want)
+		if got := names.name(names.appOf(&tc.r)); got != tc.want {
+			t.Errorf("appOf(%+v) = %q, want %q", tc.r, got, tc.want)
 		}
 	}
 }
@@ -222,7 +223,7 @@ func TestHyperLogLogErrorBound(t *testing.T) {
 			// Distinct by construction: 10^5 consecutive addresses of a
 			// different block per set.
 			v := seed<<24 | i
-			s.add(addrHash(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})), 1024)
+			s.add(addrHash16(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).As16()), 1024)
 		}
 		rel := (float64(s.count()) - n) / n
 		if math.Abs(rel) > 0.02 {

@@ -1,0 +1,118 @@
+package aggregate
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/flowcheck/flowcheck/flow"
+)
+
+// TestAddressForms checks that the 16-byte keys keep IPv4 and IPv6 apart,
+// that a v4-mapped IPv6 record meets its IPv4 host (and conversation), and
+// that IPv6 conversations are stitched like IPv4 ones.
+func TestAddressForms(t *testing.T) {
+	window := DefaultConfiguration().ReplyWindow
+	cases := []struct {
+		name               string
+		recs               []flow.Record
+		client, server     string
+		wantClient, wantSv ContactCounts
+	}{
+		{"IPv6 one-way scan", scan("2001:db8::1", "2001:db8::2", 50), "2001:db8::1", "2001:db8::2",
+			ContactCounts{PeersAsClient: 1, ServerPorts: 50}, ContactCounts{PeersAsServer: 1}},
+		{"IPv6 answered", append(scan("2001:db8::1", "2001:db8::2", 50), replies("2001:db8::1", "2001:db8::2", 50, synAck)...),
+			"2001:db8::1", "2001:db8::2", ContactCounts{}, ContactCounts{}},
+		{"v4-mapped reply answers IPv4 request", append(scan("192.0.2.1", "192.0.2.2", 50), replies("::ffff:192.0.2.1", "::ffff:192.0.2.2", 50, synAck)...),
+			"192.0.2.1", "192.0.2.2", ContactCounts{}, ContactCounts{}},
+		{"v4-mapped scan counts on the IPv4 hosts", scan("::ffff:192.0.2.1", "::ffff:192.0.2.2", 50), "192.0.2.1", "192.0.2.2",
+			ContactCounts{PeersAsClient: 1, ServerPorts: 50}, ContactCounts{PeersAsServer: 1}},
+		{"IPv6 with ffff in bytes 10-11 is not IPv4", scan("1::ffff:c000:201", "192.0.2.2", 50), "1::ffff:c000:201", "192.0.2.2",
+			ContactCounts{PeersAsClient: 1, ServerPorts: 50}, ContactCounts{PeersAsServer: 1}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tbl, clk, _ := newTestTable(t, DefaultConfiguration(), Dependencies{})
+			tbl.Apply(tc.recs)
+			tbl.Advance(clk.Now().Add(window + time.Second))
+			c, s := snap(t, tbl, key(tc.client)), snap(t, tbl, key(tc.server))
+			if c.NoReply != tc.wantClient || s.NoReply != tc.wantSv {
+				t.Fatalf("client %+v server %+v", c.NoReply, s.NoReply)
+			}
+			if c.Key.Addr.String() != tc.client || tbl.Len() != 2 {
+				t.Fatalf("key %v, %d hosts", c.Key, tbl.Len())
+			}
+			keys := tbl.AppendKeys(nil)
+			for _, k := range keys {
+				if k.Addr.Is4In6() {
+					t.Fatalf("AppendKeys returned a v4-mapped key %v", k)
+				}
+			}
+			// A v4-mapped key names the same host as its IPv4 form.
+			if a := netip.MustParseAddr(tc.client); a.Is4() {
+				var m HostSnapshot
+				if !tbl.Snapshot(HostKey{Addr: netip.AddrFrom16(a.As16())}, &m) || m.BytesSent != c.BytesSent {
+					t.Fatal("v4-mapped key did not find the IPv4 host")
+				}
+			}
+		})
+	}
+}
+
+// TestHostIndexCollision forces two keys onto one hash: both stay
+// reachable, and removing either leaves the other.
+func TestHostIndexCollision(t *testing.T) {
+	for _, removeFirst := range []bool{true, false} {
+		x := newHostIndex()
+		k1, k2 := keyOf(key("2001:db8::1")), keyOf(key("2001:db8::2"))
+		const hash = 42
+		h1, h2 := newHost(k1, 0, 0), newHost(k2, 0, 0)
+		if x.get(k1, hash) != nil {
+			t.Fatal("empty index found a host")
+		}
+		x.put(hash, h1)
+		if x.get(k2, hash) != nil {
+			t.Fatal("k2 found before it was added")
+		}
+		x.put(hash, h2)
+		if x.get(k1, hash) != h1 || x.get(k2, hash) != h2 {
+			t.Fatal("colliding hosts not both reachable")
+		}
+		gone, kept := h1, h2
+		if !removeFirst {
+			gone, kept = h2, h1
+		}
+		x.each(func(h *host) bool { return h == gone })
+		if x.get(gone.key, hash) != nil || x.get(kept.key, hash) != kept {
+			t.Fatalf("after removing %v: lookups wrong", gone.key.hostKey())
+		}
+		n := 0
+		x.each(func(*host) bool { n++; return false })
+		if n != 1 {
+			t.Fatalf("%d hosts left, want 1", n)
+		}
+	}
+}
+
+// TestL7NamesBounded checks that exporter-supplied names are interned up
+// to maxL7Names, then counted as Other, and that names come back intact.
+func TestL7NamesBounded(t *testing.T) {
+	overflows := 0
+	n := l7Names{overflow: func() { overflows++ }}
+	first := n.intern("TLS.Google")
+	if n.intern("TLS.Google") != first || n.name(first) != "TLS.Google" {
+		t.Fatal("interning is not stable")
+	}
+	if id := n.intern("HTTP"); id != staticL7.ids["HTTP"] {
+		t.Fatal("a static name got a dynamic id")
+	}
+	for i := 0; len(staticL7.names)+len(n.dynamic) < maxL7Names; i++ {
+		n.intern("app" + string(rune('a'+i%26)) + netip.AddrFrom4([4]byte{byte(i >> 16), byte(i >> 8), byte(i), 0}).String())
+	}
+	if id := n.intern("one.too.many"); id != l7OtherID || overflows != 1 {
+		t.Fatalf("past the bound: id %d (%q), %d overflows", id, n.name(id), overflows)
+	}
+	if n.intern("TLS.Google") != first {
+		t.Fatal("a known name changed id at the bound")
+	}
+}
