@@ -118,7 +118,7 @@ func (e *Engine) event(h *hostEntry, check string, a *engagedAlert, state alert.
 		FirstSeen: a.firstSeen,
 		LastSeen:  a.lastSeen,
 		Time:      now,
-		Collector: e.cfg.Instance,
+		Collector: e.instance,
 	}
 }
 
@@ -131,7 +131,7 @@ func (e *Engine) engage(h *hostEntry, s *slotState, check string, value int, msg
 		return
 	}
 	a := &engagedAlert{
-		id:        alertID(e.cfg.Instance, check, h.key, now),
+		id:        alertID(e.instance, check, h.key, now),
 		value:     value,
 		message:   msg,
 		firstSeen: now,
@@ -173,10 +173,7 @@ func (e *Engine) publish(ev alert.Event) {
 // (publishing released events) and drops its per-check state, so that a
 // host coming back starts over. It is safe to call concurrently with Tick.
 func (e *Engine) HostExpired(key aggregate.HostKey) {
-	e.mu.Lock()
-	h := e.hosts[key]
-	delete(e.hosts, key)
-	e.mu.Unlock()
+	h := e.hosts.remove(key)
 	if h == nil {
 		return
 	}
@@ -189,9 +186,7 @@ func (e *Engine) HostExpired(key aggregate.HostKey) {
 // Score returns the host's score: the sum of the values of its engaged
 // alerts (0 for an unknown host).
 func (e *Engine) Score(key aggregate.HostKey) int {
-	e.mu.Lock()
-	h := e.hosts[key]
-	e.mu.Unlock()
+	h := e.hosts.get(key)
 	if h == nil {
 		return 0
 	}
@@ -203,12 +198,7 @@ func (e *Engine) Score(key aggregate.HostKey) int {
 // Engaged returns the currently engaged alerts as engaged events (Time is
 // the last-seen time), sorted by host then check.
 func (e *Engine) Engaged() []alert.Event {
-	e.mu.Lock()
-	hosts := make([]*hostEntry, 0, len(e.hosts))
-	for _, h := range e.hosts {
-		hosts = append(hosts, h)
-	}
-	e.mu.Unlock()
+	hosts := e.hosts.all(nil)
 	var out []alert.Event
 	for _, h := range hosts {
 		h.mu.Lock()

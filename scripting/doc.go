@@ -14,7 +14,9 @@
 // require (host_consts.lua). Checks run on a host in name order. The hosts of
 // a tick are split across the workers in chunks; the host under evaluation is
 // bound to the VM for the call (no per-call table building: host_info's
-// fields are served by a metatable).
+// identity fields are served by a metatable, its state is a raw field set per
+// call, and getUnidirectionalTCPUDPFlowsStats/getRefusedTCPFlowsStats refill
+// one table per VM instead of building three per call).
 //
 // The per-call budget (call_timeout, 50 ms) is a context set once on each VM
 // whose Done channel a watchdog goroutine closes when a call overruns; a call
@@ -23,10 +25,14 @@
 // leaves that check's alert for that host unchanged. After max_failures
 // consecutive failures a check is disabled (logged) until its file changes.
 //
-// Reload (SIGHUP through Reload, or a change seen by fsnotify in a script
-// directory) recompiles changed files; a file that fails to compile or load
-// keeps its previous version (the error is logged as file:line). Per-host
-// state and engaged alerts are kept by check name, so they survive a reload.
+// Reload (a change seen by fsnotify in a script directory) recompiles
+// changed files; a file that fails to compile or load keeps its previous
+// version (the error is logged as file:line). ReloadConfig (SIGHUP) does the
+// same with a new configuration of the section: checks, dirs, workers,
+// budgets and interval apply without a restart, and a configuration it
+// cannot use changes nothing. Per-host state and engaged alerts are kept by
+// check name, so they survive both; the alerts of a check that no longer
+// runs on a host (disabled, local_only) are released at the next tick.
 //
 // # Sandbox
 //

@@ -103,7 +103,8 @@ func (v *vm) hostTable() *lua.LTable {
 // luaL7 is host.l7(): { [proto] = { bytes_sent=, bytes_rcvd=, packets_sent=,
 // packets_rcvd=, flows= } }, nil when the host has no L7 stats. As a
 // flowcheck extension, host.l7(name) returns only that protocol's table (nil
-// when the host has none), without building the others.
+// when the host has none), without building the others; like flowsStats,
+// that table is one per VM, refilled by every call.
 func (v *vm) luaL7(L *lua.LState) int {
 	if v.snap == nil || len(v.snap.L7) == 0 {
 		L.Push(lua.LNil)
@@ -112,7 +113,7 @@ func (v *vm) luaL7(L *lua.LState) int {
 	if name, ok := L.Get(1).(lua.LString); ok {
 		for i := range v.snap.L7 {
 			if v.snap.L7[i].Name == string(name) {
-				L.Push(l7Table(L, &v.snap.L7[i]))
+				L.Push(fillL7(v.l7One, &v.snap.L7[i]))
 				return 1
 			}
 		}
@@ -129,7 +130,11 @@ func (v *vm) luaL7(L *lua.LState) int {
 
 // l7Table is one protocol's entry of host.l7().
 func l7Table(L *lua.LState, s *aggregate.L7Stat) *lua.LTable {
-	p := L.CreateTable(0, 5)
+	return fillL7(L.CreateTable(0, 5), s)
+}
+
+// fillL7 writes one protocol's counters into p.
+func fillL7(p *lua.LTable, s *aggregate.L7Stat) *lua.LTable {
 	p.RawSetString("bytes_sent", lnum(s.BytesSent))
 	p.RawSetString("bytes_rcvd", lnum(s.BytesRcvd))
 	p.RawSetString("packets_sent", lnum(s.PacketsSent))
@@ -138,20 +143,35 @@ func l7Table(L *lua.LState, s *aggregate.L7Stat) *lua.LTable {
 	return p
 }
 
-// flowsStats builds { num_egress=, num_ingress=, as_client={tcp=,udp=},
-// as_server={tcp=,udp=} }.
-func flowsStats(L *lua.LState, u aggregate.UnidirectionalStats) *lua.LTable {
-	t := L.CreateTable(0, 4)
+// flowsStats is the result table of getUnidirectionalTCPUDPFlowsStats or
+// getRefusedTCPFlowsStats, { num_egress=, num_ingress=, as_client={tcp=,udp=},
+// as_server={tcp=,udp=} }. Each VM keeps one per function and refills it on
+// every call: building three fresh tables cost about 26 allocations per call,
+// most of a tick's garbage. A script that keeps the table across calls sees
+// it change (documented in docs/lua-api.md: copy the fields you keep).
+type flowsStats struct {
+	root, client, server *lua.LTable
+}
+
+// newFlowsStats creates the tables of a VM's flowsStats.
+func newFlowsStats(L *lua.LState) *flowsStats {
+	return &flowsStats{root: L.CreateTable(0, 4), client: L.CreateTable(0, 2), server: L.CreateTable(0, 2)}
+}
+
+// fill writes u into the tables and returns the root. Every field is
+// rewritten, including the nested tables, so that a script that changed the
+// table in an earlier call does not see its change again; setting existing
+// keys allocates nothing.
+func (f *flowsStats) fill(u aggregate.UnidirectionalStats) *lua.LTable {
+	t := f.root
 	t.RawSetString("num_egress", lnum(u.Egress()))
 	t.RawSetString("num_ingress", lnum(u.Ingress()))
-	c := L.CreateTable(0, 2)
-	c.RawSetString("tcp", lnum(u.EgressTCP))
-	c.RawSetString("udp", lnum(u.EgressUDP))
-	t.RawSetString("as_client", c)
-	s := L.CreateTable(0, 2)
-	s.RawSetString("tcp", lnum(u.IngressTCP))
-	s.RawSetString("udp", lnum(u.IngressUDP))
-	t.RawSetString("as_server", s)
+	f.client.RawSetString("tcp", lnum(u.EgressTCP))
+	f.client.RawSetString("udp", lnum(u.EgressUDP))
+	t.RawSetString("as_client", f.client)
+	f.server.RawSetString("tcp", lnum(u.IngressTCP))
+	f.server.RawSetString("udp", lnum(u.IngressUDP))
+	t.RawSetString("as_server", f.server)
 	return t
 }
 
@@ -161,7 +181,7 @@ func (v *vm) luaUnidirectional(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	L.Push(flowsStats(L, v.snap.Unidirectional))
+	L.Push(v.uniStats.fill(v.snap.Unidirectional))
 	return 1
 }
 
@@ -172,7 +192,7 @@ func (v *vm) luaRefusedFlows(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	L.Push(flowsStats(L, v.snap.RefusedFlows))
+	L.Push(v.refusedStats.fill(v.snap.RefusedFlows))
 	return 1
 }
 

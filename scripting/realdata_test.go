@@ -466,7 +466,7 @@ func TestShippedChecksRealSweep(t *testing.T) {
 			}
 			evs := pub.take()
 			if len(evs) != 1 || evs[0].Host.IP != "10.99.0.10" || evs[0].Check != "scan_detection" ||
-				!strings.HasPrefix(evs[0].Message, "horizontal sweep: 4 ports on 20 peers") {
+				!strings.HasPrefix(evs[0].Message, "horizontal sweep: 4 ports, 0 no-reply + 20 refused peers") {
 				for _, ev := range evs {
 					t.Logf("%s %s: %s", ev.Host.IP, ev.Check, ev.Message)
 				}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,38 +92,50 @@ type scriptSet struct {
 	bySlot []*script
 }
 
-// active reports whether the check of a slot runs in this set.
-func (s *scriptSet) active(slot int) bool {
+// active reports whether the check of a slot runs in this set on a host
+// (local or not).
+func (s *scriptSet) active(slot int, local bool) bool {
 	if slot >= len(s.bySlot) || s.bySlot[slot] == nil {
 		return false
 	}
 	sc := s.bySlot[slot]
-	return sc.cfg.Enabled && !sc.disabled.Load()
+	return sc.cfg.Enabled && !sc.disabled.Load() && (local || !sc.cfg.LocalOnly)
 }
+
+// ErrScriptsFailed is wrapped by the error of Reload and ReloadConfig when
+// some scripts failed to compile or load and kept their previous version:
+// the rest of the reload (and the configuration of ReloadConfig) applied.
+var ErrScriptsFailed = errors.New("some scripts failed to reload (previous versions kept)")
 
 // Engine runs the host checks: a pool of sandboxed VMs, one per worker, that
 // a tick splits the hosts across.
 type Engine struct {
-	cfg     Configuration
-	deps    Dependencies
-	logger  *slog.Logger
-	metrics metrics
-	sources []source
-	limiter *logLimiter
+	// cfg is the running configuration; ReloadConfig replaces it holding
+	// both reloadMu and runMu, so that a tick (runMu) or a reload (reloadMu)
+	// reads it without more locking. instance and interval are the parts
+	// read outside those locks (HostExpired, Engaged, the scheduler).
+	cfg      Configuration
+	instance string
+	interval atomic.Int64
+	deps     Dependencies
+	logger   *slog.Logger
+	metrics  metrics
+	sources  []source
+	limiter  *logLimiter
 
-	// reloadMu serialises Reload; runMu serialises a tick with the swap of
-	// the script set and VMs.
+	// reloadMu serialises Reload and ReloadConfig, and guards sources and
+	// the watcher; runMu serialises a tick with the swap of the script set,
+	// VMs and configuration.
 	reloadMu sync.Mutex
 	runMu    sync.Mutex
 	set      *scriptSet
 	vms      []*vm
 	tickNo   uint64
 	keys     []aggregate.HostKey
-	entries  []*hostEntry
 	missing  []*hostEntry
 
-	mu    sync.Mutex
-	hosts map[aggregate.HostKey]*hostEntry
+	// hosts is the engine's per-host state (sharded, with its own locks).
+	hosts hostMap
 
 	slotMu    sync.Mutex
 	slots     map[string]int
@@ -160,18 +173,19 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		cfg:     cfg,
-		deps:    deps,
-		logger:  deps.Logger.With("component", "scripting"),
-		sources: srcs,
-		hosts:   map[aggregate.HostKey]*hostEntry{},
-		slots:   map[string]int{},
+		cfg:      cfg,
+		instance: cfg.Instance,
+		deps:     deps,
+		logger:   deps.Logger.With("component", "scripting"),
+		sources:  srcs,
+		slots:    map[string]int{},
 	}
+	e.interval.Store(int64(cfg.Interval))
 	e.limiter = newLogLimiter(deps.Clock, 10*time.Second)
 	if e.metrics, err = newMetrics(deps.Registerer); err != nil {
 		return nil, err
 	}
-	set, failed, err := e.buildSet(nil)
+	set, failed, err := e.buildSet(nil, cfg, srcs)
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +196,7 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 		e.logger.Warn("no host check found", "dirs", cfg.Dirs)
 	}
 	e.set = set
-	e.vms = e.newVMs(set)
+	e.vms = e.newVMs(set, cfg)
 	names := make([]string, len(set.checks))
 	for i, sc := range set.checks {
 		names[i] = sc.name
@@ -194,23 +208,31 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 // now is the engine's time.
 func (e *Engine) now() time.Time { return e.deps.Clock.Now() }
 
-// Interval is the configured tick.
-func (e *Engine) Interval() time.Duration { return e.cfg.Interval }
+// Interval is the configured tick (ReloadConfig may change it; the
+// scheduler reads it for every tick).
+func (e *Engine) Interval() time.Duration { return time.Duration(e.interval.Load()) }
 
-// newVMs builds one VM per worker for a set.
-func (e *Engine) newVMs(set *scriptSet) []*vm {
-	vms := make([]*vm, e.cfg.workers())
+// Configuration returns the running configuration.
+func (e *Engine) Configuration() Configuration {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	return e.cfg
+}
+
+// newVMs builds one VM per worker of cfg for a set.
+func (e *Engine) newVMs(set *scriptSet, cfg Configuration) []*vm {
+	vms := make([]*vm, cfg.workers())
 	for i := range vms {
-		vms[i] = newVM(e, set)
+		vms[i] = newVM(e, set, cfg.CallTimeout)
 	}
 	return vms
 }
 
-// buildSet reads, compiles and probes the scripts. A file that fails keeps
-// its version of prev (when there is one) and is otherwise left out; failed
-// counts those files.
-func (e *Engine) buildSet(prev *scriptSet) (*scriptSet, int, error) {
-	files, err := readSources(e.sources)
+// buildSet reads, compiles and probes the scripts of srcs, with the check
+// options of cfg. A file that fails keeps its version of prev (when there is
+// one) and is otherwise left out; failed counts those files.
+func (e *Engine) buildSet(prev *scriptSet, cfg Configuration, srcs []source) (*scriptSet, int, error) {
+	files, err := readSources(srcs)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -256,7 +278,7 @@ func (e *Engine) buildSet(prev *scriptSet) (*scriptSet, int, error) {
 		}
 	}
 	for _, f := range fresh {
-		check, err := e.probe(set, f)
+		check, err := e.probe(set, f, cfg.CallTimeout)
 		if err == nil {
 			isCheck[f.name] = check
 			continue
@@ -279,9 +301,20 @@ func (e *Engine) buildSet(prev *scriptSet) (*scriptSet, int, error) {
 			continue
 		}
 		f := set.files[name]
+		cc := cfg.checkFor(name)
 		sc := prevChecks[name]
-		if sc == nil || sc.file != f {
-			sc = &script{name: name, file: f, slot: e.slotFor(name), cfg: e.cfg.checkFor(name)}
+		switch {
+		case sc != nil && sc.file == f && reflect.DeepEqual(sc.cfg, cc):
+			// Unchanged: keep it, with its failure count.
+		case sc != nil && sc.file == f:
+			// Same code, new options: a check disabled after failures
+			// stays disabled until its file changes.
+			fresh := &script{name: name, file: f, slot: sc.slot, cfg: cc}
+			fresh.disabled.Store(sc.disabled.Load())
+			fresh.fails.Store(sc.fails.Load())
+			sc = fresh
+		default:
+			sc = &script{name: name, file: f, slot: e.slotFor(name), cfg: cc}
 		}
 		set.checks = append(set.checks, sc)
 		for len(set.bySlot) <= sc.slot {
@@ -294,8 +327,8 @@ func (e *Engine) buildSet(prev *scriptSet) (*scriptSet, int, error) {
 
 // probe runs a file's chunk in a scratch VM and tells whether it is a check
 // (returns a table with a check function) or a plain module.
-func (e *Engine) probe(set *scriptSet, f *scriptFile) (bool, error) {
-	v := newVM(e, &scriptSet{files: set.files, modules: set.modules})
+func (e *Engine) probe(set *scriptSet, f *scriptFile, callTimeout time.Duration) (bool, error) {
+	v := newVM(e, &scriptSet{files: set.files, modules: set.modules}, callTimeout)
 	defer v.close()
 	_, err := v.loadCheck(f)
 	if err == nil {
@@ -311,20 +344,64 @@ func (e *Engine) probe(set *scriptSet, f *scriptFile) (bool, error) {
 
 // Reload re-reads the script directories: changed files are recompiled, a
 // file that fails keeps its previous version, and the VMs are rebuilt.
-// Per-host state and engaged alerts of the checks are kept.
+// Per-host state and engaged alerts of the checks are kept. When some files
+// failed, the error wraps ErrScriptsFailed.
 func (e *Engine) Reload() error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
-	set, failed, err := e.buildSet(e.set)
+	return e.reload(e.cfg, e.sources)
+}
+
+// ReloadConfig applies a new configuration of the section (SIGHUP): checks
+// (enabled, local_only, every, params), dirs, workers, call_timeout,
+// max_failures and interval (from the next tick on), and re-reads the
+// scripts as Reload does. Instance is kept (it needs a restart). A
+// configuration that does not validate, or whose directories cannot be
+// used, changes nothing and is returned as the error. Per-host state and
+// engaged alerts are kept; the alerts of a check that no longer runs on a
+// host (disabled, or local_only on a remote host) are released at the next
+// tick. An error wrapping ErrScriptsFailed means the configuration applied
+// but some scripts kept their previous version.
+func (e *Engine) ReloadConfig(cfg Configuration) error {
+	if err := cfg.Validate(); err != nil {
+		e.metrics.reloads.WithLabelValues("error").Inc()
+		return err
+	}
+	srcs, err := resolveSources(cfg.Dirs, e.deps.EmbeddedScripts)
+	if err != nil {
+		e.metrics.reloads.WithLabelValues("error").Inc()
+		return err
+	}
+	cfg.Instance = e.instance
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	old := e.sources
+	err = e.reload(cfg, srcs)
+	if err != nil && !errors.Is(err, ErrScriptsFailed) {
+		return err
+	}
+	e.sources = srcs
+	e.interval.Store(int64(cfg.Interval))
+	if werr := e.rewatch(old, srcs); werr != nil {
+		e.logger.Warn("cannot watch the new script directories; SIGHUP still reloads", "error", werr)
+	}
+	return err
+}
+
+// reload builds a script set from srcs with the options of cfg and swaps
+// it, its VMs and cfg in. Called with reloadMu held; on an error that does
+// not wrap ErrScriptsFailed nothing changed.
+func (e *Engine) reload(cfg Configuration, srcs []source) error {
+	set, failed, err := e.buildSet(e.set, cfg, srcs)
 	if err != nil {
 		e.metrics.reloads.WithLabelValues("error").Inc()
 		e.logger.Error("reload failed, keeping the current scripts", "error", err)
 		return err
 	}
-	vms := e.newVMs(set)
+	vms := e.newVMs(set, cfg)
 	e.runMu.Lock()
 	old := e.vms
-	e.set, e.vms = set, vms
+	e.set, e.vms, e.cfg = set, vms, cfg
 	e.runMu.Unlock()
 	for _, v := range old {
 		v.close()
@@ -336,59 +413,86 @@ func (e *Engine) Reload() error {
 	e.metrics.reloads.WithLabelValues(result).Inc()
 	e.logger.Info("host checks reloaded", "checks", len(set.checks), "failed", failed)
 	if failed > 0 {
-		return fmt.Errorf("scripting: %d scripts failed to reload (previous versions kept)", failed)
+		return fmt.Errorf("scripting: %d scripts: %w", failed, ErrScriptsFailed)
 	}
 	return nil
 }
 
 // Start watches the script directories and reloads on change.
 func (e *Engine) Start() error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
 	e.stop = make(chan struct{})
-	var dirs []string
-	for _, s := range e.sources {
-		if s.watch != "" {
-			dirs = append(dirs, s.watch)
-		}
-	}
-	if len(dirs) == 0 {
+	return e.rewatch(nil, e.sources)
+}
+
+// rewatch moves the watcher from the directories of old to those of srcs,
+// creating it (and its goroutine) when the engine is started and has none.
+// Called with reloadMu held.
+func (e *Engine) rewatch(old, srcs []source) error {
+	if e.stop == nil {
 		return nil
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("scripting: watcher: %w", err)
+	want := map[string]bool{}
+	for _, s := range srcs {
+		if s.watch != "" {
+			want[s.watch] = true
+		}
 	}
-	for _, d := range dirs {
-		if err := w.Add(d); err != nil {
-			w.Close()
+	had := map[string]bool{}
+	for _, s := range old {
+		if s.watch != "" {
+			had[s.watch] = true
+		}
+	}
+	if e.watcher == nil {
+		if len(want) == 0 {
+			return nil
+		}
+		w, err := fsnotify.NewWatcher()
+		if err != nil {
+			return fmt.Errorf("scripting: watcher: %w", err)
+		}
+		e.watcher = w
+		e.wg.Add(1)
+		go e.watch(w, e.stop)
+	}
+	for d := range had {
+		if !want[d] {
+			_ = e.watcher.Remove(d) // gone or already unwatched
+		}
+	}
+	for _, d := range sortedKeys(want) {
+		if had[d] {
+			continue
+		}
+		if err := e.watcher.Add(d); err != nil {
 			return fmt.Errorf("scripting: watch %s: %w", d, err)
 		}
 	}
-	e.watcher = w
-	e.wg.Add(1)
-	go e.watch()
 	return nil
 }
 
 // watch reloads after a burst of changes has settled (editors write a file
 // in several steps).
-func (e *Engine) watch() {
+func (e *Engine) watch(w *fsnotify.Watcher, stop <-chan struct{}) {
 	defer e.wg.Done()
 	const settle = 200 * time.Millisecond
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	for {
 		select {
-		case <-e.stop:
+		case <-stop:
 			t.Stop()
 			return
-		case ev, ok := <-e.watcher.Events:
+		case ev, ok := <-w.Events:
 			if !ok {
 				return
 			}
 			if len(ev.Name) > 4 && ev.Name[len(ev.Name)-4:] == ".lua" {
 				t.Reset(settle)
 			}
-		case err, ok := <-e.watcher.Errors:
+		case err, ok := <-w.Errors:
 			if !ok {
 				return
 			}
@@ -401,13 +505,17 @@ func (e *Engine) watch() {
 
 // Stop stops the watcher and releases the VMs.
 func (e *Engine) Stop() {
-	if e.stop != nil {
-		close(e.stop)
-		if e.watcher != nil {
-			e.watcher.Close()
+	e.reloadMu.Lock()
+	stop, w := e.stop, e.watcher
+	e.stop, e.watcher = nil, nil
+	e.reloadMu.Unlock()
+	// Outside reloadMu: the watch goroutine may be in Reload.
+	if stop != nil {
+		close(stop)
+		if w != nil {
+			w.Close()
 		}
 		e.wg.Wait()
-		e.stop = nil
 	}
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
@@ -435,18 +543,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 	set := e.set
 
 	e.keys = e.deps.Hosts.AppendKeys(e.keys[:0])
-	e.entries = e.entries[:0]
-	e.mu.Lock()
-	for _, k := range e.keys {
-		h := e.hosts[k]
-		if h == nil {
-			h = newHostEntry(k)
-			e.hosts[k] = h
-		}
-		h.seenTick = tick
-		e.entries = append(e.entries, h)
-	}
-	e.mu.Unlock()
+	e.hosts.expiredSeen.Store(0)
+	e.hosts.tick.Store(tick)
+	defer e.hosts.tick.Store(0)
 
 	due := make([]bool, len(set.checks))
 	for i, sc := range set.checks {
@@ -466,9 +565,10 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	n := int64(len(e.entries))
+	n := int64(len(e.keys))
 	for _, v := range e.vms {
 		v.missing = v.missing[:0]
+		v.seen = 0
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -477,7 +577,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 				if i >= n {
 					return
 				}
-				for _, h := range e.entries[i:min(i+tickChunk, n)] {
+				for _, k := range e.keys[i:min(i+tickChunk, n)] {
+					h := e.hosts.seen(k, tick)
+					v.seen++
 					if !v.runHost(set, h, due, now) {
 						v.missing = append(v.missing, h)
 					}
@@ -491,22 +593,21 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 
 	// Hosts the table no longer has: release their alerts, drop their state.
 	e.missing = e.missing[:0]
+	seen := int64(0)
 	for _, v := range e.vms {
 		e.missing = append(e.missing, v.missing...)
+		seen += v.seen
 	}
-	e.mu.Lock()
-	for k, h := range e.hosts {
-		if h.seenTick != tick {
-			e.missing = append(e.missing, h)
-			delete(e.hosts, k)
-		}
+	// The keys are distinct, so the map holds entries of hosts the table no
+	// longer has only when it is larger than the entries of this tick still
+	// in it: most ticks skip the walk. A cancelled tick did not see every
+	// host and removes nothing.
+	if ctx.Err() == nil && int64(e.hosts.count()) > seen-e.hosts.expiredSeen.Load() {
+		e.missing = e.hosts.removeStale(tick, e.missing)
 	}
 	for _, h := range e.missing {
-		if e.hosts[h.key] == h {
-			delete(e.hosts, h.key)
-		}
+		e.hosts.drop(h)
 	}
-	e.mu.Unlock()
 	for _, h := range e.missing {
 		h.mu.Lock()
 		if !h.dead {
@@ -516,7 +617,7 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 		h.mu.Unlock()
 	}
 
-	stats := TickStats{Hosts: len(e.entries)}
+	stats := TickStats{Hosts: int(seen)}
 	for i, sc := range set.checks {
 		var c checkStats
 		for _, v := range e.vms {
@@ -570,13 +671,14 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 		}
 		v.call(sc, vc, h, s, i)
 	}
-	// A check that was removed or disabled leaves no engaged alert behind.
+	// A check that was removed or disabled, or no longer runs on this host
+	// (local_only), leaves no engaged alert behind.
 	for i := range h.slots {
-		if h.slots[i].alert != nil && !set.active(i) {
+		if h.slots[i].alert != nil && !set.active(i, v.snapBuf.Local) {
 			v.e.release(h, &h.slots[i], v.e.slotName(i), now)
 		}
 	}
-	v.entry, v.snap, v.slot = nil, nil, nil
+	v.entry, v.snap, v.slot, v.check = nil, nil, nil, nil
 	return true
 }
 
@@ -585,8 +687,16 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 // not trigger releases it, a failed run leaves it as it was.
 func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, s *slotState, i int) {
 	L := v.L
-	v.slot = s
+	v.slot, v.check = s, vc
 	v.triggered = false
+	if s.state != vc.state {
+		if s.state == nil {
+			vc.info.RawSetString("state", lua.LNil)
+		} else {
+			vc.info.RawSetString("state", s.state)
+		}
+		vc.state = s.state
+	}
 	L.Push(vc.fn)
 	L.Push(vc.info)
 	v.budget.arm()

@@ -41,6 +41,11 @@ type vmCheck struct {
 	fn *lua.LFunction
 	// info is the host_info table handed to every call, reused.
 	info *lua.LTable
+	// state is the table info holds as its raw "state" field (nil: none, so
+	// that __index creates one on first access). A raw field costs a table
+	// write per call that changes it; serving state from __index would
+	// allocate on every access (gopher-lua boxes the key for the metamethod).
+	state *lua.LTable
 }
 
 // vm is one worker: a sandboxed Lua state with the checks loaded, and the
@@ -51,12 +56,15 @@ type vm struct {
 	set    *scriptSet
 	checks []vmCheck
 	budget *budget
+	// loadTimeout is the budget of loading a script.
+	loadTimeout time.Duration
 
 	// The binding of the call in progress; snap is nil outside a host.
 	snap    *aggregate.HostSnapshot
 	snapBuf aggregate.HostSnapshot
 	entry   *hostEntry
 	slot    *slotState
+	check   *vmCheck
 	now     time.Time
 
 	// triggered, tValue and tMsg are what triggerAlert recorded during the
@@ -65,10 +73,18 @@ type vm struct {
 	tValue    int
 	tMsg      string
 
+	// uniStats and refusedStats are the reused results of
+	// getUnidirectionalTCPUDPFlowsStats and getRefusedTCPFlowsStats.
+	uniStats, refusedStats *flowsStats
+	// l7One is the reused result of host.l7(name).
+	l7One *lua.LTable
+
 	// stats counts this tick's calls per check, flushed after the tick.
 	stats []checkStats
 	// missing collects the hosts of this tick the host table no longer has.
 	missing []*hostEntry
+	// seen counts the hosts this VM resolved during the tick.
+	seen int64
 }
 
 // checkStats are one worker's per-check counters for a tick.
@@ -79,8 +95,8 @@ type checkStats struct {
 // newVM builds a sandboxed state, creates the host and ntop tables once and
 // loads every check of set into it. A check that fails to load leaves a nil
 // fn in this VM (and is reported).
-func newVM(e *Engine, set *scriptSet) *vm {
-	v := &vm{e: e, set: set, budget: newBudget()}
+func newVM(e *Engine, set *scriptSet, callTimeout time.Duration) *vm {
+	v := &vm{e: e, set: set, budget: newBudget(), loadTimeout: max(callTimeout, minLoadTimeout)}
 	v.L = lua.NewState(lua.Options{
 		SkipOpenLibs:    true,
 		CallStackSize:   200,
@@ -89,6 +105,8 @@ func newVM(e *Engine, set *scriptSet) *vm {
 	})
 	v.openSandbox()
 	v.L.SetContext(v.budget)
+	v.uniStats, v.refusedStats = newFlowsStats(v.L), newFlowsStats(v.L)
+	v.l7One = v.L.CreateTable(0, 5)
 	v.checks = make([]vmCheck, len(set.checks))
 	v.stats = make([]checkStats, len(set.checks))
 	for i, sc := range set.checks {
@@ -113,7 +131,7 @@ func (v *vm) close() { v.L.Close() }
 // check function.
 func (v *vm) loadCheck(f *scriptFile) (*lua.LFunction, error) {
 	L := v.L
-	ctx, cancel := context.WithTimeout(context.Background(), max(v.e.cfg.CallTimeout, minLoadTimeout))
+	ctx, cancel := context.WithTimeout(context.Background(), v.loadTimeout)
 	defer cancel()
 	L.SetContext(ctx)
 	defer L.SetContext(v.budget)
@@ -140,10 +158,11 @@ func (v *vm) loadCheck(f *scriptFile) (*lua.LFunction, error) {
 	return fn, nil
 }
 
-// infoMeta is host_info's metatable. Only params is a raw field; ip, vlan,
-// mac, name, is_local and state are served by __index from the host bound to
-// the call, so that a call costs no table writes for fields the check never
-// reads. state is created on first access.
+// infoMeta is host_info's metatable. params is a raw field, and so is state
+// once the slot has one (set by call); ip, vlan, mac, name and is_local are
+// served by __index from the host bound to the call, so that a call costs no
+// table writes for fields the check never reads. state is created on first
+// access.
 func (v *vm) infoMeta() *lua.LTable {
 	mt := v.L.NewTable()
 	mt.RawSetString("__index", v.L.NewFunction(func(L *lua.LState) int {
@@ -165,8 +184,14 @@ func (v *vm) infoMeta() *lua.LTable {
 		case "is_local":
 			L.Push(lua.LBool(h.local))
 		case "state":
+			// Only reached while the slot has no state (call sets the raw
+			// field otherwise): create it and make it raw for later reads.
 			if v.slot.state == nil {
 				v.slot.state = L.CreateTable(0, 4)
+			}
+			if c := v.check; c != nil {
+				c.info.RawSetString("state", v.slot.state)
+				c.state = v.slot.state
 			}
 			L.Push(v.slot.state)
 		default:

@@ -15,6 +15,17 @@
 -- only when the unanswered conversations are mostly TCP, so that a DNS
 -- resolver whose UDP queries go unanswered is not a sweep; refused peers are
 -- TCP by definition.
+--
+-- Lua sees only the sizes of the sets, not their union. Ports are the larger
+-- of the two port counts: a sweep meets the same few ports in both sets, so
+-- their sum would double them. Peers are the sum of the no-reply and refused
+-- peer counts: a sweep splits its targets between dead or filtered
+-- addresses (no reply) and live hosts without the service (RST), and the
+-- larger count alone would miss a sweep split in two halves under the
+-- threshold. A peer that is in both sets (one port silent, another
+-- refused) is counted twice, so the peer figure is an upper bound of the
+-- distinct peers (at most twice their number); the alert message gives the
+-- two counts rather than a total that would read as distinct peers.
 local host_consts = require("host_consts")
 
 local scan_detection = {}
@@ -39,7 +50,8 @@ function scan_detection.check(host_info)
   local d_nr_peers = growth(st, "nr_peers", nr_peers, w)
   local d_ref_peers = growth(st, "ref_peers", ref_peers, w)
 
-  -- The union of the two port sets is at least the larger one.
+  -- The union of the two port sets is at least the larger one; the union of
+  -- the peer sets is at most the sum (see the header).
   local ports = math.max(d_nr_ports, d_ref_ports)
   local all_peers = d_nr_peers + d_ref_peers
   local sweep_peers = d_ref_peers
@@ -55,8 +67,8 @@ function scan_detection.check(host_info)
   end
   if kind then
     host.triggerAlert(p.value or host_consts.score.critical, string.format(
-      "%s: %d ports on %d peers without reply or refused (no reply: %d ports, %d peers; refused: %d ports, %d peers)",
-      kind, ports, all_peers, d_nr_ports, d_nr_peers, d_ref_ports, d_ref_peers))
+      "%s: %d ports, %d no-reply + %d refused peers (no-reply ports %d, refused ports %d)",
+      kind, ports, d_nr_peers, d_ref_peers, d_nr_ports, d_ref_ports))
   end
 end
 

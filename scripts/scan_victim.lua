@@ -18,11 +18,17 @@ function scan_victim.check(host_info)
   local w = p.window_ticks or 2
   local st = host_info.state
   local growth = host_consts.growth
-  local d_peers = growth(st, "nr_cli", nr_cli, w) + growth(st, "ref_cli", ref_cli, w)
+  -- A client in both sets (one port unanswered, another refused) counts
+  -- twice: the sum is an upper bound of the distinct clients, kept because
+  -- either count alone would miss a probe split between filtered and
+  -- closed ports (see scan_detection). The message gives the two counts.
+  local d_nr = growth(st, "nr_cli", nr_cli, w)
+  local d_ref = growth(st, "ref_cli", ref_cli, w)
   local d_conv = growth(st, "conv", conv, w)
-  if d_peers >= (p.peers or 16) or d_conv >= (p.conversations or 100) then
+  if d_nr + d_ref >= (p.peers or 16) or d_conv >= (p.conversations or 100) then
     host.triggerAlert(p.value or host_consts.score.warning, string.format(
-      "scan victim: %d clients, %d conversations without reply or refused", d_peers, d_conv))
+      "scan victim: %d no-reply + %d refused clients, %d conversations without reply or refused",
+      d_nr, d_ref, d_conv))
   end
 end
 

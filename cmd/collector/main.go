@@ -328,8 +328,9 @@ func (p *pipeline) httpAddr() string {
 }
 
 // reload applies a changed configuration on SIGHUP: blacklists, local
-// networks and names (aggregate) and the scripts, keeping host state. A
-// configuration that fails to load or validate changes nothing.
+// networks and names (aggregate), the scripting section (checks, dirs,
+// workers, budgets, interval) and the scripts, keeping host state and engaged
+// alerts. A configuration that fails to load or validate changes nothing.
 func reload(running Config, path string, p *pipeline, logger *slog.Logger) Config {
 	logger.Info("reloading", "config", configOrigin(path))
 	next, err := loadConfig(path, os.LookupEnv)
@@ -341,17 +342,25 @@ func reload(running Config, path string, p *pipeline, logger *slog.Logger) Confi
 		logger.Error("reload refused, keeping the running configuration", "err", "aggregate: "+err.Error())
 		return running
 	}
-	if err := p.engine.Reload(); err != nil {
-		logger.Error("script reload failed, keeping the running scripts", "err", err)
+	// A scripting section the engine refuses (a script directory that does
+	// not exist) leaves the checks running as they were.
+	switch err := p.engine.ReloadConfig(next.Scripting); {
+	case err == nil:
+		running.Scripting = next.Scripting
+	case errors.Is(err, scripting.ErrScriptsFailed):
+		logger.Error("some scripts failed to reload, keeping their previous version", "err", err)
+		running.Scripting = next.Scripting
+	default:
+		logger.Error("scripting reload refused, keeping the running checks", "err", "scripting: "+err.Error())
 	}
-	// Everything else is read once at start.
+	// Everything else is read once at start (scripting's instance is the
+	// top-level instance).
 	for _, s := range []struct {
 		name     string
 		old, new any
 	}{
 		{"instance", running.Instance, next.Instance}, {"log", running.Log, next.Log}, {"http", running.HTTP, next.HTTP},
-		{"collector", running.Collector, next.Collector}, {"scripting", running.Scripting, next.Scripting},
-		{"sinks", running.Sinks, next.Sinks},
+		{"collector", running.Collector, next.Collector}, {"sinks", running.Sinks, next.Sinks},
 	} {
 		if !reflect.DeepEqual(s.old, s.new) {
 			logger.Warn("configuration change needs a restart to apply", "section", s.name)
