@@ -24,6 +24,10 @@ type blacklistWatcher struct {
 	files map[string]struct{}
 	dirs  map[string]struct{}
 	timer *time.Timer
+	// closed and reloading let close wait for a debounced reload that
+	// already started, so that none runs after Stop returns.
+	closed    bool
+	reloading sync.WaitGroup
 
 	done chan struct{}
 }
@@ -102,11 +106,14 @@ func (bw *blacklistWatcher) run() {
 }
 
 func (bw *blacklistWatcher) fire() {
-	select {
-	case <-bw.done:
+	bw.mu.Lock()
+	if bw.closed {
+		bw.mu.Unlock()
 		return
-	default:
 	}
+	bw.reloading.Add(1)
+	bw.mu.Unlock()
+	defer bw.reloading.Done()
 	bw.reload()
 }
 
@@ -114,8 +121,10 @@ func (bw *blacklistWatcher) close() {
 	_ = bw.w.Close()
 	<-bw.done
 	bw.mu.Lock()
+	bw.closed = true
 	if bw.timer != nil {
 		bw.timer.Stop()
 	}
 	bw.mu.Unlock()
+	bw.reloading.Wait()
 }

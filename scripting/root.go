@@ -201,7 +201,13 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 	for i, sc := range set.checks {
 		names[i] = sc.name
 	}
-	e.logger.Info("host checks loaded", "checks", names, "workers", len(e.vms))
+	// The sources say whether the checks come from disk or, when the default
+	// directory is missing (a packaged install), from the binary itself.
+	from := make([]string, len(srcs))
+	for i, src := range srcs {
+		from[i] = src.display
+	}
+	e.logger.Info("host checks loaded", "checks", names, "from", from, "workers", len(e.vms))
 	return e, nil
 }
 
