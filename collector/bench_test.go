@@ -64,6 +64,7 @@ func BenchmarkDecode(b *testing.B) {
 			run := func() {
 				for _, dg := range dgs {
 					d.handle(dg.from, dg.payload, dg.received, kindAuto)
+					d.flush()
 				}
 			}
 			run() // learn the templates

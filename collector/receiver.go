@@ -155,8 +155,20 @@ func (c *Component) work(q chan *packet) {
 	for p := range q {
 		d.handle(p.from, p.buf, p.received, p.kind)
 		c.putPacket(p)
+		// Under load, records of several datagrams go to the host table in
+		// one call: it locks each of its shards once per call, so bigger
+		// batches cost less per record. An idle queue flushes at once, so
+		// batching adds no latency when there is no backlog.
+		if len(q) == 0 || len(d.batch) >= flushRecords {
+			d.flush()
+		}
 	}
+	d.flush()
 }
+
+// flushRecords is how many decoded records a worker with a backlog gathers
+// before handing them to the host table.
+const flushRecords = 512
 
 // getPacket takes a recycled packet, or makes one.
 func (c *Component) getPacket() *packet {

@@ -231,3 +231,47 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerBatchesBacklog shows a worker with a backlog handing the records
+// of several datagrams to the host table in one call, and an idle one
+// flushing at once, in order.
+func TestWorkerBatchesBacklog(t *testing.T) {
+	tests := []struct {
+		name      string
+		datagrams int
+		wantCalls int
+	}{
+		{"one datagram flushes at once", 1, 1},
+		{"backlog of 40 datagrams of 30 records", 40, 3}, // 512-record flushes: 18+18+4 datagrams
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var calls, records int
+			var last uint16
+			c := newTestComponent(t, DefaultConfiguration(), func(b []flow.Record) {
+				calls++
+				for _, r := range b {
+					records++
+					if r.SrcPort < last {
+						t.Fatalf("records out of order: port %d after %d", r.SrcPort, last)
+					}
+					last = r.SrcPort
+				}
+			})
+			q := make(chan *packet, tt.datagrams)
+			for i := range tt.datagrams {
+				var recs [][]byte
+				for j := range 30 {
+					recs = append(recs, v5Record("10.0.0.1", "10.0.0.2", uint16(1000+i*30+j), 80, 6, 1, 60, 9000, 9500))
+				}
+				q <- &packet{from: exp1, received: t0, kind: kindAuto, buf: v5Msg(10000, 1000, 0, recs...)}
+			}
+			close(q)
+			c.workers.Add(1)
+			c.work(q)
+			if records != 30*tt.datagrams || calls != tt.wantCalls {
+				t.Errorf("%d records in %d calls, want %d in %d", records, calls, 30*tt.datagrams, tt.wantCalls)
+			}
+		})
+	}
+}

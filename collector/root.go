@@ -197,6 +197,7 @@ func (c *Component) ListenAddrs() []netip.AddrPort {
 func (c *Component) HandleDatagram(from netip.AddrPort, payload []byte, received time.Time) {
 	d := c.decoders.Get().(*decoder)
 	d.handle(from, payload, received, kindAuto)
+	d.flush()
 	c.decoders.Put(d)
 }
 
@@ -453,7 +454,8 @@ func (c *Component) begin(addr netip.Addr, b []byte, received time.Time, kind li
 	return e, proto
 }
 
-// handle decodes one datagram and hands its records to deps.Flows.
+// handle decodes one datagram, appending its records to d.batch; flush
+// hands them on.
 func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind listenKind) {
 	c := d.c
 	addr := from.Addr().Unmap()
@@ -479,8 +481,12 @@ func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind
 	}
 	d.sum.flush(e)
 	e.mu.Unlock()
+}
+
+// flush hands the decoded records to deps.Flows.
+func (d *decoder) flush() {
 	if len(d.batch) > 0 {
-		c.deps.Flows(d.batch)
+		d.c.deps.Flows(d.batch)
 		clear(d.batch) // drop references (application names) early
 		d.batch = d.batch[:0]
 	}
