@@ -101,7 +101,7 @@ func DefaultConfiguration() Configuration {
 			ReceiveBuffer: 32 << 20,
 		}},
 		Workers:   2,
-		QueueSize: 4096,
+		QueueSize: 16384,
 		Exporters: ExportersConfiguration{Max: 1000, IdleTimeout: time.Hour},
 		Templates: TemplatesConfiguration{
 			Max:          1024,
