@@ -21,27 +21,29 @@ host_consts.p2p_protocols = { "BitTorrent", "eDonkey", "Gnutella", "Soulseek", "
 -- is 0, i.e. the counter since the host was first seen; a counter that went
 -- down (reset) counts from 0 again.
 function host_consts.growth(state, key, value, ticks)
+  -- The history is a plain array (its length is the number of runs seen, up
+  -- to `ticks`): no hash part, so it costs a few words per counter and host.
   local hist = state[key]
   if hist == nil then
-    hist = { n = 0 }
+    hist = {}
     state[key] = hist
   end
+  local n = #hist
   local base = 0
-  if hist.n >= ticks then
+  if n >= ticks then
     base = hist[1]
   end
   if value < base then
     base = 0
   end
   -- Shift the window and record the current value.
-  if hist.n >= ticks then
+  if n >= ticks then
     for i = 1, ticks - 1 do
       hist[i] = hist[i + 1]
     end
     hist[ticks] = value
   else
-    hist.n = hist.n + 1
-    hist[hist.n] = value
+    hist[n + 1] = value
   end
   return value - base
 end
