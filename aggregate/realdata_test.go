@@ -1,9 +1,7 @@
 package aggregate
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"net/netip"
 	"testing"
 	"time"
@@ -11,9 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowcheck/flowcheck/clock"
-	"github.com/flowcheck/flowcheck/collector"
-	"github.com/flowcheck/flowcheck/flow"
-	"github.com/flowcheck/flowcheck/pcapsrc"
+	"github.com/flowcheck/flowcheck/internal/capturetest"
 )
 
 // expectHost is a host's expected figures from the truth files.
@@ -80,42 +76,13 @@ func filteredTruth() []expectHost {
 // of flow records ingest delivered.
 func replay(t testing.TB, file string, cfg Configuration) (*HostTable, int) {
 	t.Helper()
-	src, err := pcapsrc.Open("../testdata/" + file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dg, err := src.Next()
-	if err != nil {
-		t.Fatalf("%s: first datagram: %v", file, err)
-	}
-	clk := clock.NewManual(dg.Time)
+	path := "../testdata/" + file
+	clk := clock.NewManual(capturetest.Start(t, path))
 	tbl, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	records := 0
-	col, err := collector.New(collector.DefaultConfiguration(), collector.Dependencies{
-		Registerer: prometheus.NewRegistry(),
-		Clock:      clk,
-		Flows: func(batch []flow.Record) {
-			records += len(batch)
-			tbl.Apply(batch)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		clk.Set(dg.Time)
-		col.HandleDatagram(dg.Src, dg.Payload, dg.Time)
-		tbl.Advance(clk.Now())
-		if dg, err = src.Next(); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-	}
+	records := capturetest.Feed(t, path, clk, tbl.Apply, tbl.Advance)
 	tbl.Advance(clk.Now().Add(cfg.ReplyWindow + time.Second))
 	return tbl, records
 }

@@ -2,9 +2,7 @@ package scripting
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"strings"
@@ -16,9 +14,8 @@ import (
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/alert"
 	"github.com/flowcheck/flowcheck/clock"
-	"github.com/flowcheck/flowcheck/collector"
 	"github.com/flowcheck/flowcheck/flow"
-	"github.com/flowcheck/flowcheck/pcapsrc"
+	"github.com/flowcheck/flowcheck/internal/capturetest"
 )
 
 // ingestExport runs an export capture of testdata through the real ingest
@@ -31,50 +28,25 @@ import (
 // before they reach the table. It returns the table and that last time.
 func ingestExport(t testing.TB, file string, keep func(r *flow.Record) bool) (*aggregate.HostTable, time.Time) {
 	t.Helper()
-	src, err := pcapsrc.Open("../testdata/" + file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dg, err := src.Next()
-	if err != nil {
-		t.Fatalf("%s: first datagram: %v", file, err)
-	}
-	clk := clock.NewManual(dg.Time)
+	path := "../testdata/" + file
+	clk := clock.NewManual(capturetest.Start(t, path))
 	cfg := aggregate.DefaultConfiguration()
 	tbl, err := aggregate.New(cfg, aggregate.Dependencies{Registerer: prometheus.NewRegistry(), Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	col, err := collector.New(collector.DefaultConfiguration(), collector.Dependencies{
-		Registerer: prometheus.NewRegistry(),
-		Clock:      clk,
-		Flows: func(batch []flow.Record) {
-			if keep != nil {
-				kept := batch[:0]
-				for i := range batch {
-					if keep(&batch[i]) {
-						kept = append(kept, batch[i])
-					}
+	capturetest.Feed(t, path, clk, func(batch []flow.Record) {
+		if keep != nil {
+			kept := batch[:0]
+			for i := range batch {
+				if keep(&batch[i]) {
+					kept = append(kept, batch[i])
 				}
-				batch = kept
 			}
-			tbl.Apply(batch)
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		clk.Set(dg.Time)
-		col.HandleDatagram(dg.Src, dg.Payload, dg.Time)
-		tbl.Advance(clk.Now())
-		if dg, err = src.Next(); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("%s: %v", file, err)
+			batch = kept
 		}
-	}
+		tbl.Apply(batch)
+	}, tbl.Advance)
 	end := clk.Now().Add(cfg.ReplyWindow + time.Second)
 	clk.Set(end)
 	tbl.Advance(end)
