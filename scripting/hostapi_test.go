@@ -10,7 +10,10 @@ import (
 
 // probeScript records every host.* function's result outside a host (at
 // module load) and inside (in check), and reports both in its alert message.
-const probeScript = `
+// probePrelude lists the host.* functions that take no argument and defines
+// flat, which prints any value (tables with sorted keys) on one line; both
+// probe scripts start with it.
+const probePrelude = `
 local names = {"ip","mac","name","vlan_id","is_local","is_unicast","is_multicast","is_broadcast",
   "is_blacklisted","is_rx_only","bytes","bytes_sent","bytes_rcvd",
   "getNumContactedPeersAsClientTCPUDPNoTX","getNumContactsFromPeersAsServerTCPUDPNoTX",
@@ -26,6 +29,9 @@ local function flat(v)
   for _, k in ipairs(keys) do parts[#parts+1] = k .. ":" .. flat(v[k]) end
   return "{" .. table.concat(parts, ",") .. "}"
 end
+`
+
+const probeScript = probePrelude + `
 local function probe()
   local r = {}
   for _, n in ipairs(names) do r[#r+1] = n .. "=" .. flat(host[n]()) end

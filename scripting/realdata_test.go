@@ -92,22 +92,7 @@ func newRealEngine(t testing.TB, cfg Configuration, files map[string]string, hos
 // extensions. host.l7() is reported as its number of protocols, its HTTP
 // entry, and whole when it has at most three protocols (the scanners' tables
 // list every probed port's protocol).
-const realProbeScript = `
-local names = {"ip","mac","name","vlan_id","is_local","is_unicast","is_multicast","is_broadcast",
-  "is_blacklisted","is_rx_only","bytes","bytes_sent","bytes_rcvd",
-  "getNumContactedPeersAsClientTCPUDPNoTX","getNumContactsFromPeersAsServerTCPUDPNoTX",
-  "getNumContactedTCPUDPServerPortsNoTX","getNumContactedPeersAsClientTCPRefused",
-  "getNumContactedTCPServerPortsRefused","getNumContactsFromPeersAsServerTCPRefused",
-  "score","isFirstCheckRun"}
-local function flat(v)
-  if type(v) ~= "table" then return tostring(v) end
-  local keys = {}
-  for k in pairs(v) do keys[#keys+1] = k end
-  table.sort(keys)
-  local parts = {}
-  for _, k in ipairs(keys) do parts[#parts+1] = k .. ":" .. flat(v[k]) end
-  return "{" .. table.concat(parts, ",") .. "}"
-end
+const realProbeScript = probePrelude + `
 local function probe()
   local r = {}
   for _, n in ipairs(names) do r[#r+1] = n .. "=" .. flat(host[n]()) end
