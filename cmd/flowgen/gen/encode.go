@@ -201,15 +201,7 @@ func (e *Encoder) appendV9(dst []byte, flows []Flow, now time.Time) []byte {
 	be.PutUint32(b[16:], e.domain)
 	b = b[v9HeaderLen:]
 	if tmpl {
-		be.PutUint16(b[0:], 0) // template flowset
-		be.PutUint16(b[2:], uint16(v9TemplateLen))
-		be.PutUint16(b[4:], TemplateID)
-		be.PutUint16(b[6:], uint16(len(v9Fields)))
-		for i, f := range v9Fields {
-			be.PutUint16(b[8+4*i:], f.typ)
-			be.PutUint16(b[10+4*i:], f.length)
-		}
-		b = b[v9TemplateLen:]
+		b = b[putTemplateSet(b, 0, v9Fields[:]):] // set 0: v9 template flowset
 	}
 	be.PutUint16(b[0:], TemplateID)
 	be.PutUint16(b[2:], uint16(dataLen+pad))
@@ -217,15 +209,7 @@ func (e *Encoder) appendV9(dst []byte, flows []Flow, now time.Time) []byte {
 	for i := range flows {
 		f := &flows[i]
 		r := b[i*v9RecordLen : (i+1)*v9RecordLen]
-		copy(r[0:4], f.Src[:])
-		copy(r[4:8], f.Dst[:])
-		be.PutUint16(r[8:], f.SrcPort)
-		be.PutUint16(r[10:], f.DstPort)
-		r[12] = f.Proto
-		r[13] = f.TCPFlags
-		r[14] = 0 // tos
-		be.PutUint64(r[15:], uint64(f.Bytes))
-		be.PutUint64(r[23:], uint64(f.Packets))
+		putFlowKey(r, f)
 		be.PutUint32(r[31:], up-f.DurationMs)
 		be.PutUint32(r[35:], up)
 		be.PutUint16(r[39:], f.InIf)
@@ -252,15 +236,7 @@ func (e *Encoder) appendIPFIX(dst []byte, flows []Flow, now time.Time) []byte {
 	be.PutUint32(b[12:], e.domain)
 	b = b[ipfixHeaderLen:]
 	if tmpl {
-		be.PutUint16(b[0:], 2) // template set
-		be.PutUint16(b[2:], uint16(ipfixTmplLen))
-		be.PutUint16(b[4:], TemplateID)
-		be.PutUint16(b[6:], uint16(len(ipfixFields)))
-		for i, f := range ipfixFields {
-			be.PutUint16(b[8+4*i:], f.typ)
-			be.PutUint16(b[10+4*i:], f.length)
-		}
-		b = b[ipfixTmplLen:]
+		b = b[putTemplateSet(b, 2, ipfixFields[:]):] // set 2: IPFIX template set
 	}
 	be.PutUint16(b[0:], TemplateID)
 	be.PutUint16(b[2:], uint16(dataLen))
@@ -268,19 +244,43 @@ func (e *Encoder) appendIPFIX(dst []byte, flows []Flow, now time.Time) []byte {
 	for i := range flows {
 		f := &flows[i]
 		r := b[i*ipfixRecordLen : (i+1)*ipfixRecordLen]
-		copy(r[0:4], f.Src[:])
-		copy(r[4:8], f.Dst[:])
-		be.PutUint16(r[8:], f.SrcPort)
-		be.PutUint16(r[10:], f.DstPort)
-		r[12] = f.Proto
-		r[13] = f.TCPFlags
-		r[14] = 0 // class of service
-		be.PutUint64(r[15:], uint64(f.Bytes))
-		be.PutUint64(r[23:], uint64(f.Packets))
+		putFlowKey(r, f)
 		be.PutUint64(r[31:], nowMs-uint64(f.DurationMs))
 		be.PutUint64(r[39:], nowMs)
 		be.PutUint32(r[47:], uint32(f.InIf))
 		be.PutUint32(r[51:], uint32(f.OutIf))
 	}
 	return dst
+}
+
+// putTemplateSet writes a template set (v9 flowset 0 or IPFIX set 2) of one
+// template, TemplateID, with fields, and returns its length.
+func putTemplateSet(b []byte, setID uint16, fields []field) int {
+	be := binary.BigEndian
+	n := setHeaderLen + 4 + 4*len(fields)
+	be.PutUint16(b[0:], setID)
+	be.PutUint16(b[2:], uint16(n))
+	be.PutUint16(b[4:], TemplateID)
+	be.PutUint16(b[6:], uint16(len(fields)))
+	for i, f := range fields {
+		be.PutUint16(b[8+4*i:], f.typ)
+		be.PutUint16(b[10+4*i:], f.length)
+	}
+	return n
+}
+
+// putFlowKey writes the first 31 bytes of a v9 or IPFIX data record, which
+// both templates lay out alike: addresses, ports, protocol, TCP flags, ToS
+// (zero), bytes and packets.
+func putFlowKey(r []byte, f *Flow) {
+	be := binary.BigEndian
+	copy(r[0:4], f.Src[:])
+	copy(r[4:8], f.Dst[:])
+	be.PutUint16(r[8:], f.SrcPort)
+	be.PutUint16(r[10:], f.DstPort)
+	r[12] = f.Proto
+	r[13] = f.TCPFlags
+	r[14] = 0
+	be.PutUint64(r[15:], uint64(f.Bytes))
+	be.PutUint64(r[23:], uint64(f.Packets))
 }
