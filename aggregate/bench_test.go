@@ -189,39 +189,45 @@ func flowgenRecords(hosts int, seed uint64) []flow.Record {
 }
 
 // BenchmarkApplyFlowgen applies a flowgen-like stream over 100 000 hosts
-// in batches of 25 records (one NetFlow v9 datagram, as the collector hands
-// them over) with one and two workers, on a table that already holds every
-// host; ns/op and allocs/op are per record.
+// with one and two workers, on a table that already holds every host, in
+// batches of 25 records (one NetFlow v9 datagram, as a worker without a
+// backlog hands them over) and of 512 (a worker with a backlog); ns/op and
+// allocs/op are per record.
 func BenchmarkApplyFlowgen(b *testing.B) {
-	const batchSize = 25
 	recs := flowgenRecords(100_000, 1)
-	for _, workers := range []int{1, 2} {
-		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			tbl, _, _ := newTestTable(b, DefaultConfiguration(), Dependencies{})
-			for off := 0; off < len(recs); off += batchSize {
-				tbl.Apply(recs[off:min(off+batchSize, len(recs))])
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			var wg sync.WaitGroup
-			per := b.N / workers
-			for w := range workers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					// Each worker starts at its own place in the cycle.
-					start := (w * len(recs) / workers) / batchSize * batchSize
-					for done := 0; done < per; {
-						off := (start + done) % len(recs)
-						n := min(batchSize, per-done, len(recs)-off)
-						tbl.Apply(recs[off : off+n])
-						done += n
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
-		})
+	for _, batchSize := range []int{25, 512} {
+		for _, workers := range []int{1, 2} {
+			b.Run(fmt.Sprintf("batch=%d/workers=%d", batchSize, workers), func(b *testing.B) {
+				benchApplyFlowgen(b, recs, batchSize, workers)
+			})
+		}
 	}
+}
+
+func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int) {
+	tbl, _, _ := newTestTable(b, DefaultConfiguration(), Dependencies{})
+	for off := 0; off < len(recs); off += batchSize {
+		tbl.Apply(recs[off:min(off+batchSize, len(recs))])
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N / workers
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each worker starts at its own place in the cycle.
+			start := (w * len(recs) / workers) / batchSize * batchSize
+			for done := 0; done < per; {
+				off := (start + done) % len(recs)
+				n := min(batchSize, per-done, len(recs)-off)
+				tbl.Apply(recs[off : off+n])
+				done += n
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }

@@ -162,12 +162,12 @@ type convState struct {
 }
 
 // convIndex maps conversations to their state. IPv4 conversations, the
-// bulk of the traffic, are keyed by a 16-byte form of the key: the map's
-// slots are half the size and compare in two words, so a lookup touches
+// bulk of the traffic, are keyed by a 16-byte form of the key: slots are
+// 24 bytes instead of 48 and compare in two words, so a lookup touches
 // fewer cache lines.
 type convIndex struct {
-	v4 map[convKey4]convState
-	v6 map[convKey]convState
+	v4 probeTable[convKey4, convState]
+	v6 probeTable[convKey, convState]
 }
 
 // convKey4 is a convKey whose two addresses are IPv4.
@@ -187,36 +187,70 @@ func (k *convKey) short() (convKey4, bool) {
 	return convKey4{binary.BigEndian.Uint32(k.a[12:]), binary.BigEndian.Uint32(k.b[12:]), k.ports, k.vp}, true
 }
 
+// hash4 hashes an IPv4 conversation's short key.
+func hash4(k convKey4) uint64 {
+	return mix64(uint64(k.a)<<32 | uint64(k.b) ^ mix64(uint64(k.ports)<<32|uint64(k.vp)))
+}
+
+// hash6 hashes a conversation's full key.
+func hash6(k convKey) uint64 {
+	x := mix64(uint64(k.ports)<<32 | uint64(k.vp))
+	x = mix64(x ^ binary.LittleEndian.Uint64(k.a[:8]))
+	x = mix64(x ^ binary.LittleEndian.Uint64(k.a[8:]))
+	x = mix64(x ^ binary.LittleEndian.Uint64(k.b[:8]))
+	return mix64(x ^ binary.LittleEndian.Uint64(k.b[8:]))
+}
+
+// hash is the hash of k that picks its tracker shard (low bits) and its
+// index slot (high bits).
+func (k *convKey) hash() uint64 {
+	if k4, ok := k.short(); ok {
+		return hash4(k4)
+	}
+	return hash6(*k)
+}
+
 func newConvIndex() convIndex {
-	return convIndex{v4: make(map[convKey4]convState), v6: make(map[convKey]convState)}
+	return convIndex{v4: newProbeTable[convKey4, convState](hash4), v6: newProbeTable[convKey, convState](hash6)}
 }
 
-func (x *convIndex) get(k *convKey) (convState, bool) {
+// get returns k's state, or nil; the pointer is valid until the next add
+// or take.
+func (x *convIndex) get(k *convKey) *convState {
 	if k4, ok := k.short(); ok {
-		st, ok := x.v4[k4]
-		return st, ok
+		return x.v4.find(k4, hash4(k4))
 	}
-	st, ok := x.v6[*k]
-	return st, ok
+	return x.v6.find(*k, hash6(*k))
 }
 
-func (x *convIndex) set(k *convKey, st convState) {
+// add adds k, which get did not find.
+func (x *convIndex) add(k *convKey, st convState) {
 	if k4, ok := k.short(); ok {
-		x.v4[k4] = st
+		x.v4.insert(k4, hash4(k4), st)
 		return
 	}
-	x.v6[*k] = st
+	x.v6.insert(*k, hash6(*k), st)
 }
 
-func (x *convIndex) del(k *convKey) {
+// take removes k and returns its state.
+func (x *convIndex) take(k *convKey) convState {
 	if k4, ok := k.short(); ok {
-		delete(x.v4, k4)
-		return
+		st, _ := x.v4.remove(k4, hash4(k4))
+		return st
 	}
-	delete(x.v6, *k)
+	st, _ := x.v6.remove(*k, hash6(*k))
+	return st
 }
 
-func (x *convIndex) len() int { return len(x.v4) + len(x.v6) }
+// touch reads k's home slot (see Apply's passes).
+func (x *convIndex) touch(k *convKey) bool {
+	if k4, ok := k.short(); ok {
+		return x.v4.touch(hash4(k4))
+	}
+	return x.v6.touch(hash6(*k))
+}
+
+func (x *convIndex) len() int { return x.v4.len() + x.v6.len() }
 
 // trackerShard is one shard of the NoReplyTracker: a FIFO of pending
 // conversations (deadlines grow with insertion, since the clock never runs
@@ -247,7 +281,7 @@ func (s *trackerShard) push(p pendingConv, st convState) {
 		s.resize(2 * len(s.ring))
 	}
 	*s.at(s.tail) = p
-	s.idx.set(&p.key, st)
+	s.idx.add(&p.key, st)
 	s.tail++
 }
 
@@ -255,8 +289,7 @@ func (s *trackerShard) push(p pendingConv, st convState) {
 // undecided, appending to out; early reports whether it was undecided.
 func (s *trackerShard) popHead(out []decision) (_ []decision, early bool) {
 	p := s.at(s.head)
-	st, _ := s.idx.get(&p.key)
-	s.idx.del(&p.key)
+	st := s.idx.take(&p.key)
 	early = !st.decided
 	if early {
 		v, aClient := decide(p.key.proto(), st.a, st.b, p.key.pa(), p.key.pb())
@@ -302,7 +335,7 @@ func (s *trackerShard) resize(n int) {
 // the tombstone of a decided one costs nothing and is not reported.
 func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window int64, out []decision) ([]decision, bool) {
 	out = s.expire(now, out)
-	if st, ok := s.idx.get(&k); ok {
+	if st := s.idx.get(&k); st != nil {
 		if st.decided {
 			// A tombstone: later records change nothing.
 			return out, false
@@ -320,7 +353,6 @@ func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window 
 				out = append(out, d)
 			}
 		}
-		s.idx.set(&k, st)
 		return out, false
 	}
 	overflow := false

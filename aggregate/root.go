@@ -288,20 +288,13 @@ type hostOp struct {
 	hash uint64
 }
 
-func convHash(k *convKey) uint64 {
-	x := mix64(uint64(k.ports)<<32 | uint64(k.vp))
-	x = mix64(x ^ binary.LittleEndian.Uint64(k.a[:8]))
-	x = mix64(x ^ binary.LittleEndian.Uint64(k.a[8:]))
-	x = mix64(x ^ binary.LittleEndian.Uint64(k.b[:8]))
-	return mix64(x ^ binary.LittleEndian.Uint64(k.b[8:]))
-}
-
 // applyScratch holds Apply's per-call buffers, pooled.
 type applyScratch struct {
 	apps      []l7ID
 	keys      []hkey // record i's source is keys[2i], its destination keys[2i+1]
 	hosts     []*host
-	touch     int64 // sink of Apply's prefetching loads
+	touch     uint64 // sinks of Apply's prefetching loads
+	touched   bool
 	hostOps   []hostOp
 	hostSort  []hostOp
 	convOps   []shardOp
@@ -395,18 +388,21 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		}
 		ops := sc.hostOps[start:end]
 		sh.mu.Lock()
-		// Look the shard's hosts up first, then update them: the
-		// lookups do not depend on each other, so their cache misses
-		// overlap instead of queueing behind each update.
+		// Look the shard's hosts up first, then touch them, then update
+		// them: the loads of each pass do not depend on each other, so
+		// their cache misses overlap instead of queueing behind each
+		// update.
 		sc.hosts = slices.Grow(sc.hosts[:0], len(ops))[:len(ops)]
 		for j, op := range ops {
-			h := sh.hosts.byHash[op.hash]
+			sc.hosts[j] = sh.hosts.find(op.hash)
+		}
+		for _, h := range sc.hosts {
 			if h != nil {
-				// Touch the host now: its cache miss overlaps the
-				// next lookup's instead of stalling the update.
-				sc.touch += h.lastSeen
+				sc.touch += uint64(h.lastSeen) + h.bytesSent
+				if len(h.l7) > 0 {
+					sc.touch += h.l7[len(h.l7)-1].flows
+				}
 			}
-			sc.hosts[j] = h
 		}
 		for j, op := range ops {
 			h := sc.hosts[j]
@@ -455,17 +451,23 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		if r.Packets == 0 {
 			continue
 		}
-		sc.convOps = append(sc.convOps, shardOp{uint32(convHash(&k) & t.mask), int32(len(sc.convKeys)), srcIsA})
+		sc.convOps = append(sc.convOps, shardOp{uint32(k.hash() & t.mask), int32(len(sc.convKeys)), srcIsA})
 		sc.convKeys = append(sc.convKeys, k)
 		sc.convFlags = append(sc.convFlags, r.TCPFlags)
 	}
 	sc.convOps, sc.sortBuf = sortOps(sc.convOps, sc.sortBuf, sc.counts)
 	for start := 0; start < len(sc.convOps); {
 		tl := &t.trackers[sc.convOps[start].shard]
-		end := start
+		end := start + 1
+		for end < len(sc.convOps) && sc.convOps[end].shard == sc.convOps[start].shard {
+			end++
+		}
 		tl.mu.Lock()
-		for ; end < len(sc.convOps) && sc.convOps[end].shard == sc.convOps[start].shard; end++ {
-			op := sc.convOps[end]
+		// As for hosts: a pass of independent loads first.
+		for _, op := range sc.convOps[start:end] {
+			sc.touched = tl.t.idx.touch(&sc.convKeys[op.i]) != sc.touched
+		}
+		for _, op := range sc.convOps[start:end] {
 			var overflow bool
 			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
 			if overflow {
