@@ -4,23 +4,31 @@ import (
 	"github.com/flowcheck/flowcheck/flow"
 )
 
-// host is the state of one host. Its key (address, VLAN) confirms a
-// lookup by hash (hostIndex), the display name is looked up on snapshot (static names, DNS cache), and
-// everything only scanners and their victims need hides behind the
-// noReply and refused pointers: an idle host without contacts stays small.
+// host is the state of one host, laid out by how often Apply touches it.
+// Its first 64 bytes hold everything every record reads or writes (last
+// seen, the key that confirms a lookup, flags, the L7 slice), the next 96
+// the first two L7 entries, and the rest what only scanners, their
+// victims and MAC-carrying exporters need. At 184 bytes it is allocated in
+// the runtime's 192-byte size class, whose objects start on cache-line
+// boundaries: an update of a host of one or two applications reads two
+// lines. Totals are not kept apart from the L7 entries (every record adds
+// to exactly one entry, and folding into "Other" keeps the sum): Snapshot
+// sums them, which saves a line's worth of writes on every record. The
+// display name is looked up on snapshot (static names, DNS cache), and an
+// idle host without contacts stays small (noReply and refused are nil).
 type host struct {
-	key hkey
-	// mac, flags and sent share key's last word of padding.
-	mac                      MAC
-	flags                    hostFlags
-	sent                     bool // seen sending at least one packet
-	bytesSent, bytesRcvd     uint64
-	packetsSent, packetsRcvd uint64
-	firstSeen, lastSeen      int64 // clock nanoseconds
-	l7                       []l7Entry
+	lastSeen, firstSeen int64 // clock nanoseconds
+	key                 hkey
+	flags               hostFlags
+	sent                bool // seen sending at least one packet
+	l7                  []l7Entry
+	// inline is the room of l7's first entries (a client of one protocol
+	// and server of another): no second allocation, next to the rest.
+	inline [inlineL7]l7Entry
 	// noReply and refused are nil until the host's first one-sided or
 	// refused conversation.
 	noReply, refused *contactSets
+	mac              MAC
 }
 
 // l7Entry is a host's traffic for one application, by interned name.
@@ -31,32 +39,32 @@ type l7Entry struct {
 	flows                    uint64
 }
 
-// inlineL7 is how many L7 entries a new host has room for in its own
-// allocation (a client of one protocol and server of another): no second
-// allocation, and the entries sit next to the counters in memory.
+// inlineL7 is how many L7 entries a host holds in its own allocation.
 const inlineL7 = 2
-
-// hostAlloc is a host and its first L7 entries, allocated together.
-type hostAlloc struct {
-	h  host
-	l7 [inlineL7]l7Entry
-}
 
 // newHost returns a host whose l7 slice uses the inline room.
 func newHost(key hkey, flags hostFlags, now int64) *host {
-	a := &hostAlloc{h: host{key: key, flags: flags, firstSeen: now, lastSeen: now}}
-	a.h.l7 = a.l7[:0:inlineL7]
-	return &a.h
+	h := &host{key: key, flags: flags, firstSeen: now, lastSeen: now}
+	h.l7 = h.inline[:0:inlineL7]
+	return h
+}
+
+// totals returns what the host sent and received, over its L7 entries.
+func (h *host) totals() (bytesSent, bytesRcvd, packetsSent, packetsRcvd uint64) {
+	for i := range h.l7 {
+		e := &h.l7[i]
+		bytesSent += e.bytesSent
+		bytesRcvd += e.bytesRcvd
+		packetsSent += e.packetsSent
+		packetsRcvd += e.packetsRcvd
+	}
+	return
 }
 
 // addTraffic accounts a record for this host: out is what it sent, in what
 // it received (both already scaled by sampling); flows is 1 when the record
 // opens a conversation (see countsFlow), else 0.
 func (h *host) addTraffic(outBytes, outPkts, inBytes, inPkts uint64, app l7ID, maxL7 int, flows uint64) {
-	h.bytesSent += outBytes
-	h.packetsSent += outPkts
-	h.bytesRcvd += inBytes
-	h.packetsRcvd += inPkts
 	if outPkts > 0 {
 		h.sent = true
 	}

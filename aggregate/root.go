@@ -398,9 +398,9 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		}
 		for _, h := range sc.hosts {
 			if h != nil {
-				sc.touch += uint64(h.lastSeen) + h.bytesSent
-				if len(h.l7) > 0 {
-					sc.touch += h.l7[len(h.l7)-1].flows
+				// Its first line, then each L7 entry's.
+				for i := range h.l7 {
+					sc.touch += uint64(h.l7[i].id)
 				}
 			}
 		}
@@ -645,6 +645,7 @@ func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
 		sh.mu.Unlock()
 		return false
 	}
+	bytesSent, bytesRcvd, packetsSent, packetsRcvd := h.totals()
 	*dst = HostSnapshot{
 		Key:         key,
 		MAC:         h.mac,
@@ -653,10 +654,10 @@ func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
 		Broadcast:   h.flags&flagBroadcast != 0,
 		Blacklisted: h.flags&flagBlacklisted != 0,
 		RxOnly:      !h.sent,
-		BytesSent:   h.bytesSent,
-		BytesRcvd:   h.bytesRcvd,
-		PacketsSent: h.packetsSent,
-		PacketsRcvd: h.packetsRcvd,
+		BytesSent:   bytesSent,
+		BytesRcvd:   bytesRcvd,
+		PacketsSent: packetsSent,
+		PacketsRcvd: packetsRcvd,
 		FirstSeen:   time.Unix(0, h.firstSeen).UTC(),
 		LastSeen:    time.Unix(0, h.lastSeen).UTC(),
 	}
