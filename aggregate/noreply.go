@@ -329,6 +329,18 @@ func (s *trackerShard) resize(n int) {
 	s.ring = ring
 }
 
+// touchHeads reads the index slots of the conversations that observing n
+// more records may pop to make room (when the tracker is nearly full), so
+// that their cache misses overlap; the result only feeds a sink.
+func (s *trackerShard) touchHeads(n int) bool {
+	n = min(n, s.len()+n-s.max, s.len())
+	t := false
+	for seq := s.head; seq < s.head+uint64(max(n, 0)); seq++ {
+		t = s.idx.touch(&s.at(seq).key) != t
+	}
+	return t
+}
+
 // observe records one unidirectional record (srcIsA tells its direction)
 // at time now. It returns the decisions made and whether an undecided
 // conversation (the oldest) had to be decided early to make room; evicting

@@ -467,6 +467,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		for _, op := range sc.convOps[start:end] {
 			sc.touched = tl.t.idx.touch(&sc.convKeys[op.i]) != sc.touched
 		}
+		sc.touched = tl.t.touchHeads(end-start) != sc.touched
 		for _, op := range sc.convOps[start:end] {
 			var overflow bool
 			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
