@@ -24,6 +24,12 @@
 #   EXPORTERS  simulated exporters, 1-8 (default 4)
 #   HOSTS      distinct hosts in the stream (default 100000)
 #   SEED       flowgen seed (default 1)
+#   CONVERSATIONS  distinct conversations flowgen cycles through (default 0:
+#              one per host). The stream repeats every ~2 records per
+#              conversation, so with the default a conversation comes back
+#              well within flowcheck's 30 s reply window and finds its
+#              tombstone; 5000000 or more makes nearly every conversation
+#              new to the reply tracker, as in real traffic.
 #   SETTLE     seconds to let nfcapd/nfacctd drain before stopping them
 #              (default 2); flowcheck and goflow2 are read once their count
 #              has not moved for 1 s (at most SETTLE_MAX, default 20 s)
@@ -49,6 +55,7 @@ VERSION=${VERSION:-9}
 EXPORTERS=${EXPORTERS:-4}
 HOSTS=${HOSTS:-100000}
 SEED=${SEED:-1}
+CONVERSATIONS=${CONVERSATIONS:-0}
 SETTLE=${SETTLE:-2}
 SETTLE_MAX=${SETTLE_MAX:-20}
 RCVBUF=${RCVBUF:-67108864}
@@ -321,7 +328,7 @@ for rate in $RATES; do
 		cpu0=$(group_cpu "$current_pid")
 		"$work/flowgen" --target "127.0.0.1:$udp" --version "$VERSION" --rate "$flowgen_rate" \
 			--duration "${DURATION}s" --exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" \
-			--json >"$dir/flowgen.json"
+			--conversations "$CONVERSATIONS" --json >"$dir/flowgen.json"
 		if [ "$peer" = flowcheck ] || [ "$peer" = goflow2 ]; then
 			# Both decode from an in-process queue: wait for the count
 			# to stop moving rather than for a fixed time.
@@ -356,7 +363,7 @@ done
 
 # ---------------------------------------------------------------- report
 echo
-echo "NetFlow v$VERSION from flowgen ($EXPORTERS exporters, $HOSTS hosts, seed $SEED), ${DURATION}s per rate, $(nproc) CPUs, collector and sender on the same machine."
+echo "NetFlow v$VERSION from flowgen ($EXPORTERS exporters, $HOSTS hosts, conversations $CONVERSATIONS (0: one per host), seed $SEED), ${DURATION}s per rate, $(nproc) CPUs, collector and sender on the same machine."
 echo "Loss = records the collector did not count; CPU = collector's utime+stime; RSS = peak (VmHWM)."
 echo "Load average before the run: $load_start; after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo

@@ -12,6 +12,7 @@
 #   SAMPLE     seconds between samples [10]   VERSION   5, 9 or 10 [9]
 #   EXPORTERS  flowgen exporters [4]          HOSTS     distinct hosts [100000]
 #   SEED       flowgen seed [1]               RCVBUF    SO_RCVBUF bytes [67108864]
+#   CONVERSATIONS  distinct conversations in flowgen's cycle [0: one per host; see peers.sh]
 #   FC_SOCKETS listener sockets [1]           WORKERS   decode workers [2]
 #   PORT       first UDP port tried [free port from 31000 up; HTTP on the next free one]
 #   OUT        CSV path [bench/results/soak-RATE-DURATIONs-YYYYmmddTHHMMSS.csv]
@@ -42,6 +43,7 @@ VERSION=${VERSION:-9}
 EXPORTERS=${EXPORTERS:-4}
 HOSTS=${HOSTS:-100000}
 SEED=${SEED:-1}
+CONVERSATIONS=${CONVERSATIONS:-0}
 RCVBUF=${RCVBUF:-67108864}
 FC_SOCKETS=${FC_SOCKETS:-1}
 WORKERS=${WORKERS:-2}
@@ -172,7 +174,7 @@ sampler_pid=$!
 
 # ---------------------------------------------------------------- load
 "$work/flowgen" --target "127.0.0.1:$udp" --version "$VERSION" --rate "$RATE" --duration "${DURATION}s" \
-	--exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" --json >"$work/flowgen.json" 2>"$work/flowgen.log" &
+	--exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" --conversations "$CONVERSATIONS" --json >"$work/flowgen.json" 2>"$work/flowgen.log" &
 gen_pid=$!
 wait "$gen_pid" || { log "flowgen failed:"; cat "$work/flowgen.log" >&2; exit 1; }
 gen_pid=""
