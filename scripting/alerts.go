@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/fnv"
+	"net/netip"
 	"sort"
 	"strconv"
 	"sync"
@@ -15,39 +16,69 @@ import (
 	"github.com/flowcheck/flowcheck/alert"
 )
 
-// hostEntry is the engine's per-host state: cached identity values, the
-// score and each check's per-host state. mu is held by the worker that
-// evaluates the host, and by HostExpired, Score and Engaged.
+// hostEntry is the engine's per-host state. There is one per host of the
+// table, so it is kept to 80 bytes: what every host has (the key, which
+// checks have run, the frozen host_info.state of its checks) is inline, and
+// what few hosts have (engaged alerts, the score and the identity their
+// events carry, skips, state tables that cannot be frozen) is in ext, nil
+// otherwise. The identity the Lua functions return is converted per call
+// from the bound snapshot (vm.hostIP and friends), not cached per host.
+//
+// mu is held by the worker that evaluates the host, and by HostExpired,
+// Score and Engaged; seenTick is guarded by the host map's shard lock.
 type hostEntry struct {
-	mu   sync.Mutex
-	key  aggregate.HostKey
+	mu sync.Mutex
+	// addr and vlan are the key (key()), split so that vlan, dead and
+	// seenTick fill what would be the padding of an aggregate.HostKey.
+	addr netip.Addr
+	vlan uint16
 	dead bool
-	// seenTick is the last tick whose host list named this host.
-	seenTick uint64
-
-	// Identity, converted to Lua values once (not per call).
-	mac                         aggregate.MAC
-	name                        string
-	local                       bool
-	ipLV, macLV, nameLV, vlanLV lua.LValue
-	host                        alert.Host
-
-	score int
-	// slots is indexed by the check's slot number, stable per check name
-	// across reloads.
-	slots []slotState
+	// seenTick is the last tick whose host list named this host, modulo
+	// 2^32 (wrapping takes 4000 years of 30 s ticks).
+	seenTick uint32
+	// ran has bit i set once check slot i completed a run (isFirstCheckRun);
+	// slots from 64 on keep theirs in ext.
+	ran uint64
+	// fields is the frozen host_info.state of the host's checks, grouped by
+	// slot (see state.go).
+	fields []stateField
+	ext    *hostExt
 }
 
-// slotState is one check's state for one host.
-type slotState struct {
-	// runs counts completed runs; 0 means the next run is the first.
-	runs uint64
+// hostExt is the part of a host's state that most hosts do not have.
+type hostExt struct {
+	// score is the sum of the values of the engaged alerts.
+	score int
+	// host is the identity stamped on the host's events, set when an alert
+	// engages and refreshed from every snapshot while set (host.IP != "");
+	// mac, name and local are the snapshot values it was built from.
+	host  alert.Host
+	mac   aggregate.MAC
+	name  string
+	local bool
+	// slots is indexed by the check's slot number, stable per check name
+	// across reloads.
+	slots []slotExt
+}
+
+// slotExt is one check's state for one host, beyond its frozen fields.
+type slotExt struct {
 	// skipUntil suppresses the check while now < skipUntil (Unix seconds).
 	skipUntil int64
-	// state is host_info.state, created on first access.
+	// state is host_info.state kept as a live table, when it could not be
+	// frozen (see state.go).
 	state *lua.LTable
+	// strs are the string values of the slot's frozen fields.
+	strs []string
 	// alert is the engaged alert, nil when none.
 	alert *engagedAlert
+	// ran is hostEntry.ran for slots from 64 on.
+	ran bool
+}
+
+// empty reports whether the slot holds nothing.
+func (x *slotExt) empty() bool {
+	return x.skipUntil == 0 && x.state == nil && len(x.strs) == 0 && x.alert == nil && !x.ran
 }
 
 // engagedAlert is an alert currently engaged for (check, host).
@@ -59,33 +90,86 @@ type engagedAlert struct {
 	lastSeen  time.Time
 }
 
-// newHostEntry returns an entry with no identity yet.
+// newHostEntry returns an entry with nothing recorded yet.
 func newHostEntry(key aggregate.HostKey) *hostEntry {
-	return &hostEntry{key: key}
+	return &hostEntry{addr: key.Addr, vlan: key.VLAN}
 }
 
-// bind refreshes the cached identity from a snapshot when it changed.
-func (h *hostEntry) bind(s *aggregate.HostSnapshot) {
-	if h.ipLV != nil && h.mac == s.MAC && h.name == s.Name && h.local == s.Local {
+// key is the entry's host key.
+func (h *hostEntry) key() aggregate.HostKey {
+	return aggregate.HostKey{Addr: h.addr, VLAN: h.vlan}
+}
+
+// score is the sum of the values of the host's engaged alerts.
+func (h *hostEntry) score() int {
+	if h.ext == nil {
+		return 0
+	}
+	return h.ext.score
+}
+
+// hasRun reports whether check slot i completed a run on the host.
+func (h *hostEntry) hasRun(i int) bool {
+	if i < 64 {
+		return h.ran&(1<<i) != 0
+	}
+	x := h.peek(i)
+	return x != nil && x.ran
+}
+
+// setRun records a completed run of check slot i.
+func (h *hostEntry) setRun(i int) {
+	if i < 64 {
+		h.ran |= 1 << i
 		return
 	}
-	h.mac, h.name, h.local = s.MAC, s.Name, s.Local
-	h.host = eventHost(s)
-	h.ipLV = lua.LString(h.host.IP)
-	h.macLV = lua.LString(h.host.MAC)
-	h.nameLV = lua.LString(h.host.Name)
-	h.vlanLV = lnum(uint64(s.Key.VLAN))
+	h.extSlot(i).ran = true
 }
 
-// slot returns the state of check slot i, growing the slice as needed (to
-// n slots at once, the number of slots known).
-func (h *hostEntry) slot(i, n int) *slotState {
-	if i >= len(h.slots) {
-		grown := make([]slotState, max(i+1, n))
-		copy(grown, h.slots)
-		h.slots = grown
+// peek returns the extra state of slot i, nil when there is none.
+func (h *hostEntry) peek(i int) *slotExt {
+	if h.ext == nil || i >= len(h.ext.slots) {
+		return nil
 	}
-	return &h.slots[i]
+	return &h.ext.slots[i]
+}
+
+// extSlot returns the extra state of slot i, creating it.
+func (h *hostEntry) extSlot(i int) *slotExt {
+	if h.ext == nil {
+		h.ext = &hostExt{}
+	}
+	if i >= len(h.ext.slots) {
+		grown := make([]slotExt, i+1)
+		copy(grown, h.ext.slots)
+		h.ext.slots = grown
+	}
+	return &h.ext.slots[i]
+}
+
+// compact drops ext once it holds nothing (the last alert released, the
+// last skip over), so that a host that once alerted goes back to the size
+// of the others.
+func (h *hostEntry) compact() {
+	if h.ext == nil {
+		return
+	}
+	for i := range h.ext.slots {
+		if !h.ext.slots[i].empty() {
+			return
+		}
+	}
+	h.ext = nil
+}
+
+// setIdentity makes the identity of the host's events that of s, when it
+// is not already.
+func (x *hostExt) setIdentity(s *aggregate.HostSnapshot) {
+	if x.host.IP != "" && x.mac == s.MAC && x.name == s.Name && x.local == s.Local {
+		return
+	}
+	x.mac, x.name, x.local = s.MAC, s.Name, s.Local
+	x.host = eventHost(s)
 }
 
 // alertID is stable for one engaged alert: a hash of the collector, check,
@@ -103,17 +187,18 @@ func alertID(instance, check string, key aggregate.HostKey, first time.Time) str
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// event builds an event of the entry's alert in slot s (check name check).
+// event builds an event of one of the entry's alerts (check name check);
+// the entry has an ext, since it has an alert.
 func (e *Engine) event(h *hostEntry, check string, a *engagedAlert, state alert.State, now time.Time) alert.Event {
 	return alert.Event{
 		Schema:    alert.SchemaVersion,
 		ID:        a.id,
 		State:     state,
 		Check:     check,
-		Host:      h.host,
+		Host:      h.ext.host,
 		Value:     a.value,
 		Severity:  alert.Severity(a.value),
-		Score:     h.score,
+		Score:     h.ext.score,
 		Message:   a.message,
 		FirstSeen: a.firstSeen,
 		LastSeen:  a.lastSeen,
@@ -122,43 +207,51 @@ func (e *Engine) event(h *hostEntry, check string, a *engagedAlert, state alert.
 	}
 }
 
-// engage records a triggered run: a new alert publishes an engaged event; an
-// engaged one is updated silently. Called with h.mu held.
-func (e *Engine) engage(h *hostEntry, s *slotState, check string, value int, msg string, now time.Time) {
+// engage records a triggered run of check slot i on the host of snapshot
+// snap: a new alert publishes an engaged event; an engaged one is updated
+// silently. Called with h.mu held.
+func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check string, value int, msg string, now time.Time) {
+	s := h.extSlot(i)
 	if a := s.alert; a != nil {
-		h.score += value - a.value
+		h.ext.score += value - a.value
 		a.value, a.message, a.lastSeen = value, msg, now
 		return
 	}
+	h.ext.setIdentity(snap)
 	a := &engagedAlert{
-		id:        alertID(e.instance, check, h.key, now),
+		id:        alertID(e.instance, check, h.key(), now),
 		value:     value,
 		message:   msg,
 		firstSeen: now,
 		lastSeen:  now,
 	}
 	s.alert = a
-	h.score += value
+	h.ext.score += value
 	e.publish(e.event(h, check, a, alert.Engaged, now))
 }
 
-// release ends the engaged alert of slot s, if any. Called with h.mu held.
-func (e *Engine) release(h *hostEntry, s *slotState, check string, now time.Time) {
-	a := s.alert
-	if a == nil {
+// release ends the engaged alert of check slot i, if any. Called with h.mu
+// held.
+func (e *Engine) release(h *hostEntry, i int, check string, now time.Time) {
+	s := h.peek(i)
+	if s == nil || s.alert == nil {
 		return
 	}
+	a := s.alert
 	s.alert = nil
-	h.score -= a.value
+	h.ext.score -= a.value
 	e.publish(e.event(h, check, a, alert.Released, now))
 }
 
 // releaseAll releases every alert of an entry (host expiry). Called with
 // h.mu held.
 func (e *Engine) releaseAll(h *hostEntry, now time.Time) {
-	for i := range h.slots {
-		if h.slots[i].alert != nil {
-			e.release(h, &h.slots[i], e.slotName(i), now)
+	if h.ext == nil {
+		return
+	}
+	for i := range h.ext.slots {
+		if h.ext.slots[i].alert != nil {
+			e.release(h, i, e.slotName(i), now)
 		}
 	}
 }
@@ -192,7 +285,7 @@ func (e *Engine) Score(key aggregate.HostKey) int {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.score
+	return h.score()
 }
 
 // Engaged returns the currently engaged alerts as engaged events (Time is
@@ -202,9 +295,11 @@ func (e *Engine) Engaged() []alert.Event {
 	var out []alert.Event
 	for _, h := range hosts {
 		h.mu.Lock()
-		for i := range h.slots {
-			if a := h.slots[i].alert; a != nil {
-				out = append(out, e.event(h, e.slotName(i), a, alert.Engaged, a.lastSeen))
+		if h.ext != nil {
+			for i := range h.ext.slots {
+				if a := h.ext.slots[i].alert; a != nil {
+					out = append(out, e.event(h, e.slotName(i), a, alert.Engaged, a.lastSeen))
+				}
 			}
 		}
 		h.mu.Unlock()

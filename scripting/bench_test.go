@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -120,4 +121,56 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkL7 runs one check on 1000 hosts with five L7 protocols each and
+// reports allocations per check call: "once" reads host.l7() once per call,
+// "loop" the way a check written for ntopng reads six protocols
+// ((host.l7() or {})[name] each), "name" the same six with the host.l7(name)
+// extension. One op is one tick.
+func BenchmarkL7(b *testing.B) {
+	const nHosts = 1000
+	scripts := []struct{ name, body string }{
+		{"once", `local n = 0
+			for _, s in pairs(host.l7() or {}) do n = n + s.bytes_sent end`},
+		{"loop", `local n = 0
+			for _, p in ipairs(protos) do
+				local s = (host.l7() or {})[p]
+				if s then n = n + s.bytes_sent end
+			end`},
+		{"name", `local n = 0
+			for _, p in ipairs(protos) do
+				local s = host.l7(p)
+				if s then n = n + s.bytes_sent end
+			end`},
+	}
+	for _, sc := range scripts {
+		b.Run(sc.name, func(b *testing.B) {
+			hosts := newFakeHosts()
+			for i := range nHosts {
+				s := aggregate.HostSnapshot{Key: aggregate.HostKey{Addr: netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})}}
+				for j, p := range []string{"TLS", "DNS", "HTTP", "BitTorrent", "QUIC"} {
+					s.L7 = append(s.L7, aggregate.L7Stat{Name: p, BytesSent: uint64(1000 * (i + j)), BytesRcvd: 5000, Flows: 3})
+				}
+				hosts.put(s)
+			}
+			h := newHarness(b, map[string]string{"c": `local protos = {"BitTorrent", "eDonkey", "Gnutella", "Soulseek", "DirectConnect", "Xunlei"}
+				return { check = function(info)
+				` + sc.body + `
+				end }`}, hosts, func(c *Configuration) { c.Workers = 1 })
+			h.tick()
+			b.ReportAllocs()
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			b.ResetTimer()
+			calls := 0
+			for range b.N {
+				calls += h.tick().Calls
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&m1)
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(calls), "allocs/call")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(calls), "ns/call")
+		})
+	}
 }

@@ -48,22 +48,22 @@ func (v *vm) hostTable() *lua.LTable {
 			return 1
 		}
 	}
-	ident := func(get func(e *hostEntry) lua.LValue) lua.LGFunction {
+	ident := func(get func() lua.LValue) lua.LGFunction {
 		return func(L *lua.LState) int {
 			if v.snap == nil {
 				L.Push(lua.LNil)
 				return 1
 			}
-			L.Push(get(v.entry))
+			L.Push(get())
 			return 1
 		}
 	}
 	fns := map[string]lua.LGFunction{
 		// Identity.
-		"ip":      ident(func(e *hostEntry) lua.LValue { return e.ipLV }),
-		"mac":     ident(func(e *hostEntry) lua.LValue { return e.macLV }),
-		"name":    ident(func(e *hostEntry) lua.LValue { return e.nameLV }),
-		"vlan_id": ident(func(e *hostEntry) lua.LValue { return e.vlanLV }),
+		"ip":      ident(v.hostIP),
+		"mac":     ident(v.hostMAC),
+		"name":    ident(v.hostName),
+		"vlan_id": ident(func() lua.LValue { return lnum(uint64(v.snap.Key.VLAN)) }),
 		// Address flags.
 		"is_local":       flag(func(s *aggregate.HostSnapshot) bool { return s.Local }),
 		"is_unicast":     flag(func(s *aggregate.HostSnapshot) bool { return s.Unicast() }),
@@ -101,31 +101,85 @@ func (v *vm) hostTable() *lua.LTable {
 }
 
 // luaL7 is host.l7(): { [proto] = { bytes_sent=, bytes_rcvd=, packets_sent=,
-// packets_rcvd=, flows= } }, nil when the host has no L7 stats. As a
-// flowcheck extension, host.l7(name) returns only that protocol's table (nil
-// when the host has none), without building the others; like flowsStats,
-// that table is one per VM, refilled by every call.
+// packets_rcvd=, flows= } }, nil when the host has no L7 stats.
+//
+// As on ntopng, the table a check call gets is its own: a script may keep
+// it (in its state, in a module variable) and it never changes under it.
+// So it is built on the call's first host.l7(), and only the later
+// host.l7() of the same check call get it again, refilled (a script that
+// loops over protocols with (host.l7() or {})[name], as on ntopng, builds
+// it once per check call instead of once per protocol).
+//
+// As a flowcheck extension, host.l7(name) returns only that protocol's
+// table (nil when the host has none), without building the others; like
+// flowsStats, that table is one per VM, refilled by every call.
 func (v *vm) luaL7(L *lua.LState) int {
 	if v.snap == nil || len(v.snap.L7) == 0 {
 		L.Push(lua.LNil)
 		return 1
 	}
+	l7 := v.snap.L7
 	if name, ok := L.Get(1).(lua.LString); ok {
-		for i := range v.snap.L7 {
-			if v.snap.L7[i].Name == string(name) {
-				L.Push(fillL7(v.l7One, &v.snap.L7[i]))
+		for i := range l7 {
+			if l7[i].Name == string(name) {
+				L.Push(fillL7(v.l7One, &l7[i]))
 				return 1
 			}
 		}
 		L.Push(lua.LNil)
 		return 1
 	}
-	t := L.CreateTable(0, len(v.snap.L7))
-	for i := range v.snap.L7 {
-		t.RawSetString(v.snap.L7[i].Name, l7Table(L, &v.snap.L7[i]))
+	if v.l7All != nil {
+		L.Push(v.refillL7())
+		return 1
 	}
+	t := L.CreateTable(0, len(l7))
+	for i := range l7 {
+		p := l7Table(L, &l7[i])
+		t.RawSetString(l7[i].Name, p)
+		v.l7Protos = append(v.l7Protos, p)
+	}
+	v.l7All = t
 	L.Push(t)
 	return 1
+}
+
+// refillL7 puts back into v.l7All what host.l7() returned earlier in the
+// check call: every protocol's table with its counters, and nothing else
+// (what the script changed or added in between is undone).
+func (v *vm) refillL7() *lua.LTable {
+	t, l7 := v.l7All, v.snap.L7
+	for i := range l7 {
+		t.RawSetString(l7[i].Name, fillL7(v.l7Protos[i], &l7[i]))
+	}
+	// Every protocol is there: more keys means the script added some.
+	n := 0
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		n++
+	}
+	if n == len(l7) {
+		return t
+	}
+	var extra []lua.LValue
+	for k, _ := t.Next(lua.LNil); k != lua.LNil; k, _ = t.Next(k) {
+		if s, ok := k.(lua.LString); !ok || !hasL7(l7, string(s)) {
+			extra = append(extra, k)
+		}
+	}
+	for _, k := range extra {
+		t.RawSet(k, lua.LNil)
+	}
+	return t
+}
+
+// hasL7 reports whether l7 has a protocol called name.
+func hasL7(l7 []aggregate.L7Stat, name string) bool {
+	for i := range l7 {
+		if l7[i].Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // l7Table is one protocol's entry of host.l7().
@@ -218,7 +272,7 @@ func (v *vm) luaScore(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	L.Push(lnum(uint64(v.entry.score)))
+	L.Push(lnum(uint64(v.entry.score())))
 	return 1
 }
 
@@ -247,7 +301,7 @@ func (v *vm) luaTriggerAlert(L *lua.LState) int {
 
 // luaFirstRun is host.isFirstCheckRun().
 func (v *vm) luaFirstRun(L *lua.LState) int {
-	L.Push(lua.LBool(v.slot != nil && v.slot.runs == 0))
+	L.Push(lua.LBool(v.check != nil && !v.entry.hasRun(v.slot)))
 	return 1
 }
 
@@ -261,14 +315,16 @@ func (v *vm) luaSkip(L *lua.LState) int {
 	if L.GetTop() >= 2 && L.Get(2) != lua.LNil {
 		until = int64(L.CheckNumber(2))
 	}
-	if v.slot == nil {
+	if v.check == nil {
 		return pushNil(L)
 	}
 	if !skip {
-		v.slot.skipUntil = 0
+		if x := v.entry.peek(v.slot); x != nil {
+			x.skipUntil = 0
+		}
 		return pushNil(L)
 	}
-	v.slot.skipUntil = until
+	v.entry.extSlot(v.slot).skipUntil = until
 	return pushNil(L)
 }
 

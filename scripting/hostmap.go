@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -14,7 +15,8 @@ import (
 // about half a second of every tick.
 const hostShards = 64
 
-// hostMap is the engine's per-host state by key, sharded.
+// hostMap is the engine's per-host state by key, sharded (64 shards: the
+// top 6 bits of hostHash).
 type hostMap struct {
 	shards [hostShards]hostShard
 	// tick is the tick in progress (0 between ticks) and expiredSeen counts
@@ -25,57 +27,157 @@ type hostMap struct {
 	expiredSeen atomic.Int64
 }
 
-// hostShard is one shard of a hostMap.
+// hostShard is one shard of a hostMap: an open-addressing hash table of
+// entries (linear probing, backward-shift deletion), whose key is the
+// entry's own. A Go map keyed by HostKey stored the 32-byte key again beside
+// the pointer and cost ~100 bytes per host; this costs 11 to 21.
 type hostShard struct {
-	mu    sync.Mutex
-	hosts map[aggregate.HostKey]*hostEntry
+	mu sync.Mutex
+	// slots has a power-of-two length (or is nil), at most 3/4 full.
+	slots []*hostEntry
+	n     int
 }
 
-// shard returns the shard of a key (Fibonacci hashing of the address and
-// VLAN; only the shard index is needed, not a map hash).
-func (m *hostMap) shard(k aggregate.HostKey) *hostShard {
+// minShardSlots is the size of a shard's table when it gets its first host.
+const minShardSlots = 16
+
+// hostHash mixes a key into 64 bits (the SplitMix64 finalizer): the top
+// bits choose the shard, the low bits the slot.
+func hostHash(k aggregate.HostKey) uint64 {
 	b := k.Addr.As16()
-	x := binary.LittleEndian.Uint64(b[8:]) ^ binary.LittleEndian.Uint64(b[:8])*31 ^ uint64(k.VLAN)
-	x *= 0x9E3779B97F4A7C15
-	return &m.shards[x>>(64-6)]
+	x := binary.LittleEndian.Uint64(b[8:]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[:8]), 29) ^ uint64(k.VLAN)<<48
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// shard returns the shard of a key hash.
+func (m *hostMap) shard(hash uint64) *hostShard {
+	return &m.shards[hash>>(64-6)]
+}
+
+// find returns the index of k's entry, or of the empty slot where it would
+// go, and whether it is there. The table must not be nil.
+func (sh *hostShard) find(k aggregate.HostKey, hash uint64) (int, bool) {
+	mask := uint64(len(sh.slots) - 1)
+	for i := hash & mask; ; i = (i + 1) & mask {
+		h := sh.slots[i]
+		if h == nil {
+			return int(i), false
+		}
+		if h.addr == k.Addr && h.vlan == k.VLAN {
+			return int(i), true
+		}
+	}
+}
+
+// get returns k's entry, nil when there is none.
+func (sh *hostShard) get(k aggregate.HostKey, hash uint64) *hostEntry {
+	if sh.n == 0 {
+		return nil
+	}
+	if i, ok := sh.find(k, hash); ok {
+		return sh.slots[i]
+	}
+	return nil
+}
+
+// put adds h, whose key is not in the shard.
+func (sh *hostShard) put(h *hostEntry, hash uint64) {
+	if (sh.n+1)*4 > len(sh.slots)*3 {
+		sh.resize(max(minShardSlots, 2*len(sh.slots)))
+	}
+	i, _ := sh.find(h.key(), hash)
+	sh.slots[i] = h
+	sh.n++
+}
+
+// del removes the entry of k, if any, and returns it.
+func (sh *hostShard) del(k aggregate.HostKey, hash uint64) *hostEntry {
+	if sh.n == 0 {
+		return nil
+	}
+	i, ok := sh.find(k, hash)
+	if !ok {
+		return nil
+	}
+	h := sh.slots[i]
+	sh.n--
+	// Backward shift: move up every later entry of the run that the hole
+	// would cut off from its home slot, so that lookups need no tombstone.
+	mask := len(sh.slots) - 1
+	for j := (i + 1) & mask; sh.slots[j] != nil; j = (j + 1) & mask {
+		home := int(hostHash(sh.slots[j].key())) & mask
+		// The entry at j stays when its home lies cyclically in (i, j].
+		if (j > i && home > i && home <= j) || (j < i && (home > i || home <= j)) {
+			continue
+		}
+		sh.slots[i] = sh.slots[j]
+		i = j
+	}
+	sh.slots[i] = nil
+	if len(sh.slots) > minShardSlots && sh.n*8 < len(sh.slots) {
+		sh.resize(len(sh.slots) / 2)
+	}
+	return h
+}
+
+// resize rehashes the shard into a table of n slots (a power of two that
+// holds its entries).
+func (sh *hostShard) resize(n int) {
+	old := sh.slots
+	sh.slots = make([]*hostEntry, n)
+	mask := uint64(n - 1)
+	for _, h := range old {
+		if h == nil {
+			continue
+		}
+		i := hostHash(h.key()) & mask
+		for sh.slots[i] != nil {
+			i = (i + 1) & mask
+		}
+		sh.slots[i] = h
+	}
 }
 
 // seen returns the entry of a key for tick, creating it, and marks it seen.
 func (m *hostMap) seen(k aggregate.HostKey, tick uint64) *hostEntry {
-	sh := m.shard(k)
+	hash := hostHash(k)
+	sh := m.shard(hash)
 	sh.mu.Lock()
-	h := sh.hosts[k]
+	h := sh.get(k, hash)
 	if h == nil {
-		if sh.hosts == nil {
-			sh.hosts = map[aggregate.HostKey]*hostEntry{}
-		}
 		h = newHostEntry(k)
-		sh.hosts[k] = h
+		sh.put(h, hash)
 	}
-	h.seenTick = tick
+	h.seenTick = uint32(tick)
 	sh.mu.Unlock()
 	return h
 }
 
 // get returns the entry of a key, nil when there is none.
 func (m *hostMap) get(k aggregate.HostKey) *hostEntry {
-	sh := m.shard(k)
+	hash := hostHash(k)
+	sh := m.shard(hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	return sh.hosts[k]
+	return sh.get(k, hash)
 }
 
 // remove deletes and returns the entry of a key (nil when there is none).
 func (m *hostMap) remove(k aggregate.HostKey) *hostEntry {
-	sh := m.shard(k)
+	hash := hostHash(k)
+	sh := m.shard(hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	h := sh.hosts[k]
+	h := sh.del(k, hash)
 	if h == nil {
 		return nil
 	}
-	delete(sh.hosts, k)
-	if t := m.tick.Load(); t != 0 && h.seenTick == t {
+	if t := m.tick.Load(); t != 0 && h.seenTick == uint32(t) {
 		m.expiredSeen.Add(1)
 	}
 	return h
@@ -83,11 +185,13 @@ func (m *hostMap) remove(k aggregate.HostKey) *hostEntry {
 
 // drop deletes h if it is still the entry of its key.
 func (m *hostMap) drop(h *hostEntry) {
-	sh := m.shard(h.key)
+	k := h.key()
+	hash := hostHash(k)
+	sh := m.shard(hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if sh.hosts[h.key] == h {
-		delete(sh.hosts, h.key)
+	if sh.get(k, hash) == h {
+		sh.del(k, hash)
 	}
 }
 
@@ -97,7 +201,7 @@ func (m *hostMap) count() int {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		n += len(sh.hosts)
+		n += sh.n
 		sh.mu.Unlock()
 	}
 	return n
@@ -108,8 +212,10 @@ func (m *hostMap) all(dst []*hostEntry) []*hostEntry {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		for _, h := range sh.hosts {
-			dst = append(dst, h)
+		for _, h := range sh.slots {
+			if h != nil {
+				dst = append(dst, h)
+			}
 		}
 		sh.mu.Unlock()
 	}
@@ -121,11 +227,15 @@ func (m *hostMap) removeStale(tick uint64, dst []*hostEntry) []*hostEntry {
 	for i := range m.shards {
 		sh := &m.shards[i]
 		sh.mu.Lock()
-		for k, h := range sh.hosts {
-			if h.seenTick != tick {
+		start := len(dst)
+		for _, h := range sh.slots {
+			if h != nil && h.seenTick != uint32(tick) {
 				dst = append(dst, h)
-				delete(sh.hosts, k)
 			}
+		}
+		for _, h := range dst[start:] {
+			k := h.key()
+			sh.del(k, hostHash(k))
 		}
 		sh.mu.Unlock()
 	}

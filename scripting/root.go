@@ -136,6 +136,8 @@ type Engine struct {
 
 	// hosts is the engine's per-host state (sharded, with its own locks).
 	hosts hostMap
+	// stateKeys numbers the keys of the hosts' frozen states.
+	stateKeys stateKeys
 
 	slotMu    sync.Mutex
 	slots     map[string]int
@@ -654,11 +656,14 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 	if h.dead {
 		return true
 	}
-	if !v.e.deps.Hosts.Snapshot(h.key, &v.snapBuf) {
+	if !v.e.deps.Hosts.Snapshot(h.key(), &v.snapBuf) {
 		return false
 	}
-	h.bind(&v.snapBuf)
+	if h.ext != nil && h.ext.host.IP != "" {
+		h.ext.setIdentity(&v.snapBuf)
+	}
 	v.entry, v.snap, v.now = h, &v.snapBuf, now
+	v.ipLV, v.macLV, v.nameLV = nil, nil, nil
 	unix := now.Unix()
 	for i, sc := range set.checks {
 		if !due[i] || (sc.cfg.LocalOnly && !v.snapBuf.Local) {
@@ -668,47 +673,51 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 		if vc.fn == nil || sc.disabled.Load() {
 			continue
 		}
-		s := h.slot(sc.slot, len(set.bySlot))
-		if s.skipUntil != 0 {
-			if unix < s.skipUntil {
+		if x := h.peek(sc.slot); x != nil && x.skipUntil != 0 {
+			if unix < x.skipUntil {
 				continue
 			}
-			s.skipUntil = 0
+			x.skipUntil = 0
 		}
-		v.call(sc, vc, h, s, i)
+		v.call(sc, vc, h, i)
 	}
 	// A check that was removed or disabled, or no longer runs on this host
 	// (local_only), leaves no engaged alert behind.
-	for i := range h.slots {
-		if h.slots[i].alert != nil && !set.active(i, v.snapBuf.Local) {
-			v.e.release(h, &h.slots[i], v.e.slotName(i), now)
+	if h.ext != nil {
+		for i := range h.ext.slots {
+			if h.ext.slots[i].alert != nil && !set.active(i, v.snapBuf.Local) {
+				v.e.release(h, i, v.e.slotName(i), now)
+			}
 		}
+		h.compact()
 	}
-	v.entry, v.snap, v.slot, v.check = nil, nil, nil, nil
+	v.entry, v.snap, v.check = nil, nil, nil
+	v.ipLV, v.macLV, v.nameLV = nil, nil, nil
 	return true
 }
 
 // call runs check(host_info) for the bound host and applies the alert
 // lifecycle: a triggering run engages or updates the alert, a run that does
-// not trigger releases it, a failed run leaves it as it was.
-func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, s *slotState, i int) {
+// not trigger releases it, a failed run leaves it as it was (what it wrote
+// in its state is kept either way, as a live table's would be).
+func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int) {
 	L := v.L
-	v.slot, v.check = s, vc
+	v.slot, v.check = sc.slot, vc
 	v.triggered = false
-	if s.state != vc.state {
-		if s.state == nil {
-			vc.info.RawSetString("state", lua.LNil)
-		} else {
-			vc.info.RawSetString("state", s.state)
-		}
-		vc.state = s.state
+	if v.l7All != nil {
+		// The previous call's host.l7() result is the script's now.
+		v.l7All = nil
+		clear(v.l7Protos)
+		v.l7Protos = v.l7Protos[:0]
 	}
+	state := v.stateFor(h, sc.slot, vc)
 	L.Push(vc.fn)
 	L.Push(vc.info)
 	v.budget.arm()
 	err := L.PCall(1, 0, nil)
 	stopped := v.budget.disarm()
-	s.runs++
+	v.freeze(h, sc.slot, vc, state)
+	h.setRun(sc.slot)
 	st := &v.stats[i]
 	st.calls++
 	if err != nil {
@@ -723,10 +732,10 @@ func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, s *slotState, i int) {
 		sc.fails.Store(0)
 	}
 	if v.triggered {
-		v.e.engage(h, s, sc.name, v.tValue, v.tMsg, v.now)
+		v.e.engage(h, v.snap, sc.slot, sc.name, v.tValue, v.tMsg, v.now)
 		v.tMsg = ""
-	} else if s.alert != nil {
-		v.e.release(h, s, sc.name, v.now)
+	} else {
+		v.e.release(h, sc.slot, sc.name, v.now)
 	}
 }
 
@@ -739,7 +748,7 @@ func (e *Engine) failed(sc *script, h *hostEntry, err error, stopped bool) {
 		what = "timeout"
 	}
 	if ok, suppressed := e.limiter.allow(sc.name); ok {
-		e.logger.Warn("host check failed", "check", sc.name, "host", h.key.String(), "kind", what,
+		e.logger.Warn("host check failed", "check", sc.name, "host", h.key().String(), "kind", what,
 			"consecutive", n, "suppressed", suppressed, "error", err.Error())
 	}
 	if e.cfg.MaxFailures > 0 && n >= int64(e.cfg.MaxFailures) && sc.disabled.CompareAndSwap(false, true) {

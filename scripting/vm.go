@@ -41,11 +41,20 @@ type vmCheck struct {
 	fn *lua.LFunction
 	// info is the host_info table handed to every call, reused.
 	info *lua.LTable
-	// state is the table info holds as its raw "state" field (nil: none, so
-	// that __index creates one on first access). A raw field costs a table
-	// write per call that changes it; serving state from __index would
-	// allocate on every access (gopher-lua boxes the key for the metamethod).
-	state *lua.LTable
+	// cur is the table info holds as its raw "state" field: the scratch, or
+	// the live state of the host of an earlier call. A raw field costs a
+	// table write per call that changes it; serving state from __index
+	// would allocate on every access (gopher-lua boxes the key for the
+	// metamethod).
+	cur *lua.LTable
+	// scratch is host_info.state of the calls whose state is frozen
+	// (state.go); held are the keys it holds (those of the last host),
+	// scratchKeys has bit k set for every key number it ever held,
+	// nScratchKeys counts them.
+	scratch      *lua.LTable
+	held         []uint16
+	scratchKeys  [maxStateKeys / 64]uint64
+	nScratchKeys int
 }
 
 // vm is one worker: a sandboxed Lua state with the checks loaded, and the
@@ -59,13 +68,25 @@ type vm struct {
 	// loadTimeout is the budget of loading a script.
 	loadTimeout time.Duration
 
-	// The binding of the call in progress; snap is nil outside a host.
+	// The binding of the call in progress; snap is nil outside a host, and
+	// check nil outside a call (slot is then meaningless).
 	snap    *aggregate.HostSnapshot
 	snapBuf aggregate.HostSnapshot
 	entry   *hostEntry
-	slot    *slotState
 	check   *vmCheck
+	slot    int
 	now     time.Time
+	// ipLV, macLV and nameLV are the bound host's identity as Lua values,
+	// converted on first use for the host (nil until then): most hosts
+	// never need them, and caching them per host cost ~100 bytes each.
+	ipLV, macLV, nameLV lua.LValue
+
+	// keyIDs and keyNames are this VM's copy of the engine's stateKeys;
+	// fieldBuf and strBuf are freeze's buffers.
+	keyIDs   map[string]uint16
+	keyNames []string
+	fieldBuf []stateField
+	strBuf   []string
 
 	// triggered, tValue and tMsg are what triggerAlert recorded during the
 	// call in progress (the last call wins).
@@ -78,6 +99,11 @@ type vm struct {
 	uniStats, refusedStats *flowsStats
 	// l7One is the reused result of host.l7(name).
 	l7One *lua.LTable
+	// l7All and l7Protos are the result of host.l7() in the check call in
+	// progress and its protocol tables (parallel to snap.L7), nil until the
+	// call asks for it: reused by the later host.l7() of the same call only.
+	l7All    *lua.LTable
+	l7Protos []*lua.LTable
 
 	// stats counts this tick's calls per check, flushed after the tick.
 	stats []checkStats
@@ -96,7 +122,8 @@ type checkStats struct {
 // loads every check of set into it. A check that fails to load leaves a nil
 // fn in this VM (and is reported).
 func newVM(e *Engine, set *scriptSet, callTimeout time.Duration) *vm {
-	v := &vm{e: e, set: set, budget: newBudget(), loadTimeout: max(callTimeout, minLoadTimeout)}
+	v := &vm{e: e, set: set, budget: newBudget(), loadTimeout: max(callTimeout, minLoadTimeout),
+		keyIDs: map[string]uint16{}}
 	v.L = lua.NewState(lua.Options{
 		SkipOpenLibs:    true,
 		CallStackSize:   200,
@@ -119,6 +146,7 @@ func newVM(e *Engine, set *scriptSet, callTimeout time.Duration) *vm {
 		info.RawSetString("params", paramsTable(v.L, sc.cfg.Params))
 		info.Metatable = v.infoMeta()
 		v.checks[i] = vmCheck{fn: fn, info: info}
+		v.checks[i].newScratch(v.L)
 	}
 	return v
 }
@@ -158,11 +186,10 @@ func (v *vm) loadCheck(f *scriptFile) (*lua.LFunction, error) {
 	return fn, nil
 }
 
-// infoMeta is host_info's metatable. params is a raw field, and so is state
-// once the slot has one (set by call); ip, vlan, mac, name and is_local are
+// infoMeta is host_info's metatable. params and state are raw fields (state
+// set by each call, see stateFor); ip, vlan, mac, name and is_local are
 // served by __index from the host bound to the call, so that a call costs no
-// table writes for fields the check never reads. state is created on first
-// access.
+// table writes for fields the check never reads.
 func (v *vm) infoMeta() *lua.LTable {
 	mt := v.L.NewTable()
 	mt.RawSetString("__index", v.L.NewFunction(func(L *lua.LState) int {
@@ -171,35 +198,52 @@ func (v *vm) infoMeta() *lua.LTable {
 			L.Push(lua.LNil)
 			return 1
 		}
-		h := v.entry
 		switch k {
 		case "ip":
-			L.Push(h.ipLV)
+			L.Push(v.hostIP())
 		case "vlan":
-			L.Push(h.vlanLV)
+			L.Push(lnum(uint64(v.snap.Key.VLAN)))
 		case "mac":
-			L.Push(h.macLV)
+			L.Push(v.hostMAC())
 		case "name":
-			L.Push(h.nameLV)
+			L.Push(v.hostName())
 		case "is_local":
-			L.Push(lua.LBool(h.local))
-		case "state":
-			// Only reached while the slot has no state (call sets the raw
-			// field otherwise): create it and make it raw for later reads.
-			if v.slot.state == nil {
-				v.slot.state = L.CreateTable(0, 4)
-			}
-			if c := v.check; c != nil {
-				c.info.RawSetString("state", v.slot.state)
-				c.state = v.slot.state
-			}
-			L.Push(v.slot.state)
+			L.Push(lua.LBool(v.snap.Local))
 		default:
 			L.Push(lua.LNil)
 		}
 		return 1
 	}))
 	return mt
+}
+
+// hostIP is the bound host's address as a Lua string.
+func (v *vm) hostIP() lua.LValue {
+	if v.ipLV == nil {
+		v.ipLV = lua.LString(v.snap.Key.Addr.String())
+	}
+	return v.ipLV
+}
+
+// hostMAC is the bound host's MAC address as a Lua string.
+func (v *vm) hostMAC() lua.LValue {
+	if v.macLV == nil {
+		v.macLV = lua.LString(v.snap.MAC.String())
+	}
+	return v.macLV
+}
+
+// hostName is the bound host's name, its address when it has none (as in
+// its events, see eventHost).
+func (v *vm) hostName() lua.LValue {
+	if v.nameLV == nil {
+		if v.snap.Name == "" {
+			v.nameLV = v.hostIP()
+		} else {
+			v.nameLV = lua.LString(v.snap.Name)
+		}
+	}
+	return v.nameLV
 }
 
 // openSandbox opens base, table, string and math, a reduced os, a package
