@@ -69,14 +69,14 @@ func benchmarkTick(b *testing.B, workers, nHosts int) {
 	}
 	defer e.Stop()
 	now := t0
-	e.Tick(context.Background(), now) // create per-host state outside the measure
+	e.Tick(context.Background(), now, false) // create per-host state outside the measure
 	b.ReportAllocs()
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	calls := 0
 	for i := 0; i < b.N; i++ {
 		now = now.Add(30 * time.Second)
-		st := e.Tick(context.Background(), now)
+		st := e.Tick(context.Background(), now, false)
 		calls += st.Calls
 	}
 	b.StopTimer()

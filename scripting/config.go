@@ -17,6 +17,12 @@ type Configuration struct {
 	// Workers is the number of Lua VMs the hosts of a tick are split across;
 	// 0 means GOMAXPROCS.
 	Workers int `mapstructure:"workers"`
+	// TickSpread is the share of Interval over which a live tick paces its
+	// walk over the hosts (0 to 0.9): the checks then take a steady trickle
+	// of CPU instead of every core at once, which would starve the decode
+	// workers and fill their queues at high flow rates. 0 runs the walk
+	// flat out. Replay never paces.
+	TickSpread float64 `mapstructure:"tick_spread"`
 	// CallTimeout is the budget of one check(host_info) call (and of loading
 	// one script). A call still running after it is stopped with an error.
 	CallTimeout time.Duration `mapstructure:"call_timeout"`
@@ -60,6 +66,7 @@ func DefaultConfiguration() Configuration {
 	return Configuration{
 		Interval:    30 * time.Second,
 		Workers:     0,
+		TickSpread:  0.5,
 		CallTimeout: 50 * time.Millisecond,
 		MaxFailures: 100,
 		Dirs:        []string{DefaultDir},
@@ -109,6 +116,8 @@ func (c Configuration) Validate() error {
 		return errors.New("interval: must be > 0")
 	case c.Workers < 0:
 		return errors.New("workers: must be >= 0 (0 = GOMAXPROCS)")
+	case c.TickSpread < 0 || c.TickSpread > 0.9:
+		return errors.New("tick_spread: must be within [0, 0.9]")
 	case c.CallTimeout <= 0:
 		return errors.New("call_timeout: must be > 0")
 	case c.CallTimeout >= c.Interval:

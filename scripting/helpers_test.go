@@ -181,7 +181,7 @@ func newHarness(t testing.TB, files map[string]string, hosts *fakeHosts, tweak f
 func (h *harness) tick() TickStats {
 	h.now = h.now.Add(h.e.Interval())
 	h.clock.Set(h.now)
-	return h.e.Tick(context.Background(), h.now)
+	return h.e.Tick(context.Background(), h.now, false)
 }
 
 func key(ip string) aggregate.HostKey {

@@ -129,7 +129,7 @@ func BenchmarkStateMemory(b *testing.B) {
 				t := now
 				for i := range 5 {
 					t = t.Add(cfg.Interval)
-					if st := e.Tick(context.Background(), t); st.Hosts != n || st.Errors != 0 {
+					if st := e.Tick(context.Background(), t, false); st.Hosts != n || st.Errors != 0 {
 						b.Fatalf("tick %d: %+v", i+1, st)
 					}
 					if i == 0 {

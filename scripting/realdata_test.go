@@ -201,7 +201,7 @@ func TestHostAPIRealHosts(t *testing.T) {
 		t.Run(tc.file, func(t *testing.T) {
 			tbl, end := ingestExport(t, tc.file, nil)
 			e, pub, clk := newRealEngine(t, DefaultConfiguration(), map[string]string{"probe": realProbeScript}, tbl, end)
-			if st := e.Tick(context.Background(), end); st.Errors != 0 || st.Hosts != tbl.Len() {
+			if st := e.Tick(context.Background(), end, false); st.Errors != 0 || st.Hosts != tbl.Len() {
 				t.Fatalf("tick: %+v, %d hosts in the table", st, tbl.Len())
 			}
 			byHost := map[string]alert.Event{}
@@ -276,7 +276,7 @@ func TestHostAPIRealHosts(t *testing.T) {
 			// it is no longer the first run; no new event for it.
 			end = end.Add(e.Interval())
 			clk.Set(end)
-			if st := e.Tick(context.Background(), end); st.Errors != 0 {
+			if st := e.Tick(context.Background(), end, false); st.Errors != 0 {
 				t.Fatalf("second tick: %+v", st)
 			}
 			if evs := pub.take(); len(evs) != 0 {
@@ -313,7 +313,7 @@ func TestResetHostContactsRealTable(t *testing.T) {
 				u.num_egress, u.num_ingress))
 		end }`,
 	}, tbl, end)
-	if st := e.Tick(context.Background(), end); st.Errors != 0 {
+	if st := e.Tick(context.Background(), end, false); st.Errors != 0 {
 		t.Fatalf("tick: %+v", st)
 	}
 	got := map[string]string{}
@@ -374,7 +374,7 @@ func TestShippedChecksRealExports(t *testing.T) {
 			t.Parallel()
 			tbl, end := ingestExport(t, tc.file, nil)
 			e, pub, _ := newRealEngine(t, DefaultConfiguration(), nil, tbl, end)
-			st := e.Tick(context.Background(), end)
+			st := e.Tick(context.Background(), end, false)
 			if st.Errors != 0 || st.Hosts != tbl.Len() {
 				t.Fatalf("tick: %+v, %d hosts in the table", st, tbl.Len())
 			}
@@ -418,7 +418,7 @@ func TestShippedChecksRealSweep(t *testing.T) {
 			t.Parallel()
 			tbl, end := ingestExport(t, file, func(r *flow.Record) bool { return r.SrcAddr != b && r.DstAddr != b })
 			e, pub, _ := newRealEngine(t, DefaultConfiguration(), nil, tbl, end)
-			if st := e.Tick(context.Background(), end); st.Errors != 0 || st.Hosts != 20+1 {
+			if st := e.Tick(context.Background(), end, false); st.Errors != 0 || st.Hosts != 20+1 {
 				t.Fatalf("tick: %+v, want 21 hosts", st)
 			}
 			evs := pub.take()

@@ -62,6 +62,9 @@ type TickStats struct {
 	Calls, Errors, Timeouts int
 	// Duration is the wall time the tick took.
 	Duration time.Duration
+	// Paced is the time the walk over the hosts was spread over (see
+	// Configuration.TickSpread); 0 when the tick ran flat out.
+	Paced time.Duration
 }
 
 // script is one check of a script set.
@@ -538,13 +541,19 @@ const tickChunk = 64
 
 // Tick runs every due check on every host, split across the VMs, and
 // publishes the resulting events. It returns when all hosts are done (or ctx
-// is cancelled).
-func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
+// is cancelled). A paced tick (live) spreads its walk over the hosts across
+// TickSpread of the interval, by wall time; an unpaced one (replay, the
+// last tick at shutdown) runs flat out.
+func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats {
 	start := time.Now()
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
 	if len(e.vms) == 0 {
 		return TickStats{}
+	}
+	var over time.Duration
+	if paced {
+		over = time.Duration(float64(e.Interval()) * e.cfg.TickSpread)
 	}
 	e.tickNo++
 	tick := e.tickNo
@@ -574,6 +583,7 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	n := int64(len(e.keys))
+	walkStart := time.Now()
 	for _, v := range e.vms {
 		v.missing = v.missing[:0]
 		v.seen = 0
@@ -584,6 +594,14 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 				i := next.Add(tickChunk) - tickChunk
 				if i >= n {
 					return
+				}
+				if over > 0 {
+					// The chunk at i starts no earlier than its
+					// share of the spread.
+					at := walkStart.Add(time.Duration(float64(over) * float64(i) / float64(n)))
+					if !sleepUntil(ctx, at) {
+						return
+					}
 				}
 				for _, k := range e.keys[i:min(i+tickChunk, n)] {
 					h := e.hosts.seen(k, tick)
@@ -641,11 +659,27 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) TickStats {
 		e.metrics.errors.WithLabelValues(sc.name).Add(float64(c.errors))
 		e.metrics.timeouts.WithLabelValues(sc.name).Add(float64(c.timeouts))
 	}
-	stats.Duration = time.Since(start)
+	stats.Duration, stats.Paced = time.Since(start), over
 	e.metrics.ticks.Inc()
 	e.metrics.tickSeconds.Observe(stats.Duration.Seconds())
 	e.metrics.hosts.Set(float64(stats.Hosts))
 	return stats
+}
+
+// sleepUntil waits until t; it returns false when ctx ends first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return true
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // runHost runs the due checks of one host. It returns false when the host

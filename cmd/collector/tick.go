@@ -19,7 +19,7 @@ type advancer interface {
 // ticker is the check engine's tick input (scripting.Engine).
 type ticker interface {
 	Interval() time.Duration
-	Tick(ctx context.Context, now time.Time) scripting.TickStats
+	Tick(ctx context.Context, now time.Time, paced bool) scripting.TickStats
 }
 
 // scheduler moves the pipeline's time forward: the one piece of code that
@@ -64,7 +64,7 @@ func (s *scheduler) advance(now time.Time) {
 	// that a stalled clock does not cause a burst of catch-up ticks.
 	s.next = now.Add(s.engine.Interval())
 	if !s.async {
-		s.tick(now)
+		s.tick(now, false)
 		return
 	}
 	if !s.running.CompareAndSwap(false, true) {
@@ -76,7 +76,7 @@ func (s *scheduler) advance(now time.Time) {
 	go func() {
 		defer s.wg.Done()
 		defer s.running.Store(false)
-		s.tick(now)
+		s.tick(now, true)
 	}()
 }
 
@@ -85,16 +85,19 @@ func (s *scheduler) advance(now time.Time) {
 func (s *scheduler) finish(now time.Time) {
 	s.wg.Wait()
 	s.table.Advance(now)
-	s.tick(now)
+	s.tick(now, false)
 }
 
 // wait returns when no tick is running.
 func (s *scheduler) wait() { s.wg.Wait() }
 
-func (s *scheduler) tick(now time.Time) {
-	st := s.engine.Tick(s.ctx, now)
+// tick runs one tick; a live one is paced (see scripting.TickSpread).
+func (s *scheduler) tick(now time.Time, paced bool) {
+	st := s.engine.Tick(s.ctx, now, paced)
 	level := slog.LevelDebug
-	if st.Errors > 0 || st.Duration > s.engine.Interval()/2 {
+	// Warn when the tick ran past half of the time left after its pacing:
+	// the checks are then close to not fitting in the interval.
+	if st.Errors > 0 || st.Duration > st.Paced+(s.engine.Interval()-st.Paced)/2 {
 		level = slog.LevelWarn
 	}
 	s.log.Log(s.ctx, level, "tick", "time", now.UTC().Format(time.RFC3339Nano), "duration", st.Duration,

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -27,17 +28,19 @@ type fakeEngine struct {
 	interval time.Duration
 	mu       sync.Mutex
 	ticks    []time.Time
+	paced    []bool
 	block    chan struct{} // when set, Tick waits on it
 }
 
 func (f *fakeEngine) Interval() time.Duration { return f.interval }
 
-func (f *fakeEngine) Tick(_ context.Context, now time.Time) scripting.TickStats {
+func (f *fakeEngine) Tick(_ context.Context, now time.Time, paced bool) scripting.TickStats {
 	if f.block != nil {
 		<-f.block
 	}
 	f.mu.Lock()
 	f.ticks = append(f.ticks, now)
+	f.paced = append(f.paced, paced)
 	f.mu.Unlock()
 	return scripting.TickStats{Hosts: 3, Calls: 21, Duration: time.Millisecond}
 }
@@ -68,6 +71,12 @@ func TestSchedulerCaptureTime(t *testing.T) {
 	if n := len(table.advanced); n != 12 {
 		t.Errorf("table advanced %d times, want 12 (11 datagrams + finish)", n)
 	}
+	// Replay ticks run flat out: pacing by wall time has no meaning there.
+	for i, p := range engine.paced {
+		if p {
+			t.Errorf("replay tick %d paced", i)
+		}
+	}
 }
 
 func TestSchedulerSkipsOverlappingTicks(t *testing.T) {
@@ -90,6 +99,11 @@ func TestSchedulerSkipsOverlappingTicks(t *testing.T) {
 	s.wait()
 	if got := len(engine.ticks); got != 2 {
 		t.Fatalf("ticks run = %v, want 2", got)
+	}
+	s.finish(t0.Add(5 * time.Second))
+	// Live ticks are paced; the last one, at shutdown, is not.
+	if want := []bool{true, true, false}; !slices.Equal(engine.paced, want) {
+		t.Fatalf("paced = %v, want %v", engine.paced, want)
 	}
 }
 
