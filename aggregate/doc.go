@@ -55,7 +55,14 @@
 // same conversation do not open a new one. When the window ends with one
 // direction only, the conversation is one-sided. The tracker is bounded
 // (max_pending); when full, the oldest conversation is decided early and
-// counted. A reply after the window does not answer the conversation: it
+// counted. Both directions of a conversation that arrive next to each
+// other in one batch (exporters that expire the two together, as softflowd
+// and pmacctd do, send most conversations so) are decided at once, with the
+// same verdict, without entering the tracker: their tombstone goes to a
+// direct-mapped cache of max_pending/4 entries (64-bit key hashes and the
+// window's end), where a newer pair may take its slot before the window
+// ends (a late record then opens a new conversation, as after an
+// overflow). A reply after the window does not answer the conversation: it
 // opens a new one.
 //
 // A biflow record (RFC 5103 reverse elements, or IEs 23/24) is decided at

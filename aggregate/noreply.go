@@ -3,6 +3,7 @@ package aggregate
 import (
 	"bytes"
 	"encoding/binary"
+	"math/bits"
 	"net/netip"
 
 	"github.com/flowcheck/flowcheck/flow"
@@ -263,10 +264,43 @@ type trackerShard struct {
 	ring       []pendingConv // length a power of 2
 	head, tail uint64        // sequence numbers; live entries are [head, tail)
 	max        int
+	// recent holds the tombstones of conversations decided by observePair,
+	// direct-mapped by key hash (the top bits, recentShift): a pair costs
+	// one slot write instead of a place in the index and the FIFO.
+	recent      []recentConv
+	recentShift uint8
 }
 
+// recentConv is the tombstone of a conversation decided by observePair:
+// the 64-bit hash of its key, and the end of its reply window.
+type recentConv struct {
+	hash     uint64
+	deadline int64
+}
+
+// newTrackerShard returns a shard holding at most max conversations, with
+// a tombstone cache of a quarter of that (at least 64, a power of 2).
 func newTrackerShard(max int) *trackerShard {
-	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max}
+	n := 64
+	for n < max/4 {
+		n *= 2
+	}
+	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max,
+		recent: make([]recentConv, n), recentShift: uint8(64 - bits.TrailingZeros(uint(n)))}
+}
+
+// decidedRecently reports whether the conversation of key hash h was
+// decided by observePair less than a reply window ago (and its cache slot
+// not reused since).
+func (s *trackerShard) decidedRecently(h uint64, now int64) bool {
+	r := &s.recent[h>>s.recentShift]
+	return r.hash == h && r.deadline > now
+}
+
+// touch reads k's slots in the index and the tombstone cache (see Apply's
+// passes); the result only feeds a sink.
+func (s *trackerShard) touch(k *convKey) bool {
+	return s.idx.touch(k) != (s.recent[k.hash()>>s.recentShift].deadline == 0)
 }
 
 func (s *trackerShard) len() int { return int(s.tail - s.head) }
@@ -367,6 +401,10 @@ func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window 
 		}
 		return out, false
 	}
+	if s.decidedRecently(k.hash(), now) {
+		// The tombstone of a conversation observePair decided.
+		return out, false
+	}
 	overflow := false
 	if s.len() >= s.max {
 		out, overflow = s.popHead(out)
@@ -379,6 +417,34 @@ func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window 
 	}
 	s.push(pendingConv{key: k, deadline: now + window}, st)
 	return out, overflow
+}
+
+// observePair records two unidirectional records of one conversation, one
+// per direction (aFlags from endpoint a, bFlags from b), that arrived next
+// to each other. Exporters that expire both directions together (softflowd,
+// pmacctd) send most conversations this way. Unless the conversation is
+// already pending or decided, it is decided at once, as the second record
+// would have decided it, and only its tombstone is kept, in the cache of
+// recent decisions, not in the index and the FIFO: no insertion, and no
+// eviction to make room, which would cost a cache miss each.
+func (s *trackerShard) observePair(k convKey, aFlags, bFlags uint8, now, window int64, out []decision) []decision {
+	out = s.expire(now, out)
+	if s.idx.get(&k) != nil {
+		// Known: the records go the usual way, in order.
+		out, _ = s.observe(k, true, aFlags, now, window, out)
+		out, _ = s.observe(k, false, bFlags, now, window, out)
+		return out
+	}
+	h := k.hash()
+	if s.decidedRecently(h, now) {
+		return out
+	}
+	v, aClient := decide(k.proto(), sideState{seen: true, flags: aFlags}, sideState{seen: true, flags: bFlags}, k.pa(), k.pb())
+	if d, ok := makeDecision(&k, v, aClient); ok {
+		out = append(out, d)
+	}
+	s.recent[h>>s.recentShift] = recentConv{hash: h, deadline: now + window}
+	return out
 }
 
 // decideBiflow decides a biflow record at once: its forward side is src

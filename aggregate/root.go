@@ -464,11 +464,24 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		}
 		tl.mu.Lock()
 		// As for hosts: a pass of independent loads first.
-		for _, op := range sc.convOps[start:end] {
-			sc.touched = tl.t.idx.touch(&sc.convKeys[op.i]) != sc.touched
+		ops := sc.convOps[start:end]
+		for _, op := range ops {
+			sc.touched = tl.t.touch(&sc.convKeys[op.i]) != sc.touched
 		}
-		sc.touched = tl.t.touchHeads(end-start) != sc.touched
-		for _, op := range sc.convOps[start:end] {
+		sc.touched = tl.t.touchHeads(len(ops)) != sc.touched
+		for j := 0; j < len(ops); j++ {
+			op := ops[j]
+			// Both directions of a conversation, next to each other (a
+			// shard keeps its records in order).
+			if j+1 < len(ops) && ops[j+1].flag != op.flag && sc.convKeys[ops[j+1].i] == sc.convKeys[op.i] {
+				aFlags, bFlags := sc.convFlags[op.i], sc.convFlags[ops[j+1].i]
+				if !op.flag {
+					aFlags, bFlags = bFlags, aFlags
+				}
+				sc.decisions = tl.t.observePair(sc.convKeys[op.i], aFlags, bFlags, now, t.window, sc.decisions)
+				j++
+				continue
+			}
 			var overflow bool
 			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
 			if overflow {
