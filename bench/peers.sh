@@ -30,6 +30,10 @@
 #              well within flowcheck's 30 s reply window and finds its
 #              tombstone; 5000000 or more makes nearly every conversation
 #              new to the reply tracker, as in real traffic.
+#   REPLY_DELAY records between a conversation's request and reply in
+#              flowgen's stream (default 0: adjacent, as softflowd sends
+#              them; a few thousand imitate a router's flow cache, which
+#              expires the two directions apart)
 #   SETTLE     seconds to let nfcapd/nfacctd drain before stopping them
 #              (default 2); flowcheck and goflow2 are read once their count
 #              has not moved for 1 s (at most SETTLE_MAX, default 20 s)
@@ -56,6 +60,7 @@ EXPORTERS=${EXPORTERS:-4}
 HOSTS=${HOSTS:-100000}
 SEED=${SEED:-1}
 CONVERSATIONS=${CONVERSATIONS:-0}
+REPLY_DELAY=${REPLY_DELAY:-0}
 SETTLE=${SETTLE:-2}
 SETTLE_MAX=${SETTLE_MAX:-20}
 RCVBUF=${RCVBUF:-67108864}
@@ -328,7 +333,7 @@ for rate in $RATES; do
 		cpu0=$(group_cpu "$current_pid")
 		"$work/flowgen" --target "127.0.0.1:$udp" --version "$VERSION" --rate "$flowgen_rate" \
 			--duration "${DURATION}s" --exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" \
-			--conversations "$CONVERSATIONS" --json >"$dir/flowgen.json"
+			--conversations "$CONVERSATIONS" --reply-delay "$REPLY_DELAY" --json >"$dir/flowgen.json"
 		if [ "$peer" = flowcheck ] || [ "$peer" = goflow2 ]; then
 			# Both decode from an in-process queue: wait for the count
 			# to stop moving rather than for a fixed time.
@@ -363,7 +368,7 @@ done
 
 # ---------------------------------------------------------------- report
 echo
-echo "NetFlow v$VERSION from flowgen ($EXPORTERS exporters, $HOSTS hosts, conversations $CONVERSATIONS (0: one per host), seed $SEED), ${DURATION}s per rate, $(nproc) CPUs, collector and sender on the same machine."
+echo "NetFlow v$VERSION from flowgen ($EXPORTERS exporters, $HOSTS hosts, conversations $CONVERSATIONS (0: one per host), reply delay $REPLY_DELAY records, seed $SEED), ${DURATION}s per rate, $(nproc) CPUs, collector and sender on the same machine."
 echo "Loss = records the collector did not count; CPU = collector's utime+stime; RSS = peak (VmHWM)."
 echo "Load average before the run: $load_start; after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo

@@ -13,6 +13,7 @@
 #   EXPORTERS  flowgen exporters [4]          HOSTS     distinct hosts [100000]
 #   SEED       flowgen seed [1]               RCVBUF    SO_RCVBUF bytes [67108864]
 #   CONVERSATIONS  distinct conversations in flowgen's cycle [0: one per host; see peers.sh]
+#   REPLY_DELAY    records between request and reply in flowgen's cycle [0; see peers.sh]
 #   FC_SOCKETS listener sockets [1]           WORKERS   decode workers [2]
 #   PORT       first UDP port tried [free port from 31000 up; HTTP on the next free one]
 #   OUT        CSV path [bench/results/soak-RATE-DURATIONs-YYYYmmddTHHMMSS.csv]
@@ -44,6 +45,7 @@ EXPORTERS=${EXPORTERS:-4}
 HOSTS=${HOSTS:-100000}
 SEED=${SEED:-1}
 CONVERSATIONS=${CONVERSATIONS:-0}
+REPLY_DELAY=${REPLY_DELAY:-0}
 RCVBUF=${RCVBUF:-67108864}
 FC_SOCKETS=${FC_SOCKETS:-1}
 WORKERS=${WORKERS:-2}
@@ -174,7 +176,7 @@ sampler_pid=$!
 
 # ---------------------------------------------------------------- load
 "$work/flowgen" --target "127.0.0.1:$udp" --version "$VERSION" --rate "$RATE" --duration "${DURATION}s" \
-	--exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" --conversations "$CONVERSATIONS" --json >"$work/flowgen.json" 2>"$work/flowgen.log" &
+	--exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" --conversations "$CONVERSATIONS" --reply-delay "$REPLY_DELAY" --json >"$work/flowgen.json" 2>"$work/flowgen.log" &
 gen_pid=$!
 wait "$gen_pid" || { log "flowgen failed:"; cat "$work/flowgen.log" >&2; exit 1; }
 gen_pid=""

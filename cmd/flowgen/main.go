@@ -101,6 +101,7 @@ func parseArgs(args []string) (gen.Configuration, bool, error) {
 	fs.IntVar(&cfg.Population.Conversations, "conversations", 0, "distinct conversations in the cycle, 0 or >= hosts (0: max(hosts, 1024))")
 	fs.Float64Var(&cfg.Population.LocalShare, "local-share", cfg.Population.LocalShare, "share of local (10.x) hosts")
 	fs.Float64Var(&cfg.Population.OneSidedShare, "one-sided", cfg.Population.OneSidedShare, "share of conversations without a reverse record")
+	fs.IntVar(&cfg.Population.ReplyDelay, "reply-delay", 0, "records between a conversation's forward and reverse records (0: adjacent, as softflowd sends them)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, false, err
 	}

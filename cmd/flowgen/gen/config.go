@@ -102,6 +102,12 @@ type PopulationConfiguration struct {
 	// OneSidedShare is the share of conversations that get no reverse
 	// record (a SYN with no answer, a UDP query with no reply).
 	OneSidedShare float64 `mapstructure:"one_sided_share"`
+	// ReplyDelay is how many records of the cycle come between a
+	// conversation's forward record and its reverse one. 0 sends the reply
+	// right after the request, as exporters that expire both directions
+	// together do (softflowd, pmacctd); a router's flow cache expires them
+	// apart, which a few thousand records of delay imitates.
+	ReplyDelay int `mapstructure:"reply_delay"`
 	// Mix is the application mix, recognisable by server port.
 	Mix Mix `mapstructure:"mix"`
 }
@@ -136,6 +142,8 @@ func (c PopulationConfiguration) Validate() error {
 		return errors.New("local_share: must be within [0, 1]")
 	case !(c.OneSidedShare >= 0 && c.OneSidedShare <= 1):
 		return errors.New("one_sided_share: must be within [0, 1]")
+	case c.ReplyDelay < 0 || c.ReplyDelay > 1<<24:
+		return errors.New("reply_delay: must be within [0, 16777216]")
 	}
 	sum := 0.0
 	for _, w := range c.Mix.weights() {

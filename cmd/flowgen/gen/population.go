@@ -29,7 +29,8 @@ type Flow struct {
 }
 
 // Population is the precomputed record cycle: every conversation's forward
-// record, followed by its reverse record unless it is one-sided. The sender
+// record, followed (right after, or ReplyDelay records later) by its reverse
+// record unless it is one-sided. The sender
 // walks it round and round, so the send loop does no random draws and no
 // allocation.
 type Population struct {
@@ -80,6 +81,13 @@ func NewPopulation(c PopulationConfiguration) (*Population, error) {
 	}
 
 	p := &Population{flows: make([]Flow, 0, convs*2), hosts: c.Hosts}
+	// delayed holds the reverse records waiting for their place (with
+	// ReplyDelay), each with the cycle position it is due at.
+	type delayedFlow struct {
+		f   Flow
+		due int
+	}
+	var delayed []delayedFlow
 	for i := range convs {
 		// The first Hosts conversations each start from a different host,
 		// so every address of the population appears in the cycle.
@@ -92,7 +100,20 @@ func NewPopulation(c PopulationConfiguration) (*Population, error) {
 			server++
 		}
 		oneSided := rng.Float64() < c.OneSidedShare
+		n := len(p.flows)
 		p.flows = appendConversation(p.flows, rng, pickApp(), addr(client), addr(server), oneSided)
+		if c.ReplyDelay > 0 && len(p.flows) == n+2 {
+			delayed = append(delayed, delayedFlow{p.flows[n+1], n + 1 + c.ReplyDelay})
+			p.flows = p.flows[:n+1]
+		}
+		for len(delayed) > 0 && delayed[0].due <= len(p.flows) {
+			p.flows = append(p.flows, delayed[0].f)
+			delayed = delayed[1:]
+		}
+	}
+	// The last replies close the cycle, a little early.
+	for _, d := range delayed {
+		p.flows = append(p.flows, d.f)
 	}
 	return p, nil
 }

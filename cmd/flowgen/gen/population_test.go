@@ -1,6 +1,7 @@
 package gen
 
 import (
+	"cmp"
 	"math"
 	"net/netip"
 	"slices"
@@ -172,4 +173,56 @@ func FuzzParseMix(f *testing.F) {
 			t.Fatalf("ParseMix(%q) = %+v, round trip %+v, %v", s, m, back, err)
 		}
 	})
+}
+
+// TestPopulationReplyDelay checks that --reply-delay moves every reverse
+// record that many records after its forward one (except the last ones,
+// which close the cycle) and changes nothing else.
+func TestPopulationReplyDelay(t *testing.T) {
+	c := DefaultPopulationConfiguration()
+	c.Hosts = 2000
+	adjacent, err := NewPopulation(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const delay = 300
+	c.ReplyDelay = delay
+	p, err := NewPopulation(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type fkey struct {
+		a, b   [4]byte
+		pa, pb uint16
+		proto  uint8
+	}
+	at := map[fkey]int{}
+	replies, exact := 0, 0
+	for i, f := range p.Flows() {
+		if j, ok := at[fkey{f.Dst, f.Src, f.DstPort, f.SrcPort, f.Proto}]; ok {
+			replies++
+			if i-j-1 == delay {
+				exact++
+			} else if i < p.Len()-2*delay {
+				t.Fatalf("reply at %d of a request at %d: %d records apart, want %d", i, j, i-j-1, delay)
+			}
+			continue
+		}
+		at[fkey{f.Src, f.Dst, f.SrcPort, f.DstPort, f.Proto}] = i
+	}
+	if replies == 0 || exact < replies*9/10 {
+		t.Fatalf("%d replies, %d of them %d records after their request", replies, exact, delay)
+	}
+	sortFlows := func(fs []Flow) []Flow {
+		fs = slices.Clone(fs)
+		slices.SortFunc(fs, func(x, y Flow) int {
+			return cmp.Or(slices.Compare(x.Src[:], y.Src[:]), slices.Compare(x.Dst[:], y.Dst[:]),
+				cmp.Compare(x.SrcPort, y.SrcPort), cmp.Compare(x.DstPort, y.DstPort), cmp.Compare(x.Proto, y.Proto),
+				cmp.Compare(x.Packets, y.Packets), cmp.Compare(x.Bytes, y.Bytes))
+		})
+		return fs
+	}
+	if !slices.Equal(sortFlows(adjacent.Flows()), sortFlows(p.Flows())) {
+		t.Fatal("the delayed cycle does not hold the same records")
+	}
 }
