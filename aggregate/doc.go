@@ -59,8 +59,8 @@
 // other in one batch (exporters that expire the two together, as softflowd
 // and pmacctd do, send most conversations so) are decided at once, with the
 // same verdict, without entering the tracker: their tombstone goes to a
-// direct-mapped cache of max_pending/4 entries (64-bit key hashes and the
-// window's end), where a newer pair may take its slot before the window
+// two-way cache of max_pending/4 entries (64-bit key hashes and the
+// window's end), where newer pairs may take its slot before the window
 // ends (a late record then opens a new conversation, as after an
 // overflow). A reply after the window does not answer the conversation: it
 // opens a new one.

@@ -265,8 +265,9 @@ type trackerShard struct {
 	head, tail uint64        // sequence numbers; live entries are [head, tail)
 	max        int
 	// recent holds the tombstones of conversations decided by observePair,
-	// direct-mapped by key hash (the top bits, recentShift): a pair costs
-	// one slot write instead of a place in the index and the FIFO.
+	// in two-way buckets picked by the top bits of the key hash
+	// (recentShift): a pair costs one slot write instead of a place in the
+	// index and the FIFO.
 	recent      []recentConv
 	recentShift uint8
 }
@@ -289,12 +290,30 @@ func newTrackerShard(max int) *trackerShard {
 		recent: make([]recentConv, n), recentShift: uint8(64 - bits.TrailingZeros(uint(n)))}
 }
 
+// recentBucket returns the two slots (one cache line) where the tombstone
+// of key hash h may be: two ways, so that two live tombstones whose hashes
+// meet do not push each other out.
+func (s *trackerShard) recentBucket(h uint64) *[2]recentConv {
+	return (*[2]recentConv)(s.recent[h>>s.recentShift&^1:])
+}
+
 // decidedRecently reports whether the conversation of key hash h was
 // decided by observePair less than a reply window ago (and its cache slot
 // not reused since).
 func (s *trackerShard) decidedRecently(h uint64, now int64) bool {
-	r := &s.recent[h>>s.recentShift]
-	return r.hash == h && r.deadline > now
+	b := s.recentBucket(h)
+	return (b[0].hash == h && b[0].deadline > now) || (b[1].hash == h && b[1].deadline > now)
+}
+
+// remember keeps the tombstone of key hash h until deadline, in the slot of
+// its bucket whose tombstone ends first.
+func (s *trackerShard) remember(h uint64, deadline int64) {
+	b := s.recentBucket(h)
+	i := 0
+	if b[1].hash == h || (b[0].hash != h && b[1].deadline < b[0].deadline) {
+		i = 1
+	}
+	b[i] = recentConv{hash: h, deadline: deadline}
 }
 
 // touch reads k's slots in the index and the tombstone cache (see Apply's
@@ -420,30 +439,35 @@ func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window 
 }
 
 // observePair records two unidirectional records of one conversation, one
-// per direction (aFlags from endpoint a, bFlags from b), that arrived next
-// to each other. Exporters that expire both directions together (softflowd,
+// per direction, that arrived next to each other: first (from endpoint a
+// when firstIsA) with flags firstFlags, then the other with secondFlags. Exporters that expire both directions together (softflowd,
 // pmacctd) send most conversations this way. Unless the conversation is
 // already pending or decided, it is decided at once, as the second record
 // would have decided it, and only its tombstone is kept, in the cache of
 // recent decisions, not in the index and the FIFO: no insertion, and no
 // eviction to make room, which would cost a cache miss each.
-func (s *trackerShard) observePair(k convKey, aFlags, bFlags uint8, now, window int64, out []decision) []decision {
+func (s *trackerShard) observePair(k convKey, firstIsA bool, firstFlags, secondFlags uint8, now, window int64, out []decision) []decision {
 	out = s.expire(now, out)
 	if s.idx.get(&k) != nil {
-		// Known: the records go the usual way, in order.
-		out, _ = s.observe(k, true, aFlags, now, window, out)
-		out, _ = s.observe(k, false, bFlags, now, window, out)
+		// Known: the records go the usual way, in order (the first may
+		// decide the conversation before the second adds its flags).
+		out, _ = s.observe(k, firstIsA, firstFlags, now, window, out)
+		out, _ = s.observe(k, !firstIsA, secondFlags, now, window, out)
 		return out
 	}
 	h := k.hash()
 	if s.decidedRecently(h, now) {
 		return out
 	}
+	aFlags, bFlags := firstFlags, secondFlags
+	if !firstIsA {
+		aFlags, bFlags = bFlags, aFlags
+	}
 	v, aClient := decide(k.proto(), sideState{seen: true, flags: aFlags}, sideState{seen: true, flags: bFlags}, k.pa(), k.pb())
 	if d, ok := makeDecision(&k, v, aClient); ok {
 		out = append(out, d)
 	}
-	s.recent[h>>s.recentShift] = recentConv{hash: h, deadline: now + window}
+	s.remember(h, now+window)
 	return out
 }
 

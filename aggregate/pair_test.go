@@ -17,7 +17,7 @@ import (
 // late repeats within and after the reply window, and directions split
 // across batches.
 func TestPairsDecideAsSequential(t *testing.T) {
-	for _, seed := range []uint64{1, 2, 3} {
+	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		cfg := DefaultConfiguration()
 		cfg.MaxPending = 1 << 20 // no overflow: its order differs by design
@@ -47,6 +47,17 @@ func TestPairsDecideAsSequential(t *testing.T) {
 			var batch []flow.Record
 			for range 1 + rng.IntN(30) {
 				c := convs[rng.IntN(len(convs))]
+				if c.fwd.Proto == flow.ProtoTCP && rng.IntN(3) == 0 {
+					// A later record of a direction may carry other
+					// flags (an ACK after the SYN, a RST): the order in
+					// which the two sides' flags arrive matters.
+					extra := []uint8{flow.TCPAck, flow.TCPRst, flow.TCPFin}[rng.IntN(3)]
+					if rng.IntN(2) == 0 {
+						c.fwd.TCPFlags |= extra
+					} else {
+						c.rev.TCPFlags |= extra
+					}
+				}
 				switch rng.IntN(5) {
 				case 0: // one direction only
 					batch = append(batch, c.fwd)
@@ -108,5 +119,23 @@ func TestPairTombstone(t *testing.T) {
 	tbl.Advance(t0.Add(95 * time.Second))
 	if s := snap(t, tbl, key("10.0.0.1")); s.NoReply.PeersAsClient != 1 || s.Unidirectional.EgressTCP != 1 {
 		t.Fatalf("attempt after the window not counted: %+v %+v", s.NoReply, s.Unidirectional)
+	}
+}
+
+// TestPairKnownConversationInOrder checks that a pair of a conversation
+// the tracker already holds is observed in arrival order: the reply that
+// comes first decides it, before the client's later flags (an ACK that
+// would hide its SYN-only opening) are added.
+func TestPairKnownConversationInOrder(t *testing.T) {
+	tbl, _, _ := newTestTable(t, DefaultConfiguration(), Dependencies{})
+	// A client opening from a low port: only its SYN-only flags make it
+	// the client (by ports it would be the server).
+	tbl.Apply([]flow.Record{rec("10.0.0.1", 1000, "10.0.1.1", 50000, flow.ProtoTCP, syn)})
+	tbl.Apply([]flow.Record{
+		rec("10.0.1.1", 50000, "10.0.0.1", 1000, flow.ProtoTCP, rstAck), // refused
+		rec("10.0.0.1", 1000, "10.0.1.1", 50000, flow.ProtoTCP, flow.TCPAck),
+	})
+	if s := snap(t, tbl, key("10.0.0.1")); s.Refused.PeersAsClient != 1 || s.RefusedFlows.EgressTCP != 1 {
+		t.Fatalf("refused conversation not decided on the reply that came first: %+v %+v", s.Refused, s.RefusedFlows)
 	}
 }

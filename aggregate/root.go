@@ -474,11 +474,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 			// Both directions of a conversation, next to each other (a
 			// shard keeps its records in order).
 			if j+1 < len(ops) && ops[j+1].flag != op.flag && sc.convKeys[ops[j+1].i] == sc.convKeys[op.i] {
-				aFlags, bFlags := sc.convFlags[op.i], sc.convFlags[ops[j+1].i]
-				if !op.flag {
-					aFlags, bFlags = bFlags, aFlags
-				}
-				sc.decisions = tl.t.observePair(sc.convKeys[op.i], aFlags, bFlags, now, t.window, sc.decisions)
+				sc.decisions = tl.t.observePair(sc.convKeys[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, t.window, sc.decisions)
 				j++
 				continue
 			}
