@@ -202,8 +202,9 @@ func hash6(k convKey) uint64 {
 	return mix64(x ^ binary.LittleEndian.Uint64(k.b[8:]))
 }
 
-// hash is the hash of k that picks its tracker shard (low bits) and its
-// index slot (high bits).
+// hash is the hash of k that picks its tracker shard (low bits), its
+// index slot and its tombstone bucket (high bits): hash4 of the short key
+// for IPv4, hash6 otherwise, the functions convIndex's tables rehash with.
 func (k *convKey) hash() uint64 {
 	if k4, ok := k.short(); ok {
 		return hash4(k4)
@@ -215,40 +216,43 @@ func newConvIndex() convIndex {
 	return convIndex{v4: newProbeTable[convKey4, convState](hash4), v6: newProbeTable[convKey, convState](hash6)}
 }
 
+// The methods below take k's hash, k.hash(), which the caller computed
+// once for the record (it picked the tracker shard).
+
 // get returns k's state, or nil; the pointer is valid until the next add
 // or take.
-func (x *convIndex) get(k *convKey) *convState {
+func (x *convIndex) get(k *convKey, h uint64) *convState {
 	if k4, ok := k.short(); ok {
-		return x.v4.find(k4, hash4(k4))
+		return x.v4.find(k4, h)
 	}
-	return x.v6.find(*k, hash6(*k))
+	return x.v6.find(*k, h)
 }
 
 // add adds k, which get did not find.
-func (x *convIndex) add(k *convKey, st convState) {
+func (x *convIndex) add(k *convKey, h uint64, st convState) {
 	if k4, ok := k.short(); ok {
-		x.v4.insert(k4, hash4(k4), st)
+		x.v4.insert(k4, h, st)
 		return
 	}
-	x.v6.insert(*k, hash6(*k), st)
+	x.v6.insert(*k, h, st)
 }
 
 // take removes k and returns its state.
-func (x *convIndex) take(k *convKey) convState {
+func (x *convIndex) take(k *convKey, h uint64) convState {
 	if k4, ok := k.short(); ok {
-		st, _ := x.v4.remove(k4, hash4(k4))
+		st, _ := x.v4.remove(k4, h)
 		return st
 	}
-	st, _ := x.v6.remove(*k, hash6(*k))
+	st, _ := x.v6.remove(*k, h)
 	return st
 }
 
 // touch reads k's home slot (see Apply's passes).
-func (x *convIndex) touch(k *convKey) bool {
-	if k4, ok := k.short(); ok {
-		return x.v4.touch(hash4(k4))
+func (x *convIndex) touch(k *convKey, h uint64) bool {
+	if _, ok := k.short(); ok {
+		return x.v4.touch(h)
 	}
-	return x.v6.touch(hash6(*k))
+	return x.v6.touch(h)
 }
 
 func (x *convIndex) len() int { return x.v4.len() + x.v6.len() }
@@ -318,8 +322,8 @@ func (s *trackerShard) remember(h uint64, deadline int64) {
 
 // touch reads k's slots in the index and the tombstone cache (see Apply's
 // passes); the result only feeds a sink.
-func (s *trackerShard) touch(k *convKey) bool {
-	return s.idx.touch(k) != (s.recent[k.hash()>>s.recentShift].deadline == 0)
+func (s *trackerShard) touch(k *convKey, h uint64) bool {
+	return s.idx.touch(k, h) != (s.recentBucket(h)[0].deadline == 0)
 }
 
 func (s *trackerShard) len() int { return int(s.tail - s.head) }
@@ -328,13 +332,13 @@ func (s *trackerShard) at(seq uint64) *pendingConv {
 	return &s.ring[seq&uint64(len(s.ring)-1)]
 }
 
-// push appends a conversation; the caller made room.
-func (s *trackerShard) push(p pendingConv, st convState) {
+// push appends a conversation (h: its key's hash); the caller made room.
+func (s *trackerShard) push(p pendingConv, h uint64, st convState) {
 	if s.len() == len(s.ring) {
 		s.resize(2 * len(s.ring))
 	}
 	*s.at(s.tail) = p
-	s.idx.add(&p.key, st)
+	s.idx.add(&p.key, h, st)
 	s.tail++
 }
 
@@ -342,7 +346,7 @@ func (s *trackerShard) push(p pendingConv, st convState) {
 // undecided, appending to out; early reports whether it was undecided.
 func (s *trackerShard) popHead(out []decision) (_ []decision, early bool) {
 	p := s.at(s.head)
-	st := s.idx.take(&p.key)
+	st := s.idx.take(&p.key, p.key.hash())
 	early = !st.decided
 	if early {
 		v, aClient := decide(p.key.proto(), st.a, st.b, p.key.pa(), p.key.pb())
@@ -389,18 +393,19 @@ func (s *trackerShard) touchHeads(n int) bool {
 	n = min(n, s.len()+n-s.max, s.len())
 	t := false
 	for seq := s.head; seq < s.head+uint64(max(n, 0)); seq++ {
-		t = s.idx.touch(&s.at(seq).key) != t
+		k := &s.at(seq).key
+		t = s.idx.touch(k, k.hash()) != t
 	}
 	return t
 }
 
 // observe records one unidirectional record (srcIsA tells its direction)
-// at time now. It returns the decisions made and whether an undecided
+// of conversation k (h: its hash) at time now. It returns the decisions made and whether an undecided
 // conversation (the oldest) had to be decided early to make room; evicting
 // the tombstone of a decided one costs nothing and is not reported.
-func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window int64, out []decision) ([]decision, bool) {
+func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, now, window int64, out []decision) ([]decision, bool) {
 	out = s.expire(now, out)
-	if st := s.idx.get(&k); st != nil {
+	if st := s.idx.get(&k, h); st != nil {
 		if st.decided {
 			// A tombstone: later records change nothing.
 			return out, false
@@ -420,7 +425,7 @@ func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window 
 		}
 		return out, false
 	}
-	if s.decidedRecently(k.hash(), now) {
+	if s.decidedRecently(h, now) {
 		// The tombstone of a conversation observePair decided.
 		return out, false
 	}
@@ -434,28 +439,27 @@ func (s *trackerShard) observe(k convKey, srcIsA bool, flags uint8, now, window 
 	} else {
 		st.b = sideState{seen: true, flags: flags}
 	}
-	s.push(pendingConv{key: k, deadline: now + window}, st)
+	s.push(pendingConv{key: k, deadline: now + window}, h, st)
 	return out, overflow
 }
 
-// observePair records two unidirectional records of one conversation, one
-// per direction, that arrived next to each other: first (from endpoint a
+// observePair records two unidirectional records of conversation k (h: its
+// hash), one per direction, that arrived next to each other: first (from endpoint a
 // when firstIsA) with flags firstFlags, then the other with secondFlags. Exporters that expire both directions together (softflowd,
 // pmacctd) send most conversations this way. Unless the conversation is
 // already pending or decided, it is decided at once, as the second record
 // would have decided it, and only its tombstone is kept, in the cache of
 // recent decisions, not in the index and the FIFO: no insertion, and no
 // eviction to make room, which would cost a cache miss each.
-func (s *trackerShard) observePair(k convKey, firstIsA bool, firstFlags, secondFlags uint8, now, window int64, out []decision) []decision {
+func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlags, secondFlags uint8, now, window int64, out []decision) []decision {
 	out = s.expire(now, out)
-	if s.idx.get(&k) != nil {
+	if s.idx.get(&k, h) != nil {
 		// Known: the records go the usual way, in order (the first may
 		// decide the conversation before the second adds its flags).
-		out, _ = s.observe(k, firstIsA, firstFlags, now, window, out)
-		out, _ = s.observe(k, !firstIsA, secondFlags, now, window, out)
+		out, _ = s.observe(k, h, firstIsA, firstFlags, now, window, out)
+		out, _ = s.observe(k, h, !firstIsA, secondFlags, now, window, out)
 		return out
 	}
-	h := k.hash()
 	if s.decidedRecently(h, now) {
 		return out
 	}

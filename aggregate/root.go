@@ -290,20 +290,21 @@ type hostOp struct {
 
 // applyScratch holds Apply's per-call buffers, pooled.
 type applyScratch struct {
-	apps      []l7ID
-	keys      []hkey // record i's source is keys[2i], its destination keys[2i+1]
-	hosts     []*host
-	touch     uint64 // sinks of Apply's prefetching loads
-	touched   bool
-	hostOps   []hostOp
-	hostSort  []hostOp
-	convOps   []shardOp
-	convKeys  []convKey
-	convFlags []uint8
-	sortBuf   []shardOp
-	counts    []int
-	decisions []decision
-	commits   []shardOp
+	apps       []l7ID
+	keys       []hkey // record i's source is keys[2i], its destination keys[2i+1]
+	hosts      []*host
+	touch      uint64 // sinks of Apply's prefetching loads
+	touched    bool
+	hostOps    []hostOp
+	hostSort   []hostOp
+	convOps    []shardOp
+	convKeys   []convKey
+	convHashes []uint64 // convKeys[i].hash()
+	convFlags  []uint8
+	sortBuf    []shardOp
+	counts     []int
+	decisions  []decision
+	commits    []shardOp
 }
 
 // shardOp is one unit of work on a shard: index i into a batch, and a role
@@ -353,7 +354,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 	nc := t.nc.Load()
 	sc := t.scratch.Get().(*applyScratch)
 	defer t.scratch.Put(sc)
-	sc.apps, sc.keys, sc.hostOps, sc.convOps, sc.convKeys, sc.convFlags = sc.apps[:0], sc.keys[:0], sc.hostOps[:0], sc.convOps[:0], sc.convKeys[:0], sc.convFlags[:0]
+	sc.apps, sc.keys, sc.hostOps, sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.apps[:0], sc.keys[:0], sc.hostOps[:0], sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
 
 	// Traffic. sc.apps[i] is record i's application, or noApp when the
 	// record is skipped.
@@ -451,8 +452,10 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		if r.Packets == 0 {
 			continue
 		}
-		sc.convOps = append(sc.convOps, shardOp{uint32(k.hash() & t.mask), int32(len(sc.convKeys)), srcIsA})
+		h := k.hash()
+		sc.convOps = append(sc.convOps, shardOp{uint32(h & t.mask), int32(len(sc.convKeys)), srcIsA})
 		sc.convKeys = append(sc.convKeys, k)
+		sc.convHashes = append(sc.convHashes, h)
 		sc.convFlags = append(sc.convFlags, r.TCPFlags)
 	}
 	sc.convOps, sc.sortBuf = sortOps(sc.convOps, sc.sortBuf, sc.counts)
@@ -466,7 +469,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		// As for hosts: a pass of independent loads first.
 		ops := sc.convOps[start:end]
 		for _, op := range ops {
-			sc.touched = tl.t.touch(&sc.convKeys[op.i]) != sc.touched
+			sc.touched = tl.t.touch(&sc.convKeys[op.i], sc.convHashes[op.i]) != sc.touched
 		}
 		sc.touched = tl.t.touchHeads(len(ops)) != sc.touched
 		for j := 0; j < len(ops); j++ {
@@ -474,12 +477,12 @@ func (t *HostTable) Apply(batch []flow.Record) {
 			// Both directions of a conversation, next to each other (a
 			// shard keeps its records in order).
 			if j+1 < len(ops) && ops[j+1].flag != op.flag && sc.convKeys[ops[j+1].i] == sc.convKeys[op.i] {
-				sc.decisions = tl.t.observePair(sc.convKeys[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, t.window, sc.decisions)
+				sc.decisions = tl.t.observePair(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, t.window, sc.decisions)
 				j++
 				continue
 			}
 			var overflow bool
-			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
+			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
 			if overflow {
 				t.metrics.pendingOverflow.Inc()
 			}
