@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/flowcheck/flowcheck/cmd/flowgen/gen"
 	"github.com/flowcheck/flowcheck/flow"
 )
 
@@ -139,52 +140,21 @@ func hostAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 }
 
-// flowgenRecords returns a record cycle shaped like cmd/flowgen's default
-// stream: hosts distinct addresses (half in 10/8, half scattered over
-// 20/8), one conversation per host and then some, 10 % one-sided, the mix
-// http=30,tls=40,dns=20,ssh=5,bittorrent=5, a forward and (unless
-// one-sided) a reverse record each.
-func flowgenRecords(hosts int, seed uint64) []flow.Record {
-	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	addr := func(i int) netip.Addr {
-		if i < hosts/2 {
-			v := uint32(i) + 1
-			return netip.AddrFrom4([4]byte{10, byte(v >> 16), byte(v >> 8), byte(v)})
-		}
-		v := (uint32(i-hosts/2)*2654435761 + 0x5bd1e9) & 0xffffff
-		return netip.AddrFrom4([4]byte{20, byte(v >> 16), byte(v >> 8), byte(v)})
+// flowgenRecords returns the record cycle of cmd/flowgen's default stream
+// over hosts hosts (half in 10/8, half scattered over 20/8, one
+// conversation per host, 10 % one-sided, the default L7 mix, each reply
+// right after its request), as the collector decodes it.
+func flowgenRecords(tb testing.TB, hosts int, seed uint64) []flow.Record {
+	tb.Helper()
+	c := gen.DefaultPopulationConfiguration()
+	c.Hosts, c.Seed = hosts, seed
+	p, err := gen.NewPopulation(c)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	recs := make([]flow.Record, 0, 2*hosts)
-	for i := range hosts {
-		c, s := addr(i), addr((i+1+rng.IntN(hosts-1))%hosts)
-		fwd := flow.Record{SrcAddr: c, DstAddr: s, SrcPort: uint16(32768 + rng.IntN(28000)), Proto: flow.ProtoTCP,
-			TCPFlags: 0x1b, Packets: uint64(4 + rng.IntN(16)), Bytes: uint64(300 + rng.IntN(5000))}
-		switch x := rng.IntN(100); {
-		case x < 30:
-			fwd.DstPort = 80
-		case x < 70:
-			fwd.DstPort = 443
-		case x < 90:
-			fwd.DstPort, fwd.Proto, fwd.TCPFlags = 53, flow.ProtoUDP, 0
-		case x < 95:
-			fwd.DstPort = 22
-		default:
-			fwd.SrcPort, fwd.DstPort = uint16(10000+rng.IntN(55000)), uint16(6881+rng.IntN(9))
-			if rng.IntN(2) == 0 {
-				fwd.Proto, fwd.TCPFlags = flow.ProtoUDP, 0
-			}
-		}
-		if rng.IntN(10) == 0 {
-			if fwd.Proto == flow.ProtoTCP {
-				fwd.TCPFlags, fwd.Packets, fwd.Bytes = syn, 1, 60
-			}
-			recs = append(recs, fwd)
-			continue
-		}
-		rev := fwd
-		rev.SrcAddr, rev.DstAddr, rev.SrcPort, rev.DstPort = fwd.DstAddr, fwd.SrcAddr, fwd.DstPort, fwd.SrcPort
-		rev.Packets, rev.Bytes = uint64(4+rng.IntN(40)), uint64(2000+rng.IntN(40000))
-		recs = append(recs, fwd, rev)
+	recs := make([]flow.Record, 0, p.Len())
+	for _, f := range p.Flows() {
+		recs = append(recs, f.Record())
 	}
 	return recs
 }
@@ -204,7 +174,7 @@ func flowgenRecords(hosts int, seed uint64) []flow.Record {
 // make room for each one (the pass over the worker's records that moves
 // the ports is timed too, ~1 %).
 func BenchmarkApplyFlowgen(b *testing.B) {
-	recs := flowgenRecords(100_000, 1)
+	recs := flowgenRecords(b, 100_000, 1)
 	for _, fresh := range []bool{false, true} {
 		for _, batchSize := range []int{25, 512} {
 			for _, workers := range []int{1, 2} {

@@ -2,6 +2,9 @@ package gen
 
 import (
 	"math/rand/v2"
+	"net/netip"
+
+	"github.com/flowcheck/flowcheck/flow"
 )
 
 // Applications of the L7 mix, each recognisable by its server port.
@@ -26,6 +29,18 @@ type Flow struct {
 	Bytes, Packets   uint32
 	// DurationMs is how long before "now" the flow's first packet was.
 	DurationMs uint32
+}
+
+// Record returns f as the collector decodes it, without times (the host
+// table reads its clock, not record times): the benchmarks of the packages
+// behind the decoder feed themselves flowgen's stream with it.
+func (f Flow) Record() flow.Record {
+	return flow.Record{
+		SrcAddr: netip.AddrFrom4(f.Src), DstAddr: netip.AddrFrom4(f.Dst),
+		SrcPort: f.SrcPort, DstPort: f.DstPort, Proto: f.Proto, TCPFlags: f.TCPFlags,
+		Bytes: uint64(f.Bytes), Packets: uint64(f.Packets),
+		InIf: uint32(f.InIf), OutIf: uint32(f.OutIf),
+	}
 }
 
 // Population is the precomputed record cycle: every conversation's forward
