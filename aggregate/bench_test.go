@@ -55,26 +55,9 @@ func BenchmarkApply(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			var wg sync.WaitGroup
-			per := b.N / workers
-			for w := range workers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					src := recs[w]
-					for done := 0; done < per; {
-						off := done % len(src)
-						n := min(batchSize, per-done, len(src)-off)
-						tbl.Apply(src[off : off+n])
-						done += n
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
+			applyInWorkers(b, tbl, workers, batchSize, func(w int) ([]flow.Record, int) { return recs[w], 0 }, nil)
 			clk.Advance(DefaultConfiguration().ReplyWindow)
 			tbl.Advance(clk.Now())
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
 }
@@ -218,22 +201,37 @@ func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int,
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	// Each worker starts at its own place in the cycle.
+	cycle := func(w int) ([]flow.Record, int) {
+		return own[w], (w * len(recs) / workers) / batchSize * batchSize
+	}
+	var wrapped func(w int)
+	if fresh {
+		wrapped = func(w int) { nextClientPorts(own[w], w) }
+	}
+	applyInWorkers(b, tbl, workers, batchSize, cycle, wrapped)
+}
+
+// applyInWorkers applies b.N records on workers goroutines: worker w
+// cycles through the records cycle(w) returns, from the offset it returns,
+// batchSize at a time, calling wrapped(w) (when not nil) each time it
+// reaches the end of its records. It then stops the timer and reports
+// records/s.
+func applyInWorkers(b *testing.B, tbl *HostTable, workers, batchSize int, cycle func(w int) ([]flow.Record, int), wrapped func(w int)) {
 	var wg sync.WaitGroup
 	per := b.N / workers
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			recs := own[w]
-			// Each worker starts at its own place in the cycle.
-			start := (w * len(recs) / workers) / batchSize * batchSize
+			recs, start := cycle(w)
 			for done := 0; done < per; {
 				off := (start + done) % len(recs)
 				n := min(batchSize, per-done, len(recs)-off)
 				tbl.Apply(recs[off : off+n])
 				done += n
-				if fresh && off+n == len(recs) {
-					nextClientPorts(recs, w)
+				if wrapped != nil && off+n == len(recs) {
+					wrapped(w)
 				}
 			}
 		}()
