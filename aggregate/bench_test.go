@@ -126,11 +126,11 @@ func hostAddr(i int) netip.Addr {
 // flowgenRecords returns the record cycle of cmd/flowgen's default stream
 // over hosts hosts (half in 10/8, half scattered over 20/8, one
 // conversation per host, 10 % one-sided, the default L7 mix, each reply
-// right after its request), as the collector decodes it.
-func flowgenRecords(tb testing.TB, hosts int, seed uint64) []flow.Record {
+// replyDelay records after its request), as the collector decodes it.
+func flowgenRecords(tb testing.TB, hosts int, seed uint64, replyDelay int) []flow.Record {
 	tb.Helper()
 	c := gen.DefaultPopulationConfiguration()
-	c.Hosts, c.Seed = hosts, seed
+	c.Hosts, c.Seed, c.ReplyDelay = hosts, seed, replyDelay
 	p, err := gen.NewPopulation(c)
 	if err != nil {
 		tb.Fatal(err)
@@ -155,18 +155,22 @@ func flowgenRecords(tb testing.TB, hosts int, seed uint64) []flow.Record {
 // on at the end of each cycle, so every conversation is new, as in real
 // traffic: the tracker is full (max_pending) and pops its oldest entry to
 // make room for each one (the pass over the worker's records that moves
-// the ports is timed too, ~1 %).
+// the ports is timed too, ~1 %). With conversations=fresh-apart each reply
+// comes 5 000 records after its request, as from a router's flow cache
+// (flowgen --reply-delay 5000), so every conversation waits in the tracker
+// for its reply.
 func BenchmarkApplyFlowgen(b *testing.B) {
-	recs := flowgenRecords(b, 100_000, 1)
-	for _, fresh := range []bool{false, true} {
+	recs := flowgenRecords(b, 100_000, 1, 0)
+	apart := flowgenRecords(b, 100_000, 1, 5000)
+	for _, tc := range []struct {
+		conversations string
+		recs          []flow.Record
+		fresh         bool
+	}{{"repeat", recs, false}, {"fresh", recs, true}, {"fresh-apart", apart, true}} {
 		for _, batchSize := range []int{25, 512} {
 			for _, workers := range []int{1, 2} {
-				name := fmt.Sprintf("conversations=repeat/batch=%d/workers=%d", batchSize, workers)
-				if fresh {
-					name = fmt.Sprintf("conversations=fresh/batch=%d/workers=%d", batchSize, workers)
-				}
-				b.Run(name, func(b *testing.B) {
-					benchApplyFlowgen(b, recs, batchSize, workers, fresh)
+				b.Run(fmt.Sprintf("conversations=%s/batch=%d/workers=%d", tc.conversations, batchSize, workers), func(b *testing.B) {
+					benchApplyFlowgen(b, tc.recs, batchSize, workers, tc.fresh)
 				})
 			}
 		}

@@ -116,3 +116,28 @@ func TestL7NamesBounded(t *testing.T) {
 		t.Fatal("a known name changed id at the bound")
 	}
 }
+
+// TestConvKeyShortLong checks that an IPv4 conversation's short key gives
+// back its key (the reply tracker's FIFO keeps only hashes, and decides a
+// popped conversation from the index's short key), and that only keys of
+// two IPv4 endpoints have a short form.
+func TestConvKeyShortLong(t *testing.T) {
+	for _, tc := range []struct {
+		a, b  string
+		short bool
+	}{
+		{"192.0.2.1", "198.51.100.7", true},
+		{"0.0.0.0", "255.255.255.255", true},
+		{"192.0.2.1", "2001:db8::1", false},
+		{"1::ffff:c000:201", "192.0.2.2", false},
+	} {
+		k, _ := makeConvKey(netip.MustParseAddr(tc.a).As16(), 40000, netip.MustParseAddr(tc.b).As16(), 443, flow.ProtoTCP, 7)
+		k4, ok := k.short()
+		if ok != tc.short {
+			t.Fatalf("%s-%s: short form %v, want %v", tc.a, tc.b, ok, tc.short)
+		}
+		if ok && k4.long() != k {
+			t.Fatalf("%s-%s: long(short(k)) = %+v, want %+v", tc.a, tc.b, k4.long(), k)
+		}
+	}
+}

@@ -10,30 +10,36 @@ import "math/bits"
 // done in a pass of their own, overlap their cache misses. The runtime
 // maps were two fifths of Apply's time.
 //
-// The caller hashes: it has the hash at hand already (the shard choice)
-// or computes a cheaper one than the runtime's; hash, given to newProbeTable,
-// is used only to move slots (growth, removal). Removal shifts the rest of
-// a probe run back (no tombstones), and the table shrinks when it is less
-// than 1/8 full, so memory comes back after a burst. It is not safe for
-// concurrent use.
+// The caller hashes: it has the hash at hand already (the shard choice).
+// Each slot keeps its key's hash, so that a probe compares one word before
+// the key, growth and removal move slots without rehashing them, and a
+// slot can be found again by its hash alone (the reply tracker's FIFO keeps
+// only hashes). A stored hash is never 0, which marks a free slot: hashes
+// are stored with their lowest bit set (stored), which the home slot
+// (the high bits) does not use. Removal shifts the rest of a probe run
+// back (no tombstones), and the table shrinks when it is less than 1/8
+// full, so memory comes back after a burst. It is not safe for concurrent
+// use.
 type probeTable[K comparable, V any] struct {
 	slots []probeSlot[K, V] // a power of 2 long
 	shift uint8             // a hash's home slot is hash >> shift
 	n     int               // used slots
-	hash  func(K) uint64
 }
 
 type probeSlot[K comparable, V any] struct {
+	hash uint64 // stored(hash of k); 0: free
 	k    K
 	v    V
-	used bool
 }
+
+// stored is the form of a hash kept in a slot: never 0, same home.
+func stored(hash uint64) uint64 { return hash | 1 }
 
 // minProbeSlots is the smallest table.
 const minProbeSlots = 64
 
-func newProbeTable[K comparable, V any](hash func(K) uint64) probeTable[K, V] {
-	t := probeTable[K, V]{hash: hash}
+func newProbeTable[K comparable, V any]() probeTable[K, V] {
+	var t probeTable[K, V]
 	t.resize(minProbeSlots)
 	return t
 }
@@ -42,24 +48,33 @@ func newProbeTable[K comparable, V any](hash func(K) uint64) probeTable[K, V] {
 // low ones chose the shard and are the same for every key in a shard.
 func (t *probeTable[K, V]) home(hash uint64) uint64 { return hash >> t.shift }
 
-// find returns k's value, or nil. The pointer is valid until the next
-// insert or remove.
-func (t *probeTable[K, V]) find(k K, hash uint64) *V {
+// lookup returns the index of k's slot, or -1.
+func (t *probeTable[K, V]) lookup(k K, hash uint64) int {
+	h := stored(hash)
 	mask := uint64(len(t.slots) - 1)
-	for i := t.home(hash); ; i = (i + 1) & mask {
+	for i := t.home(h); ; i = (i + 1) & mask {
 		s := &t.slots[i]
-		if !s.used {
-			return nil
+		if s.hash == 0 {
+			return -1
 		}
-		if s.k == k {
-			return &s.v
+		if s.hash == h && s.k == k {
+			return int(i)
 		}
 	}
 }
 
+// find returns k's value, or nil. The pointer is valid until the next
+// insert or remove.
+func (t *probeTable[K, V]) find(k K, hash uint64) *V {
+	if i := t.lookup(k, hash); i >= 0 {
+		return &t.slots[i].v
+	}
+	return nil
+}
+
 // touch reads hash's home slot, so that a later find of it hits the cache;
 // the result only feeds a sink that keeps the load.
-func (t *probeTable[K, V]) touch(hash uint64) bool { return t.slots[t.home(hash)].used }
+func (t *probeTable[K, V]) touch(hash uint64) bool { return t.slots[t.home(hash)].hash != 0 }
 
 // insert adds k, which find did not find.
 func (t *probeTable[K, V]) insert(k K, hash uint64, v V) {
@@ -67,36 +82,55 @@ func (t *probeTable[K, V]) insert(k K, hash uint64, v V) {
 	if 4*(t.n+1) > 3*len(t.slots) {
 		t.resize(2 * len(t.slots))
 	}
-	t.place(probeSlot[K, V]{k, v, true}, hash)
+	t.place(probeSlot[K, V]{stored(hash), k, v})
 	t.n++
 }
 
-// place puts s in the first free slot from hash's home.
-func (t *probeTable[K, V]) place(s probeSlot[K, V], hash uint64) {
+// place puts s in the first free slot from its home.
+func (t *probeTable[K, V]) place(s probeSlot[K, V]) {
 	mask := uint64(len(t.slots) - 1)
-	i := t.home(hash)
-	for t.slots[i].used {
+	i := t.home(s.hash)
+	for t.slots[i].hash != 0 {
 		i = (i + 1) & mask
 	}
 	t.slots[i] = s
 }
 
-// remove deletes k and returns its value, if it was there. The slots of
-// the rest of its probe run move back, so that no lookup meets a hole
-// before its key.
+// remove deletes k and returns its value, if it was there.
 func (t *probeTable[K, V]) remove(k K, hash uint64) (v V, ok bool) {
+	i := t.lookup(k, hash)
+	if i < 0 {
+		return v, false
+	}
+	_, v = t.removeAt(uint64(i))
+	return v, true
+}
+
+// removeHash deletes the first key of the probe run of hash whose hash it
+// is, and returns that key and its value, if there was one. Keys are
+// distinct but 64-bit hashes may meet: then it removes one of them.
+func (t *probeTable[K, V]) removeHash(hash uint64) (k K, v V, ok bool) {
+	h := stored(hash)
 	mask := uint64(len(t.slots) - 1)
-	i := t.home(hash)
-	for ; t.slots[i].k != k || !t.slots[i].used; i = (i + 1) & mask {
-		if !t.slots[i].used {
-			return v, false
+	for i := t.home(h); t.slots[i].hash != 0; i = (i + 1) & mask {
+		if t.slots[i].hash == h {
+			k, v = t.removeAt(i)
+			return k, v, true
 		}
 	}
-	v = t.slots[i].v
-	for j := (i + 1) & mask; t.slots[j].used; j = (j + 1) & mask {
+	return k, v, false
+}
+
+// removeAt empties slot i and returns what it held. The slots of the rest
+// of its probe run move back, so that no lookup meets a hole before its
+// key.
+func (t *probeTable[K, V]) removeAt(i uint64) (K, V) {
+	mask := uint64(len(t.slots) - 1)
+	k, v := t.slots[i].k, t.slots[i].v
+	for j := (i + 1) & mask; t.slots[j].hash != 0; j = (j + 1) & mask {
 		// Slot j may fill the hole at i when i lies on its probe path,
 		// from its home to j (cyclically).
-		if (j-t.home(t.hash(t.slots[j].k)))&mask >= (j-i)&mask {
+		if (j-t.home(t.slots[j].hash))&mask >= (j-i)&mask {
 			t.slots[i] = t.slots[j]
 			i = j
 		}
@@ -106,7 +140,7 @@ func (t *probeTable[K, V]) remove(k K, hash uint64) (v V, ok bool) {
 	if len(t.slots) > minProbeSlots && 8*t.n < len(t.slots) {
 		t.resize(max(minProbeSlots, 1<<bits.Len(uint(2*t.n))))
 	}
-	return v, true
+	return k, v
 }
 
 // resize moves every slot to a table of n slots (a power of 2 above t.n).
@@ -115,8 +149,8 @@ func (t *probeTable[K, V]) resize(n int) {
 	t.slots = make([]probeSlot[K, V], n)
 	t.shift = uint8(64 - bits.TrailingZeros(uint(n)))
 	for _, s := range old {
-		if s.used {
-			t.place(s, t.hash(s.k))
+		if s.hash != 0 {
+			t.place(s)
 		}
 	}
 }
@@ -124,12 +158,12 @@ func (t *probeTable[K, V]) resize(n int) {
 // len returns the number of keys.
 func (t *probeTable[K, V]) len() int { return t.n }
 
-// each calls f on every key and value, in table order; f must not insert
-// or remove.
-func (t *probeTable[K, V]) each(f func(k K, v V)) {
+// each calls f on every key, its stored hash and its value, in table
+// order; f must not insert or remove.
+func (t *probeTable[K, V]) each(f func(hash uint64, k K, v V)) {
 	for i := range t.slots {
-		if s := &t.slots[i]; s.used {
-			f(s.k, s.v)
+		if s := &t.slots[i]; s.hash != 0 {
+			f(s.hash, s.k, s.v)
 		}
 	}
 }

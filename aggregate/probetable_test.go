@@ -8,7 +8,8 @@ import (
 // TestProbeTableAgainstMap runs random inserts, lookups and removals on a
 // probeTable and on a runtime map, and requires the same answers. The hash
 // functions range from good to degenerate (every key in a few slots, so
-// that probe runs wrap around the table and removals shift long runs).
+// that probe runs wrap around the table and removals shift long runs, and
+// many keys share a hash, which removeHash must tell apart).
 func TestProbeTableAgainstMap(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -22,11 +23,27 @@ func TestProbeTableAgainstMap(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
-			pt := newProbeTable[uint32, int](tc.hash)
+			pt := newProbeTable[uint32, int]()
 			ref := map[uint32]int{}
 			for step := range 40 * tc.keys {
 				k := uint32(rng.IntN(tc.keys))
-				switch op := rng.IntN(10); {
+				switch op := rng.IntN(11); {
+				case op == 10: // remove by hash: one key of that hash
+					hk, v, ok := pt.removeHash(tc.hash(k))
+					rv, rok := ref[hk]
+					if ok && (!rok || rv != v || stored(tc.hash(hk)) != stored(tc.hash(k))) {
+						t.Fatalf("step %d: removeHash(hash of %d) = %d, %d; want a key of that hash", step, k, hk, v)
+					}
+					if !ok {
+						for rk := range ref {
+							if stored(tc.hash(rk)) == stored(tc.hash(k)) {
+								t.Fatalf("step %d: removeHash(hash of %d) found nothing; %d has that hash", step, k, rk)
+							}
+						}
+					}
+					if ok {
+						delete(ref, hk)
+					}
 				case op < 4: // insert if absent
 					if _, ok := ref[k]; !ok {
 						pt.insert(k, tc.hash(k), step)
@@ -54,8 +71,11 @@ func TestProbeTableAgainstMap(t *testing.T) {
 				}
 			}
 			seen := 0
-			pt.each(func(k uint32, v int) {
+			pt.each(func(hash uint64, k uint32, v int) {
 				seen++
+				if hash != stored(tc.hash(k)) {
+					t.Fatalf("each: %d stored with hash %x, want %x", k, hash, stored(tc.hash(k)))
+				}
 				if ref[k] != v {
 					t.Fatalf("each: %d = %d, want %d", k, v, ref[k])
 				}
@@ -71,7 +91,7 @@ func TestProbeTableAgainstMap(t *testing.T) {
 // and back to a small table once emptied.
 func TestProbeTableGrowsAndShrinks(t *testing.T) {
 	hash := func(k uint64) uint64 { return mix64(k) }
-	pt := newProbeTable[uint64, struct{}](hash)
+	pt := newProbeTable[uint64, struct{}]()
 	const n = 100_000
 	for k := range uint64(n) {
 		pt.insert(k, hash(k), struct{}{})
