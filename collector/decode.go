@@ -26,6 +26,7 @@ type decoder struct {
 	c       *Component
 	batch   []flow.Record
 	buf     bytes.Buffer
+	tmpls   [][]byte
 	sets    [][]byte
 	data    []queuedSet
 	pending []pendingSet
@@ -64,56 +65,16 @@ const (
 // options record tells the system init time or sampling rate applies it to
 // its own flows.
 func (d *decoder) decodeNetFlow(e *exporterState, b []byte, received time.Time) {
-	version := binary.BigEndian.Uint16(b)
 	// The header lives in the decoder: the queued data sets point to it,
 	// and a local would escape to the heap, once per datagram.
-	d.hdr = exportHeader{version: version, received: received}
 	hdr := &d.hdr
-	var off int
-	switch version {
-	case 9:
-		if len(b) < 20 {
-			d.c.decodeError(e, "truncated")
-			return
-		}
-		hdr.sysUptime = binary.BigEndian.Uint32(b[4:])
-		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[8:])), 0).UTC()
-		hdr.domain = binary.BigEndian.Uint32(b[16:])
-		off = 20
-	case 10:
-		if len(b) < 16 {
-			d.c.decodeError(e, "truncated")
-			return
-		}
-		l := int(binary.BigEndian.Uint16(b[2:]))
-		if l < 16 || l > len(b) {
-			d.c.decodeError(e, "bad_length")
-			return
-		}
-		b = b[:l]
-		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[4:])), 0).UTC()
-		hdr.domain = binary.BigEndian.Uint32(b[12:])
-		off = 16
+	var ok bool
+	d.tmpls, d.sets, ok = d.c.splitMessage(e, b, received, hdr, d.tmpls[:0], d.sets[:0])
+	if !ok {
+		return
 	}
-	d.sets = d.sets[:0]
-	for off+4 <= len(b) {
-		id := binary.BigEndian.Uint16(b[off:])
-		l := int(binary.BigEndian.Uint16(b[off+2:]))
-		if l < 4 || off+l > len(b) {
-			d.c.decodeError(e, "bad_set_length")
-			break
-		}
-		set := b[off : off+l]
-		off += l
-		switch {
-		case version == 9 && (id == setV9Template || id == setV9OptionsTemplate),
-			version == 10 && (id == setIPFIXTemplate || id == setIPFIXOptions):
-			d.templateSet(e, hdr, id, set)
-		case id >= setFirstData:
-			d.sets = append(d.sets, set)
-		default:
-			d.c.decodeError(e, "bad_set_id")
-		}
+	for _, set := range d.tmpls {
+		d.templateSet(e, hdr, binary.BigEndian.Uint16(set), set)
 	}
 	d.data = d.data[:0]
 	for _, set := range d.sets {
@@ -131,6 +92,62 @@ func (d *decoder) decodeNetFlow(e *exporterState, b []byte, received time.Time) 
 	}
 	clear(d.data) // drop references to the packet buffer
 	clear(d.pending)
+}
+
+// splitMessage reads the header of NetFlow v9 or IPFIX message b into hdr
+// and sorts its sets, each with its 4-byte set header: template sets are
+// appended to tmpls, data sets to data, in message order. A set whose
+// length is wrong ends the walk (the sets before it stand); an unknown set
+// ID is skipped. Both are counted. ok is false when the header is unusable.
+func (c *Component) splitMessage(e *exporterState, b []byte, received time.Time, hdr *exportHeader, tmpls, data [][]byte) (_, _ [][]byte, ok bool) {
+	version := binary.BigEndian.Uint16(b)
+	*hdr = exportHeader{version: version, received: received}
+	var off int
+	switch version {
+	case 9:
+		if len(b) < 20 {
+			c.decodeError(e, "truncated")
+			return tmpls, data, false
+		}
+		hdr.sysUptime = binary.BigEndian.Uint32(b[4:])
+		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[8:])), 0).UTC()
+		hdr.domain = binary.BigEndian.Uint32(b[16:])
+		off = 20
+	case 10:
+		if len(b) < 16 {
+			c.decodeError(e, "truncated")
+			return tmpls, data, false
+		}
+		l := int(binary.BigEndian.Uint16(b[2:]))
+		if l < 16 || l > len(b) {
+			c.decodeError(e, "bad_length")
+			return tmpls, data, false
+		}
+		b = b[:l]
+		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[4:])), 0).UTC()
+		hdr.domain = binary.BigEndian.Uint32(b[12:])
+		off = 16
+	}
+	for off+4 <= len(b) {
+		id := binary.BigEndian.Uint16(b[off:])
+		l := int(binary.BigEndian.Uint16(b[off+2:]))
+		if l < 4 || off+l > len(b) {
+			c.decodeError(e, "bad_set_length")
+			break
+		}
+		set := b[off : off+l]
+		off += l
+		switch {
+		case version == 9 && (id == setV9Template || id == setV9OptionsTemplate),
+			version == 10 && (id == setIPFIXTemplate || id == setIPFIXOptions):
+			tmpls = append(tmpls, set)
+		case id >= setFirstData:
+			data = append(data, set)
+		default:
+			c.decodeError(e, "bad_set_id")
+		}
+	}
+	return tmpls, data, true
 }
 
 // templateSet applies a template set. A set that only resends templates

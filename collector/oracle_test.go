@@ -22,6 +22,7 @@ import (
 type oracle struct {
 	d       *decoder
 	buf     bytes.Buffer
+	tmpls   [][]byte
 	sets    [][]byte
 	data    []oracleSet
 	pending []pendingSet
@@ -35,87 +36,21 @@ type oracleSet struct {
 
 func newOracle(c *Component) *oracle { return &oracle{d: newDecoder(c)} }
 
+// handle decodes one datagram and hands its records on at once.
 func (o *oracle) handle(from netip.AddrPort, b []byte, received time.Time, kind listenKind) {
-	d := o.d
-	c := d.c
-	addr := from.Addr().Unmap()
-	e, proto := c.begin(addr, b, received, kind)
-	if e == nil {
-		return
-	}
-	switch proto {
-	case protoV5:
-		e.versions |= 1 << 5
-		o.decodeV5(e, b)
-	case protoV9:
-		e.versions |= 1 << 9
-		o.decodeNetFlow(e, b, received)
-	case protoIPFIX:
-		e.versions |= 1 << 10
-		o.decodeNetFlow(e, b, received)
-	case protoSFlow:
-		e.versions |= 1
-		d.decodeSFlow(e, b, received)
-	default:
-		c.decodeError(e, "unknown_version")
-	}
-	d.sum.flush(e)
-	e.mu.Unlock()
-	if len(d.batch) > 0 {
-		c.deps.Flows(d.batch)
-		clear(d.batch) // drop references (application names) early
-		d.batch = d.batch[:0]
-	}
+	o.d.handleWith(o, from, b, received, kind)
+	o.d.flush()
 }
 
 func (o *oracle) decodeNetFlow(e *exporterState, b []byte, received time.Time) {
-	version := binary.BigEndian.Uint16(b)
-	hdr := exportHeader{version: version, received: received}
-	var off int
-	switch version {
-	case 9:
-		if len(b) < 20 {
-			o.d.c.decodeError(e, "truncated")
-			return
-		}
-		hdr.sysUptime = binary.BigEndian.Uint32(b[4:])
-		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[8:])), 0).UTC()
-		hdr.domain = binary.BigEndian.Uint32(b[16:])
-		off = 20
-	case 10:
-		if len(b) < 16 {
-			o.d.c.decodeError(e, "truncated")
-			return
-		}
-		l := int(binary.BigEndian.Uint16(b[2:]))
-		if l < 16 || l > len(b) {
-			o.d.c.decodeError(e, "bad_length")
-			return
-		}
-		b = b[:l]
-		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[4:])), 0).UTC()
-		hdr.domain = binary.BigEndian.Uint32(b[12:])
-		off = 16
+	var hdr exportHeader
+	var ok bool
+	o.tmpls, o.sets, ok = o.d.c.splitMessage(e, b, received, &hdr, o.tmpls[:0], o.sets[:0])
+	if !ok {
+		return
 	}
-	o.sets = o.sets[:0]
-	for off+4 <= len(b) {
-		id := binary.BigEndian.Uint16(b[off:])
-		l := int(binary.BigEndian.Uint16(b[off+2:]))
-		if l < 4 || off+l > len(b) {
-			o.d.c.decodeError(e, "bad_set_length")
-			break
-		}
-		set := b[off : off+l]
-		off += l
-		switch {
-		case version == 9 && (id == setV9Template || id == setV9OptionsTemplate),
-			version == 10 && (id == setIPFIXTemplate || id == setIPFIXOptions):
-			o.d.parseTemplateSet(e, &hdr, id, set)
-		case id >= setFirstData:
-			o.sets = append(o.sets, set)
-		default:
-			o.d.c.decodeError(e, "bad_set_id")
-		}
+	for _, set := range o.tmpls {
+		o.d.parseTemplateSet(e, &hdr, binary.BigEndian.Uint16(set), set)
 	}
 	o.data = o.data[:0]
 	for _, set := range o.sets {

@@ -457,6 +457,18 @@ func (c *Component) begin(addr netip.Addr, b []byte, received time.Time, kind li
 // handle decodes one datagram, appending its records to d.batch; flush
 // hands them on.
 func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind listenKind) {
+	d.handleWith(d, from, b, received, kind)
+}
+
+// dataPath decodes NetFlow data: the decoder's compiled plans, or, in the
+// differential tests, goflow2's own decoders.
+type dataPath interface {
+	decodeV5(e *exporterState, b []byte)
+	decodeNetFlow(e *exporterState, b []byte, received time.Time)
+}
+
+// handleWith is handle with NetFlow decoded by p (sFlow always by d).
+func (d *decoder) handleWith(p dataPath, from netip.AddrPort, b []byte, received time.Time, kind listenKind) {
 	c := d.c
 	addr := from.Addr().Unmap()
 	e, proto := c.begin(addr, b, received, kind)
@@ -466,13 +478,13 @@ func (d *decoder) handle(from netip.AddrPort, b []byte, received time.Time, kind
 	switch proto {
 	case protoV5:
 		e.versions |= 1 << 5
-		d.decodeV5(e, b)
+		p.decodeV5(e, b)
 	case protoV9:
 		e.versions |= 1 << 9
-		d.decodeNetFlow(e, b, received)
+		p.decodeNetFlow(e, b, received)
 	case protoIPFIX:
 		e.versions |= 1 << 10
-		d.decodeNetFlow(e, b, received)
+		p.decodeNetFlow(e, b, received)
 	case protoSFlow:
 		e.versions |= 1
 		d.decodeSFlow(e, b, received)
