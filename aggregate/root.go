@@ -459,6 +459,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		sc.convFlags = append(sc.convFlags, r.TCPFlags)
 	}
 	sc.convOps, sc.sortBuf = sortOps(sc.convOps, sc.sortBuf, sc.counts)
+	overflows := 0
 	for start := 0; start < len(sc.convOps); {
 		tl := &t.trackers[sc.convOps[start].shard]
 		end := start + 1
@@ -484,11 +485,14 @@ func (t *HostTable) Apply(batch []flow.Record) {
 			var overflow bool
 			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
 			if overflow {
-				t.metrics.pendingOverflow.Inc()
+				overflows++
 			}
 		}
 		tl.mu.Unlock()
 		start = end
+	}
+	if overflows > 0 {
+		t.metrics.pendingOverflow.Add(float64(overflows))
 	}
 	t.commit(sc, sc.decisions)
 }
@@ -537,17 +541,20 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 		return
 	}
 	sc.commits = sc.commits[:0]
+	refused := 0
 	for i := range ds {
 		d := &ds[i]
 		sc.commits = append(sc.commits,
 			shardOp{t.shardOf(hkey{d.client, d.vlan}), int32(i), true},
 			shardOp{t.shardOf(hkey{d.server, d.vlan}), int32(i), false})
 		if d.verdict == verdictRefused {
-			t.commitRefused.Inc()
-		} else {
-			t.commitOneSided.Inc()
+			refused++
 		}
 	}
+	// One atomic add per call, not per decision: the workers share the
+	// counters' cache lines.
+	t.commitRefused.Add(float64(refused))
+	t.commitOneSided.Add(float64(len(ds) - refused))
 	if len(sc.counts) != len(t.shards) {
 		sc.counts = make([]int, len(t.shards))
 	}
