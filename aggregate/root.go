@@ -399,9 +399,11 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		}
 		for _, h := range sc.hosts {
 			if h != nil {
-				// Its first line, then each L7 entry's.
+				// Its first line, then each L7 entry's last word: the
+				// second inline entry straddles two lines, and its id
+				// lies in the first, which the first entry touched.
 				for i := range h.l7 {
-					sc.touch += uint64(h.l7[i].id)
+					sc.touch += h.l7[i].flows
 				}
 			}
 		}
