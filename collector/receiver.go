@@ -170,20 +170,23 @@ func (c *Component) work(q chan *packet) {
 // before handing them to the host table.
 const flushRecords = 512
 
-// getPacket takes a recycled packet, or makes one.
+// getPacket takes a recycled packet, or makes one. A new packet's buffer
+// is sized by its first datagram (append rounds it up to a size class):
+// typical export datagrams (1-1.5 KB) then take half of a fixed 2 KiB, which
+// matters when a backlog fills the queues with new packets at once.
 func (c *Component) getPacket() *packet {
 	select {
 	case p := <-c.free:
 		return p
 	default:
-		return &packet{buf: make([]byte, 0, 2048)}
+		return &packet{}
 	}
 }
 
 // putPacket recycles a packet, unless the free list is full.
 func (c *Component) putPacket(p *packet) {
 	if cap(p.buf) > 16384 {
-		p.buf = make([]byte, 0, 2048) // do not keep jumbo buffers
+		p.buf = nil // do not keep jumbo buffers
 	}
 	select {
 	case c.free <- p:
