@@ -1,6 +1,8 @@
 package aggregate
 
 import (
+	"bytes"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -138,6 +140,33 @@ func TestConvKeyShortLong(t *testing.T) {
 		}
 		if ok && k4.long() != k {
 			t.Fatalf("%s-%s: long(short(k)) = %+v, want %+v", tc.a, tc.b, k4.long(), k)
+		}
+	}
+}
+
+// TestMakeConvKeyOrder checks makeConvKey's orientation against
+// bytes.Compare of the addresses, then the ports, on addresses that differ
+// in one byte anywhere (high word, low word, or not at all), and that both
+// directions of a conversation get one key.
+func TestMakeConvKeyOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		var s, d [16]byte
+		for i := range s {
+			s[i] = byte(rng.IntN(3))
+		}
+		d = s
+		if i := rng.IntN(17); i < 16 {
+			d[i] = byte(rng.IntN(3))
+		}
+		sp, dp := uint16(rng.IntN(3)), uint16(rng.IntN(3))
+		k, srcIsA := makeConvKey(s, sp, d, dp, flow.ProtoUDP, 0)
+		c := bytes.Compare(s[:], d[:])
+		if want := c < 0 || (c == 0 && sp <= dp); srcIsA != want {
+			t.Fatalf("makeConvKey(%x:%d, %x:%d): srcIsA %v, want %v", s, sp, d, dp, srcIsA, want)
+		}
+		if back, _ := makeConvKey(d, dp, s, sp, flow.ProtoUDP, 0); back != k {
+			t.Fatalf("the two directions of %x:%d-%x:%d have different keys", s, sp, d, dp)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package aggregate
 
 import (
-	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"net/netip"
@@ -28,10 +27,11 @@ func (k *convKey) vlan() uint16 { return uint16(k.vp >> 8) }
 // (dst, dp), and whether src is endpoint a. Addresses are 16-byte forms
 // of unmapped addresses (netip.Addr.As16).
 func makeConvKey(s [16]byte, sp uint16, d [16]byte, dp uint16, proto uint8, vlan uint16) (convKey, bool) {
-	srcIsA := true
-	if c := bytes.Compare(s[:], d[:]); c > 0 || (c == 0 && sp > dp) {
-		srcIsA = false
-	}
+	// (s, sp) > (d, dp), the addresses compared as big-endian numbers:
+	// two word compares instead of bytes.Compare's call.
+	sh, sl := binary.BigEndian.Uint64(s[:8]), binary.BigEndian.Uint64(s[8:])
+	dh, dl := binary.BigEndian.Uint64(d[:8]), binary.BigEndian.Uint64(d[8:])
+	srcIsA := !(sh > dh || (sh == dh && (sl > dl || (sl == dl && sp > dp))))
 	k := convKey{vp: uint32(vlan)<<8 | uint32(proto)}
 	if srcIsA {
 		k.a, k.b, k.ports = s, d, uint32(sp)<<16|uint32(dp)

@@ -48,28 +48,34 @@ func newProbeTable[K comparable, V any]() probeTable[K, V] {
 // low ones chose the shard and are the same for every key in a shard.
 func (t *probeTable[K, V]) home(hash uint64) uint64 { return hash >> t.shift }
 
-// lookup returns the index of k's slot, or -1.
-func (t *probeTable[K, V]) lookup(k K, hash uint64) int {
+// find returns k's value, or nil. The pointer is valid until the next
+// insert or remove. It is the hot path, kept small enough to inline.
+func (t *probeTable[K, V]) find(k K, hash uint64) *V {
 	h := stored(hash)
 	mask := uint64(len(t.slots) - 1)
 	for i := t.home(h); ; i = (i + 1) & mask {
 		s := &t.slots[i]
 		if s.hash == 0 {
-			return -1
+			return nil
 		}
 		if s.hash == h && s.k == k {
-			return int(i)
+			return &s.v
 		}
 	}
 }
 
-// find returns k's value, or nil. The pointer is valid until the next
-// insert or remove.
-func (t *probeTable[K, V]) find(k K, hash uint64) *V {
-	if i := t.lookup(k, hash); i >= 0 {
-		return &t.slots[i].v
+// indexOf returns the slot of key *k, whose hash is hash, or with k nil
+// the first slot of hash's probe run that holds a key of that hash; -1
+// when there is none.
+func (t *probeTable[K, V]) indexOf(hash uint64, k *K) int {
+	h := stored(hash)
+	mask := uint64(len(t.slots) - 1)
+	for i := t.home(h); t.slots[i].hash != 0; i = (i + 1) & mask {
+		if s := &t.slots[i]; s.hash == h && (k == nil || s.k == *k) {
+			return int(i)
+		}
 	}
-	return nil
+	return -1
 }
 
 // touch reads hash's home slot, so that a later find of it hits the cache;
@@ -98,7 +104,7 @@ func (t *probeTable[K, V]) place(s probeSlot[K, V]) {
 
 // remove deletes k and returns its value, if it was there.
 func (t *probeTable[K, V]) remove(k K, hash uint64) (v V, ok bool) {
-	i := t.lookup(k, hash)
+	i := t.indexOf(hash, &k)
 	if i < 0 {
 		return v, false
 	}
@@ -110,15 +116,12 @@ func (t *probeTable[K, V]) remove(k K, hash uint64) (v V, ok bool) {
 // is, and returns that key and its value, if there was one. Keys are
 // distinct but 64-bit hashes may meet: then it removes one of them.
 func (t *probeTable[K, V]) removeHash(hash uint64) (k K, v V, ok bool) {
-	h := stored(hash)
-	mask := uint64(len(t.slots) - 1)
-	for i := t.home(h); t.slots[i].hash != 0; i = (i + 1) & mask {
-		if t.slots[i].hash == h {
-			k, v = t.removeAt(i)
-			return k, v, true
-		}
+	i := t.indexOf(hash, nil)
+	if i < 0 {
+		return k, v, false
 	}
-	return k, v, false
+	k, v = t.removeAt(uint64(i))
+	return k, v, true
 }
 
 // removeAt empties slot i and returns what it held. The slots of the rest
