@@ -152,6 +152,14 @@ func TestEvictedExporterForgotten(t *testing.T) {
 	if len(infos) != 1 || infos[0].Address != exp1.Addr() || len(infos[0].Templates) != 0 || infos[0].Packets != 1 || infos[0].PendingBytes == 0 {
 		t.Errorf("exporter 1 back: %+v", infos)
 	}
+	// Evicted again with its data set still waiting: the set is counted.
+	if v := metricValue(h.c.metrics.evictedPending); v != 0 {
+		t.Errorf("evicted pending sets %v before the eviction", v)
+	}
+	h.send(exp2, t0.Add(5*time.Hour), templateAndData())
+	if v := metricValue(h.c.metrics.evictedPending); v != 1 {
+		t.Errorf("evicted pending sets %v, want 1", v)
+	}
 }
 
 // TestEvictionConcurrentDecode runs idle sweeps while other exporters are

@@ -14,6 +14,7 @@ type metrics struct {
 	drops          [numDrops]prometheus.Counter
 	exporterDrops  *prometheus.CounterVec // exporter, reason
 	evictions      *prometheus.CounterVec // reason
+	evictedPending prometheus.Counter
 	templates      *prometheus.GaugeVec   // exporter
 	templateEvents *prometheus.CounterVec // exporter, event
 	samplingUnk    *prometheus.CounterVec // exporter
@@ -70,6 +71,8 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		evictions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "exporter_evictions_total", Help: "Exporters forgotten with their state, by reason (idle: silent for exporters.idle_timeout; cap: replaced at exporters.max by a new exporter)."},
 			[]string{"reason"}),
+		evictedPending: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "evicted_pending_sets_total", Help: "Data sets still waiting for their template when their exporter was evicted, dropped with it (the exporter's own series go with it too)."}),
 		templates: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "templates", Help: "NetFlow v9/IPFIX templates currently known, by exporter."},
 			[]string{"exporter"}),
@@ -89,7 +92,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name: "exporters", Help: "Exporters currently tracked."}),
 	}
 	for _, c := range []prometheus.Collector{m.packets, m.packetBytes, m.flows, m.flowBytes, m.flowPackets,
-		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters} {
+		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.evictedPending, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}

@@ -360,9 +360,10 @@ func (c *Component) evict(e *exporterState, reason string, now time.Time) {
 	e.evicted = true
 	c.metrics.exporters.Set(float64(len(c.exporters)))
 	c.metrics.evictions.WithLabelValues(reason).Inc()
+	c.metrics.evictedPending.Add(float64(len(e.pending)))
 	c.metrics.forget(e.label)
 	c.logs.Info(now, "evict\x00"+e.label, "exporter forgotten", "exporter", e.label, "reason", reason,
-		"last_seen", e.lastSeen, "templates", len(e.templates), "pending_bytes", e.pendingBytes)
+		"last_seen", e.lastSeen, "templates", len(e.templates), "pending_sets", len(e.pending), "pending_bytes", e.pendingBytes)
 }
 
 // dropped counts a datagram dropped before decoding, by reason, and by
