@@ -158,15 +158,26 @@ func flowgenRecords(tb testing.TB, hosts int, seed uint64, replyDelay int) []flo
 // the ports is timed too, ~1 %). With conversations=fresh-apart each reply
 // comes 5 000 records after its request, as from a router's flow cache
 // (flowgen --reply-delay 5000), so every conversation waits in the tracker
-// for its reply.
+// for its reply. With conversations=fresh-apart-lossy a quarter of that
+// stream's datagrams are lost, as past the collector's ceiling: the
+// conversations whose reply went with them are evicted undecided and
+// committed one-sided.
 func BenchmarkApplyFlowgen(b *testing.B) {
 	recs := flowgenRecords(b, 100_000, 1, 0)
 	apart := flowgenRecords(b, 100_000, 1, 5000)
+	// A collector past its ceiling drops whole datagrams: every fourth
+	// run of 25 records (one v9 datagram) is lost, replies included.
+	var lossy []flow.Record
+	for off := 0; off < len(apart); off += 25 {
+		if off/25%4 != 3 {
+			lossy = append(lossy, apart[off:min(off+25, len(apart))]...)
+		}
+	}
 	for _, tc := range []struct {
 		conversations string
 		recs          []flow.Record
 		fresh         bool
-	}{{"repeat", recs, false}, {"fresh", recs, true}, {"fresh-apart", apart, true}} {
+	}{{"repeat", recs, false}, {"fresh", recs, true}, {"fresh-apart", apart, true}, {"fresh-apart-lossy", lossy, true}} {
 		for _, batchSize := range []int{25, 512} {
 			for _, workers := range []int{1, 2} {
 				b.Run(fmt.Sprintf("conversations=%s/batch=%d/workers=%d", tc.conversations, batchSize, workers), func(b *testing.B) {

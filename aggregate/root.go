@@ -279,8 +279,6 @@ func hostHash(k hkey) uint64 {
 	return mix64(hi ^ mix64(lo^uint64(k.vlan)<<48))
 }
 
-func (t *HostTable) shardOf(k hkey) uint32 { return uint32(hostHash(k) & t.mask) }
-
 // hostOp is one host update of Apply: the shard and hash of the host's
 // key, record i, and whether the host is its source.
 type hostOp struct {
@@ -304,7 +302,7 @@ type applyScratch struct {
 	sortBuf    []shardOp
 	counts     []int
 	decisions  []decision
-	commits    []shardOp
+	commits    []hostOp
 }
 
 // shardOp is one unit of work on a shard: index i into a batch, and a role
@@ -546,9 +544,10 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 	refused := 0
 	for i := range ds {
 		d := &ds[i]
+		hc, hs := hostHash(hkey{d.client, d.vlan}), hostHash(hkey{d.server, d.vlan})
 		sc.commits = append(sc.commits,
-			shardOp{t.shardOf(hkey{d.client, d.vlan}), int32(i), true},
-			shardOp{t.shardOf(hkey{d.server, d.vlan}), int32(i), false})
+			hostOp{shardOp{uint32(hc & t.mask), int32(i), true}, hc},
+			hostOp{shardOp{uint32(hs & t.mask), int32(i), false}, hs})
 		if d.verdict == verdictRefused {
 			refused++
 		}
@@ -560,23 +559,41 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 	if len(sc.counts) != len(t.shards) {
 		sc.counts = make([]int, len(t.shards))
 	}
-	sc.commits, sc.sortBuf = sortOps(sc.commits, sc.sortBuf, sc.counts)
+	sc.commits, sc.hostSort = sortOps(sc.commits, sc.hostSort, sc.counts)
 	for start := 0; start < len(sc.commits); {
 		sh := &t.shards[sc.commits[start].shard]
-		end := start
+		end := start + 1
+		for end < len(sc.commits) && sc.commits[end].shard == sc.commits[start].shard {
+			end++
+		}
+		ops := sc.commits[start:end]
 		sh.mu.Lock()
-		for ; end < len(sc.commits) && sc.commits[end].shard == sc.commits[start].shard; end++ {
-			op := sc.commits[end]
+		// As in Apply: look the hosts up, then read their contact sets,
+		// then commit, so that the cache misses of each pass overlap
+		// (under overload most conversations end here).
+		sc.hosts = slices.Grow(sc.hosts[:0], len(ops))[:len(ops)]
+		for j, op := range ops {
 			d := &ds[op.i]
 			key := hkey{d.server, d.vlan}
 			if op.flag {
 				key.addr = d.client
 			}
-			if h := sh.hosts.get(key, hostHash(key)); h != nil {
-				h.commit(d, op.flag, t.foldRefused, t.exactSetSize)
+			sc.hosts[j] = sh.hosts.get(key, op.hash)
+		}
+		for _, h := range sc.hosts {
+			if h != nil && h.noReply != nil {
+				// Both of its lines: the client's sets, then the
+				// server's set and the counts.
+				sc.touch += uint64(len(h.noReply.peersAsClient.exact)) + h.noReply.flows.EgressTCP
+			}
+		}
+		for j, op := range ops {
+			if h := sc.hosts[j]; h != nil {
+				h.commit(&ds[op.i], op.flag, t.foldRefused, t.exactSetSize)
 			}
 		}
 		sh.mu.Unlock()
+		clear(sc.hosts) // drop host pointers: the pool must not keep expired hosts alive
 		start = end
 	}
 }
