@@ -1,8 +1,6 @@
 package scripting
 
 import (
-	"encoding/binary"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 
@@ -16,7 +14,7 @@ import (
 const hostShards = 64
 
 // hostMap is the engine's per-host state by key, sharded (64 shards: the
-// top 6 bits of hostHash).
+// top 6 bits of HostKey.Hash).
 type hostMap struct {
 	shards [hostShards]hostShard
 	// tick is the tick in progress (0 between ticks) and expiredSeen counts
@@ -40,19 +38,6 @@ type hostShard struct {
 
 // minShardSlots is the size of a shard's table when it gets its first host.
 const minShardSlots = 16
-
-// hostHash mixes a key into 64 bits (the SplitMix64 finalizer): the top
-// bits choose the shard, the low bits the slot.
-func hostHash(k aggregate.HostKey) uint64 {
-	b := k.Addr.As16()
-	x := binary.LittleEndian.Uint64(b[8:]) ^ bits.RotateLeft64(binary.LittleEndian.Uint64(b[:8]), 29) ^ uint64(k.VLAN)<<48
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	x ^= x >> 31
-	return x
-}
 
 // shard returns the shard of a key hash.
 func (m *hostMap) shard(hash uint64) *hostShard {
@@ -110,7 +95,7 @@ func (sh *hostShard) del(k aggregate.HostKey, hash uint64) *hostEntry {
 	// would cut off from its home slot, so that lookups need no tombstone.
 	mask := len(sh.slots) - 1
 	for j := (i + 1) & mask; sh.slots[j] != nil; j = (j + 1) & mask {
-		home := int(hostHash(sh.slots[j].key())) & mask
+		home := int(sh.slots[j].key().Hash()) & mask
 		// The entry at j stays when its home lies cyclically in (i, j].
 		if (j > i && home > i && home <= j) || (j < i && (home > i || home <= j)) {
 			continue
@@ -135,7 +120,7 @@ func (sh *hostShard) resize(n int) {
 		if h == nil {
 			continue
 		}
-		i := hostHash(h.key()) & mask
+		i := h.key().Hash() & mask
 		for sh.slots[i] != nil {
 			i = (i + 1) & mask
 		}
@@ -145,7 +130,7 @@ func (sh *hostShard) resize(n int) {
 
 // seen returns the entry of a key for tick, creating it, and marks it seen.
 func (m *hostMap) seen(k aggregate.HostKey, tick uint64) *hostEntry {
-	hash := hostHash(k)
+	hash := k.Hash()
 	sh := m.shard(hash)
 	sh.mu.Lock()
 	h := sh.get(k, hash)
@@ -160,7 +145,7 @@ func (m *hostMap) seen(k aggregate.HostKey, tick uint64) *hostEntry {
 
 // get returns the entry of a key, nil when there is none.
 func (m *hostMap) get(k aggregate.HostKey) *hostEntry {
-	hash := hostHash(k)
+	hash := k.Hash()
 	sh := m.shard(hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -169,7 +154,7 @@ func (m *hostMap) get(k aggregate.HostKey) *hostEntry {
 
 // remove deletes and returns the entry of a key (nil when there is none).
 func (m *hostMap) remove(k aggregate.HostKey) *hostEntry {
-	hash := hostHash(k)
+	hash := k.Hash()
 	sh := m.shard(hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -186,7 +171,7 @@ func (m *hostMap) remove(k aggregate.HostKey) *hostEntry {
 // drop deletes h if it is still the entry of its key.
 func (m *hostMap) drop(h *hostEntry) {
 	k := h.key()
-	hash := hostHash(k)
+	hash := k.Hash()
 	sh := m.shard(hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -235,7 +220,7 @@ func (m *hostMap) removeStale(tick uint64, dst []*hostEntry) []*hostEntry {
 		}
 		for _, h := range dst[start:] {
 			k := h.key()
-			sh.del(k, hostHash(k))
+			sh.del(k, k.Hash())
 		}
 		sh.mu.Unlock()
 	}

@@ -38,7 +38,7 @@ func TestHostMapStale(t *testing.T) {
 	// Shards spread a subnet.
 	used := map[*hostShard]bool{}
 	for i := 0; i < 256; i++ {
-		used[m.shard(hostHash(aggregate.HostKey{Addr: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})}))] = true
+		used[m.shard(aggregate.HostKey{Addr: netip.AddrFrom4([4]byte{10, 0, 0, byte(i)})}.Hash())] = true
 	}
 	if len(used) < hostShards/2 {
 		t.Errorf("256 addresses of a /24 use %d of %d shards", len(used), hostShards)
