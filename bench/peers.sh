@@ -55,12 +55,8 @@ set -euo pipefail
 DURATION=${DURATION:-5}
 RATES=${RATES:-"100000 250000 500000 1000000 2000000 max"}
 PEERS=${PEERS:-"flowcheck goflow2 nfcapd nfacctd"}
-VERSION=${VERSION:-9}
-EXPORTERS=${EXPORTERS:-4}
-HOSTS=${HOSTS:-100000}
-SEED=${SEED:-1}
-CONVERSATIONS=${CONVERSATIONS:-0}
-REPLY_DELAY=${REPLY_DELAY:-0}
+# shellcheck source=bench/stream.sh
+. "$(dirname "$0")/stream.sh"
 SETTLE=${SETTLE:-2}
 SETTLE_MAX=${SETTLE_MAX:-20}
 RCVBUF=${RCVBUF:-67108864}
@@ -331,9 +327,8 @@ for rate in $RATES; do
 		fi
 		sleep 0.5
 		cpu0=$(group_cpu "$current_pid")
-		"$work/flowgen" --target "127.0.0.1:$udp" --version "$VERSION" --rate "$flowgen_rate" \
-			--duration "${DURATION}s" --exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" \
-			--conversations "$CONVERSATIONS" --reply-delay "$REPLY_DELAY" --json >"$dir/flowgen.json"
+		"$work/flowgen" --target "127.0.0.1:$udp" --rate "$flowgen_rate" --duration "${DURATION}s" \
+			"${stream_args[@]}" --json >"$dir/flowgen.json"
 		if [ "$peer" = flowcheck ] || [ "$peer" = goflow2 ]; then
 			# Both decode from an in-process queue: wait for the count
 			# to stop moving rather than for a fixed time.

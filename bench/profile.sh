@@ -8,7 +8,7 @@
 #   RATE=max DURATION=5 bench/profile.sh
 #
 # Environment: RATE (records/s or max, default 1000000), DURATION (s, 10),
-# VERSION (9), EXPORTERS (4), HOSTS (100000), CONVERSATIONS (0: one per
+# VERSION (9), EXPORTERS (4), HOSTS (100000), SEED (1), CONVERSATIONS (0: one per
 # host; see peers.sh), REPLY_DELAY (0; see peers.sh), FC_SOCKETS (1), RCVBUF (64 MiB),
 # PORT (29700), TOP (lines per report, 40), FLOWCHECK_EXTRA (YAML appended to
 # the configuration), KEEP=1 (keep perf.data and logs).
@@ -17,11 +17,8 @@ set -euo pipefail
 
 RATE=${RATE:-1000000}
 DURATION=${DURATION:-10}
-VERSION=${VERSION:-9}
-EXPORTERS=${EXPORTERS:-4}
-HOSTS=${HOSTS:-100000}
-CONVERSATIONS=${CONVERSATIONS:-0}
-REPLY_DELAY=${REPLY_DELAY:-0}
+# shellcheck source=bench/stream.sh
+. "$(dirname "$0")/stream.sh"
 FC_SOCKETS=${FC_SOCKETS:-1}
 RCVBUF=${RCVBUF:-67108864}
 PORT=${PORT:-29700}
@@ -65,8 +62,7 @@ rate=$RATE
 [ "$rate" = max ] && rate=0
 perf record -F 499 -g -p "$pid" -o "$work/perf.data" -- sleep "$((DURATION + 1))" 2>"$work/perf.log" &
 perfpid=$!
-"$work/flowgen" --target "127.0.0.1:$PORT" --version "$VERSION" --rate "$rate" --duration "${DURATION}s" \
-	--exporters "$EXPORTERS" --hosts "$HOSTS" --conversations "$CONVERSATIONS" --reply-delay "$REPLY_DELAY"
+"$work/flowgen" --target "127.0.0.1:$PORT" --rate "$rate" --duration "${DURATION}s" "${stream_args[@]}"
 wait "$perfpid" || true
 sleep 1
 

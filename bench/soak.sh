@@ -40,12 +40,8 @@ set -euo pipefail
 RATE=${RATE:-500000}
 DURATION=${DURATION:-600}
 SAMPLE=${SAMPLE:-10}
-VERSION=${VERSION:-9}
-EXPORTERS=${EXPORTERS:-4}
-HOSTS=${HOSTS:-100000}
-SEED=${SEED:-1}
-CONVERSATIONS=${CONVERSATIONS:-0}
-REPLY_DELAY=${REPLY_DELAY:-0}
+# shellcheck source=bench/stream.sh
+. "$(dirname "$0")/stream.sh"
 RCVBUF=${RCVBUF:-67108864}
 FC_SOCKETS=${FC_SOCKETS:-1}
 WORKERS=${WORKERS:-2}
@@ -175,8 +171,8 @@ t0=$(date +%s.%N)
 sampler_pid=$!
 
 # ---------------------------------------------------------------- load
-"$work/flowgen" --target "127.0.0.1:$udp" --version "$VERSION" --rate "$RATE" --duration "${DURATION}s" \
-	--exporters "$EXPORTERS" --hosts "$HOSTS" --seed "$SEED" --conversations "$CONVERSATIONS" --reply-delay "$REPLY_DELAY" --json >"$work/flowgen.json" 2>"$work/flowgen.log" &
+"$work/flowgen" --target "127.0.0.1:$udp" --rate "$RATE" --duration "${DURATION}s" \
+	"${stream_args[@]}" --json >"$work/flowgen.json" 2>"$work/flowgen.log" &
 gen_pid=$!
 wait "$gen_pid" || { log "flowgen failed:"; cat "$work/flowgen.log" >&2; exit 1; }
 gen_pid=""
