@@ -421,9 +421,10 @@ func (s *trackerShard) touchHeads(n int) bool {
 }
 
 // observe records one unidirectional record (srcIsA tells its direction)
-// of conversation k (h: its hash) at time now. It returns the decisions made and whether an undecided
-// conversation (the oldest) had to be decided early to make room; evicting
-// the tombstone of a decided one costs nothing and is not reported.
+// of conversation k (h: its hash) at time now. It returns the decisions
+// made and whether an undecided conversation (the oldest) had to be decided
+// early to make room; evicting the tombstone of a decided one costs nothing
+// and is not reported.
 func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, now, window int64, out []decision) ([]decision, bool) {
 	out = s.expire(now, out)
 	if st := s.idx.get(&k, h); st != nil {
@@ -465,8 +466,9 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, no
 }
 
 // observePair records two unidirectional records of conversation k (h: its
-// hash), one per direction, that arrived next to each other: first (from endpoint a
-// when firstIsA) with flags firstFlags, then the other with secondFlags. Exporters that expire both directions together (softflowd,
+// hash), one per direction, that arrived next to each other: first (from
+// endpoint a when firstIsA) with flags firstFlags, then the other with
+// secondFlags. Exporters that expire both directions together (softflowd,
 // pmacctd) send most conversations this way. Unless the conversation is
 // already pending or decided, it is decided at once, as the second record
 // would have decided it, and only its tombstone is kept, in the cache of
