@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
@@ -33,7 +34,12 @@ type batchReader struct {
 	iovs  [readBatch]unix.Iovec
 	names [readBatch]unix.RawSockaddrInet6 // large enough for IPv4 too
 	hdrs  [readBatch]mmsghdr
+	// oob receives each datagram's control messages: the socket's drop
+	// count (SO_RXQ_OVFL), which the kernel attaches once it is not zero.
+	oob   [readBatch][oobSize]byte
 	zones map[uint32]string
+	// kernelDrops is the highest socket drop count seen so far.
+	kernelDrops uint32
 
 	// Result of the last recvmmsg, set by recv.
 	n     int
@@ -53,6 +59,7 @@ func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
 		b.hdrs[i].hdr.Iov = &b.iovs[i]
 		b.hdrs[i].hdr.SetIovlen(1)
 		b.hdrs[i].hdr.Name = (*byte)(unsafe.Pointer(&b.names[i]))
+		b.hdrs[i].hdr.Control = &b.oob[i][0]
 	}
 	// Made once: a closure per read would allocate.
 	b.recv = func(fd uintptr) bool {
@@ -79,6 +86,7 @@ func (b *batchReader) read() (int, error) {
 	for i := range b.hdrs {
 		// The kernel writes back the address length and flags.
 		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
+		b.hdrs[i].hdr.SetControllen(oobSize)
 		b.hdrs[i].hdr.Flags = 0
 	}
 	b.n = 0
@@ -89,6 +97,50 @@ func (b *batchReader) read() (int, error) {
 		return 0, b.errno
 	}
 	return b.n, nil
+}
+
+// oobSize holds one control message of a 32-bit value (SO_RXQ_OVFL's):
+// unix.CmsgSpace(4), as a constant.
+const oobSize = unix.SizeofCmsghdr + int(unsafe.Sizeof(uintptr(0)))
+
+// socketDrops returns how many datagrams the kernel dropped on the socket
+// (its receive buffer full) since the previous call, as the drop counts
+// of the last read's datagrams tell. A datagram carries the count of its
+// socket when it was queued, so drops show with the next datagram after
+// them. Sockets without SO_RXQ_OVFL report nothing.
+func (b *batchReader) socketDrops(n int) uint32 {
+	latest, seen := b.kernelDrops, false
+	for i := range n {
+		if v, ok := rxqOverflow(b.oob[i][:min(int(b.hdrs[i].hdr.Controllen), oobSize)]); ok {
+			// The count is 32 bits and wraps: compare by difference.
+			if !seen || int32(v-latest) > 0 {
+				latest, seen = v, true
+			}
+		}
+	}
+	d := latest - b.kernelDrops
+	b.kernelDrops = latest
+	return d
+}
+
+// rxqOverflow finds the SO_RXQ_OVFL drop count among control messages,
+// without allocating (unix.ParseSocketControlMessage would).
+func rxqOverflow(oob []byte) (uint32, bool) {
+	for len(oob) >= unix.SizeofCmsghdr {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+			return 0, false
+		}
+		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && int(h.Len) >= unix.CmsgLen(4) {
+			return binary.NativeEndian.Uint32(oob[unix.CmsgLen(0):]), true
+		}
+		next := unix.CmsgSpace(int(h.Len) - unix.SizeofCmsghdr)
+		if next > len(oob) {
+			return 0, false
+		}
+		oob = oob[next:]
+	}
+	return 0, false
 }
 
 // payload returns datagram i of the last read.

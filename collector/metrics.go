@@ -29,11 +29,14 @@ const (
 	dropExporterCap
 	dropQueueFull
 	dropWrongProtocol
+	// dropSocketBuffer: the kernel dropped it, the socket's receive buffer
+	// full (SO_RXQ_OVFL); the sender is unknown.
+	dropSocketBuffer
 	numDrops
 )
 
 // dropReasons are the reason labels, by drop constant.
-var dropReasons = [numDrops]string{"not_allowed", "exporter_cap", "queue_full", "wrong_protocol"}
+var dropReasons = [numDrops]string{"not_allowed", "exporter_cap", "queue_full", "wrong_protocol", "socket_buffer"}
 
 // exporterDropReasons are the drops that can concern a tracked exporter:
 // not_allowed and exporter_cap only ever concern senders that are not
@@ -44,7 +47,7 @@ var exporterDropReasons = [...]int{dropQueueFull, dropWrongProtocol}
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "flowcheck", "collector"
 	drops := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-		Name: "drops_total", Help: "Datagrams dropped before decoding, by reason (not_allowed, exporter_cap, queue_full, wrong_protocol)."},
+		Name: "drops_total", Help: "Datagrams dropped before decoding, by reason (not_allowed, exporter_cap, queue_full, wrong_protocol, socket_buffer: by the kernel, the socket's receive buffer full)."},
 		[]string{"reason"})
 	m := &metrics{
 		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,

@@ -42,6 +42,10 @@ func (c *Component) bind(l *listener) error {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			err := rc.Control(func(fd uintptr) {
 				sockErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+				if sockErr == nil {
+					// Datagrams then carry the socket's drop count.
+					sockErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
+				}
 				if sockErr == nil && l.rcvbuf > 0 {
 					granted, sockErr = setRcvbuf(int(fd), l.rcvbuf)
 				}
@@ -93,7 +97,8 @@ func setRcvbuf(fd, n int) (int, error) {
 // batch reader's buffers, drops datagrams from outside the allow-list, and
 // copies the rest into pooled packets queued to the worker that owns the
 // exporter. A full queue drops the datagram (counted): the socket is never
-// blocked.
+// blocked. Datagrams the kernel dropped on the socket, its buffer full,
+// are counted too, as soon as a later datagram tells of them.
 func (c *Component) read(l *listener, conn *net.UDPConn) {
 	defer c.readers.Done()
 	br, err := newBatchReader(conn)
@@ -112,6 +117,12 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		}
 		// One clock reading per batch: its datagrams arrived together.
 		now := c.deps.Clock.Now()
+		if d := br.socketDrops(n); d > 0 {
+			c.metrics.drops[dropSocketBuffer].Add(float64(d))
+			c.lost(now, int(d))
+			c.logs.Warn(now, "rcvbuf\x00"+l.url, "socket receive buffer overflowed: datagrams dropped by the kernel (raise the listener's rcvbuf, or add workers or CPU)",
+				"listener", l.url, "dropped", d)
+		}
 		for i := range n {
 			from, err := br.from(i)
 			if err != nil {
@@ -130,6 +141,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			case c.queues[shard(addr, len(c.queues))] <- p:
 			default:
 				c.dropped(addr, dropQueueFull)
+				c.lost(now, 1)
 				c.putPacket(p)
 			}
 		}

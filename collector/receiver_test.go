@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,9 +116,10 @@ func TestReceiverQueueOverflow(t *testing.T) {
 	cfg.Workers, cfg.QueueSize = 1, 1
 	release := make(chan struct{})
 	var once sync.Once
+	var lost atomic.Int64
 	c, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(), Flows: func([]flow.Record) {
 		<-release
-	}})
+	}, Lost: func(_ time.Time, n int) { lost.Add(int64(n)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +153,10 @@ func TestReceiverQueueOverflow(t *testing.T) {
 		total := metricValue(full)
 		return total >= 8 && c.Exporters()[0].Drops.QueueFull == uint64(total) && metricValue(perExporter) == total
 	})
+	// Every drop was reported as lost, before it was counted.
+	if got, want := lost.Load(), int64(metricValue(full)); got < want {
+		t.Errorf("Lost told of %d datagrams, %d dropped", got, want)
+	}
 	once.Do(func() { close(release) })
 }
 
