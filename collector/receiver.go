@@ -106,6 +106,8 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		c.deps.Logger.Error("UDP socket unusable", "listener", l.url, "err", err)
 		return
 	}
+	// The rate limiter's keys, made once: a drop must not allocate.
+	rcvbufKey, queueKey := "rcvbuf\x00"+l.url, "queue\x00"+l.url
 	for {
 		n, err := br.read()
 		if err != nil {
@@ -120,9 +122,10 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		if d := br.socketDrops(n); d > 0 {
 			c.metrics.drops[dropSocketBuffer].Add(float64(d))
 			c.lost(now, int(d))
-			c.logs.Warn(now, "rcvbuf\x00"+l.url, "socket receive buffer overflowed: datagrams dropped by the kernel (raise the listener's rcvbuf, or add workers or CPU)",
+			c.logs.Warn(now, rcvbufKey, "socket receive buffer overflowed: datagrams dropped by the kernel (raise the listener's rcvbuf, or add workers or CPU)",
 				"listener", l.url, "dropped", d)
 		}
+		queueDrops := 0
 		for i := range n {
 			from, err := br.from(i)
 			if err != nil {
@@ -142,8 +145,15 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			default:
 				c.dropped(addr, dropQueueFull)
 				c.lost(now, 1)
+				queueDrops++
 				c.putPacket(p)
 			}
+		}
+		if queueDrops > 0 {
+			// Once per read, not per datagram: logging boxes its
+			// arguments, and an overloaded reader must not allocate.
+			c.logs.Warn(now, queueKey, "decode queue full: datagrams dropped (the workers are behind: add workers or CPU)",
+				"listener", l.url, "dropped", queueDrops)
 		}
 	}
 }
