@@ -42,6 +42,13 @@ type Configuration struct {
 	// FoldRefusedIntoNoReply also counts refused conversations in the
 	// standard (ntopng) no-reply sets and unidirectional counters.
 	FoldRefusedIntoNoReply bool `mapstructure:"fold_refused_into_noreply"`
+	// WithholdAfterIngestLoss keeps out of the contact sets the one-sided
+	// conversations whose reply window overlapped a loss on ingest (a
+	// full decode queue or socket buffer): their reply may have been in a
+	// lost datagram, and committing them would raise no-reply (scan)
+	// alerts against hosts that did answer. They are counted in
+	// conversations_withheld_total. Off, they are committed as usual.
+	WithholdAfterIngestLoss bool `mapstructure:"withhold_after_ingest_loss"`
 	// Shards is the number of host-table and tracker shards (a power of 2).
 	// Apply locks each shard its batch touches once; fewer shards mean
 	// fewer lock round trips (each a memory fence that stalls the next
@@ -81,14 +88,15 @@ func DefaultConfiguration() Configuration {
 			CacheSize: 65536,
 			Timeout:   2 * time.Second,
 		},
-		MaxHosts:            1_000_000,
-		LocalReservePercent: 10,
-		IdleTimeout:         IdleTimeoutConfiguration{Local: 300 * time.Second, Remote: 60 * time.Second},
-		ReplyWindow:         30 * time.Second,
-		MaxPending:          1_000_000,
-		ExactSetSize:        1024,
-		MaxL7Protocols:      32,
-		Shards:              16,
+		MaxHosts:                1_000_000,
+		LocalReservePercent:     10,
+		IdleTimeout:             IdleTimeoutConfiguration{Local: 300 * time.Second, Remote: 60 * time.Second},
+		ReplyWindow:             30 * time.Second,
+		MaxPending:              1_000_000,
+		ExactSetSize:            1024,
+		MaxL7Protocols:          32,
+		WithholdAfterIngestLoss: true,
+		Shards:                  16,
 	}
 }
 

@@ -81,6 +81,16 @@
 // counters (flowcheck extensions); fold_refused_into_noreply also counts
 // them in the first. ResetContacts clears both groups.
 //
+// A one-sided verdict is only as good as the ingest: a datagram lost
+// before decoding (the collector tells IngestLost) may have held the
+// reply. With withhold_after_ingest_loss (the default) a one-sided
+// conversation is not committed, but counted as withheld, when a loss
+// happened from one reply window before its first record (a reply may
+// come first) to its decision. Under sustained overload the no-reply sets
+// therefore stop growing rather than fill with answered conversations.
+// Losses upstream of the collector (the network, an exporter's own
+// drops) are not seen.
+//
 // Sets are exact up to exact_set_size members (addresses as 64-bit
 // hashes), then a HyperLogLog sketch of precision 14 (0.81 % standard
 // error).

@@ -10,6 +10,7 @@ type metrics struct {
 	pendingOverflow    prometheus.Counter
 	l7NamesOverflow    prometheus.Counter
 	committed          *prometheus.CounterVec // by verdict: one_sided, refused
+	withheld           prometheus.Counter
 	blacklistEntries   prometheus.Gauge
 	blacklistBadLines  prometheus.Counter
 	blacklistReloads   *prometheus.CounterVec // by result: ok, error
@@ -34,6 +35,8 @@ func newMetrics(reg prometheus.Registerer, t *HostTable) (*metrics, error) {
 		committed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "conversations_committed_total", Help: "Unanswered conversations committed to host contact sets, by verdict (one_sided, refused)."},
 			[]string{"verdict"}),
+		withheld: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "conversations_withheld_total", Help: "One-sided conversations not committed because ingest lost datagrams during their reply window, which may have held the reply (withhold_after_ingest_loss)."}),
 		blacklistEntries: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "blacklist_entries", Help: "Addresses and prefixes in the loaded blacklists."}),
 		blacklistBadLines: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -51,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, t *HostTable) (*metrics, error) {
 		Name: "pending_conversations", Help: "Conversations waiting for their reply window to end."},
 		func() float64 { return float64(t.pendingLen()) })
 	for _, c := range []prometheus.Collector{m.hostsRefused, m.hostsExpired, m.recordsInvalid, m.pendingOverflow, m.l7NamesOverflow,
-		m.committed, m.blacklistEntries, m.blacklistBadLines, m.blacklistReloads, m.rdnsLookups,
+		m.committed, m.withheld, m.blacklistEntries, m.blacklistBadLines, m.blacklistReloads, m.rdnsLookups,
 		m.rdnsQueueOverflows, hosts, pending} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -71,6 +71,10 @@ type decision struct {
 	proto          uint8
 	vlan           uint16
 	verdict        verdict
+	// lossy: one-sided, and ingest lost datagrams during the reply
+	// window (or a window before it, when a reply may come first), so
+	// the reply may have been lost rather than never sent.
+	lossy bool
 }
 
 // synOnly reports whether a direction's flags show a SYN without an ACK:
@@ -296,6 +300,11 @@ type trackerShard struct {
 	// index and the FIFO.
 	recent      []recentConv
 	recentShift uint8
+	// window is the reply window (clock ns).
+	window int64
+	// lastLoss is the table's HostTable.lastLoss, copied in by whoever
+	// holds the shard's lock before using it.
+	lastLoss int64
 }
 
 // recentConv is the tombstone of a conversation decided by observePair:
@@ -306,14 +315,16 @@ type recentConv struct {
 }
 
 // newTrackerShard returns a shard holding at most max conversations, with
-// a tombstone cache of a quarter of that (at least 64, a power of 2).
-func newTrackerShard(max int) *trackerShard {
+// a tombstone cache of a quarter of that (at least 64, a power of 2), for
+// a reply window of window nanoseconds.
+func newTrackerShard(max int, window int64) *trackerShard {
 	n := 64
 	for n < max/4 {
 		n *= 2
 	}
 	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max,
-		recent: make([]recentConv, n), recentShift: uint8(64 - bits.TrailingZeros(uint(n)))}
+		recent: make([]recentConv, n), recentShift: uint8(64 - bits.TrailingZeros(uint(n))),
+		window: window, lastLoss: noLoss}
 }
 
 // recentBucket returns the two slots (one cache line) where the tombstone
@@ -372,6 +383,12 @@ func (s *trackerShard) popHead(out []decision) (_ []decision, early bool) {
 	if early {
 		v, aClient := decide(k.proto(), st.a, st.b, k.pa(), k.pb())
 		if d, ok := makeDecision(&k, v, aClient); ok {
+			// A loss since one window before the first record (a reply
+			// may precede its request by up to a window) may have
+			// taken the reply. lastLoss only grows, so a loss after
+			// the deadline but before this pop counts too: the pop
+			// comes within about a second of the deadline (Advance).
+			d.lossy = v == verdictOneSided && s.lastLoss >= p.deadline-2*s.window
 			out = append(out, d)
 		}
 	}
@@ -425,7 +442,7 @@ func (s *trackerShard) touchHeads(n int) bool {
 // made and whether an undecided conversation (the oldest) had to be decided
 // early to make room; evicting the tombstone of a decided one costs nothing
 // and is not reported.
-func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, now, window int64, out []decision) ([]decision, bool) {
+func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, now int64, out []decision) ([]decision, bool) {
 	out = s.expire(now, out)
 	if st := s.idx.get(&k, h); st != nil {
 		if st.decided {
@@ -461,7 +478,7 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, no
 	} else {
 		st.b = sideState{seen: true, flags: flags}
 	}
-	s.push(&k, h, now+window, st)
+	s.push(&k, h, now+s.window, st)
 	return out, overflow
 }
 
@@ -474,13 +491,13 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, no
 // would have decided it, and only its tombstone is kept, in the cache of
 // recent decisions, not in the index and the FIFO: no insertion, and no
 // eviction to make room, which would cost a cache miss each.
-func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlags, secondFlags uint8, now, window int64, out []decision) []decision {
+func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlags, secondFlags uint8, now int64, out []decision) []decision {
 	out = s.expire(now, out)
 	if s.idx.get(&k, h) != nil {
 		// Known: the records go the usual way, in order (the first may
 		// decide the conversation before the second adds its flags).
-		out, _ = s.observe(k, h, firstIsA, firstFlags, now, window, out)
-		out, _ = s.observe(k, h, !firstIsA, secondFlags, now, window, out)
+		out, _ = s.observe(k, h, firstIsA, firstFlags, now, out)
+		out, _ = s.observe(k, h, !firstIsA, secondFlags, now, out)
 		return out
 	}
 	if s.decidedRecently(h, now) {
@@ -494,7 +511,7 @@ func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlag
 	if d, ok := makeDecision(&k, v, aClient); ok {
 		out = append(out, d)
 	}
-	s.remember(h, now+window)
+	s.remember(h, now+s.window)
 	return out
 }
 

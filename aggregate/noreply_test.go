@@ -267,11 +267,11 @@ func TestResetContacts(t *testing.T) {
 }
 
 func TestTrackerRingGrowsAndShrinks(t *testing.T) {
-	s := newTrackerShard(1 << 20)
+	s := newTrackerShard(1<<20, 1000)
 	var out []decision
 	for i := range 5000 {
 		k, aSrc := makeConvKey(netipAddr(1).As16(), uint16(i), netipAddr(2).As16(), 80, flow.ProtoTCP, 0)
-		out, _ = s.observe(k, k.hash(), aSrc, syn, int64(i), 1000, out)
+		out, _ = s.observe(k, k.hash(), aSrc, syn, int64(i), out)
 	}
 	if s.len() != 1000 || len(s.ring) < 1000 {
 		t.Fatalf("len %d ring %d", s.len(), len(s.ring))
@@ -287,12 +287,99 @@ func TestTrackerRingGrowsAndShrinks(t *testing.T) {
 	out = out[:0]
 	for i := range 100 {
 		k, aSrc := makeConvKey(netipAddr(1).As16(), uint16(i), netipAddr(3).As16(), 80, flow.ProtoTCP, 0)
-		out, _ = s.observe(k, k.hash(), aSrc, syn, int64(i), 10, out)
+		out, _ = s.observe(k, k.hash(), aSrc, syn, int64(i), out)
 	}
 	out = s.expire(1<<40, out)
 	for i, d := range out {
 		if d.client != netipAddr(1).As16() || d.server != netipAddr(3).As16() || len(out) != 100 {
 			t.Fatalf("decision %d: %+v", i, d)
 		}
+	}
+}
+
+// TestWithholdAfterIngestLoss checks which one-sided conversations an
+// ingest loss keeps out of the contact sets: those whose reply window, or
+// the window before it (a reply may come first), saw the loss.
+func TestWithholdAfterIngestLoss(t *testing.T) {
+	const a, b = "192.0.2.1", "198.51.100.7"
+	const n = 50
+	window := DefaultConfiguration().ReplyWindow
+	cases := []struct {
+		name string
+		// loss is when the loss happens, relative to the scan; none if
+		// noLoss is set.
+		loss      time.Duration
+		noLoss    bool
+		answered  bool // the scan's replies arrive (synAck)
+		overflow  bool // a tiny tracker decides the scan early
+		keep      bool // withhold_after_ingest_loss off
+		committed bool
+	}{
+		{name: "no loss", noLoss: true, committed: true},
+		{name: "loss during the window", loss: window / 2},
+		{name: "loss just before the request", loss: -time.Second},
+		{name: "loss at the window's end", loss: window},
+		{name: "loss more than a window before", loss: -window - time.Second, committed: true},
+		{name: "loss during the window, withholding off", loss: window / 2, keep: true, committed: true},
+		{name: "answered despite a loss", loss: time.Second, answered: true},
+		{name: "decided early for room after a loss", loss: -time.Second, overflow: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfiguration()
+			cfg.WithholdAfterIngestLoss = !tc.keep
+			if tc.overflow {
+				cfg.Shards, cfg.MaxPending = 1, n/2
+			}
+			tbl, clk, reg := newTestTable(t, cfg, Dependencies{})
+			start := clk.Now()
+			if !tc.noLoss && tc.loss < 0 {
+				tbl.IngestLost(start.Add(tc.loss), 1)
+			}
+			tbl.Apply(scan(a, b, n))
+			if tc.answered {
+				clk.Advance(2 * time.Second)
+				tbl.Apply(replies(a, b, n, synAck))
+			}
+			if !tc.noLoss && tc.loss >= 0 {
+				tbl.IngestLost(start.Add(tc.loss), 1)
+			}
+			clk.Set(start.Add(window + 2*time.Second))
+			tbl.Advance(clk.Now())
+			got := snap(t, tbl, key(a)).NoReply.ServerPorts
+			withheld := counterValue(t, reg, "flowcheck_aggregate_conversations_withheld_total", nil)
+			switch {
+			case tc.answered:
+				if got != 0 || withheld != 0 {
+					t.Errorf("answered: %d ports committed, %v withheld; want none", got, withheld)
+				}
+			case tc.committed:
+				if got != n || withheld != 0 {
+					t.Errorf("%d ports committed, %v withheld; want %d, 0", got, withheld, n)
+				}
+			default:
+				if got != 0 || withheld != n {
+					t.Errorf("%d ports committed, %v withheld; want 0, %d", got, withheld, n)
+				}
+			}
+			if c := counterValue(t, reg, "flowcheck_aggregate_conversations_committed_total", map[string]string{"verdict": "one_sided"}); uint64(c) != got {
+				t.Errorf("one_sided committed counter %v, sets hold %d", c, got)
+			}
+		})
+	}
+}
+
+// TestIngestLostKeepsLatest checks that a late report of an older loss does
+// not hide a newer one (readers report concurrently, out of order).
+func TestIngestLostKeepsLatest(t *testing.T) {
+	tbl, clk, _ := newTestTable(t, DefaultConfiguration(), Dependencies{})
+	tbl.IngestLost(clk.Now(), 0) // nothing lost: no effect
+	if got := tbl.lastLoss.Load(); got != noLoss {
+		t.Fatalf("a report of 0 datagrams set the loss time: %d", got)
+	}
+	tbl.IngestLost(clk.Now().Add(time.Second), 3)
+	tbl.IngestLost(clk.Now(), 1)
+	if got, want := tbl.lastLoss.Load(), clk.Now().Add(time.Second).UnixNano(); got != want {
+		t.Fatalf("last loss %d, want %d", got, want)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -46,6 +47,7 @@ type HostTable struct {
 	// commitOneSided and commitRefused committed's.
 	refusedLocal, refusedRemote   prometheus.Counter
 	commitOneSided, commitRefused prometheus.Counter
+	withheld                      prometheus.Counter
 
 	shards   []hostShard
 	trackers []trackerLock
@@ -54,11 +56,15 @@ type HostTable struct {
 	// count is the number of hosts, across shards.
 	count                   atomic.Int64
 	localLimit, remoteLimit int64
-	window                  int64
 	idleLocal, idleRemote   int64
 	exactSetSize            int
 	maxL7                   int
 	foldRefused             bool
+	withholdAfterLoss       bool
+
+	// lastLoss is the clock time (ns) of the latest ingest loss told to
+	// IngestLost; noLoss before any.
+	lastLoss atomic.Int64
 
 	nc        atomic.Pointer[netClass]
 	lastSweep atomic.Int64
@@ -126,19 +132,21 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 		mask:         uint64(cfg.Shards - 1),
 		localLimit:   int64(cfg.MaxHosts),
 		remoteLimit:  int64(cfg.MaxHosts) * int64(100-cfg.LocalReservePercent) / 100,
-		window:       int64(cfg.ReplyWindow),
 		idleLocal:    int64(cfg.IdleTimeout.Local),
 		idleRemote:   int64(cfg.IdleTimeout.Remote),
 		exactSetSize: cfg.ExactSetSize,
 		maxL7:        cfg.MaxL7Protocols,
 		foldRefused:  cfg.FoldRefusedIntoNoReply,
 		cfg:          cfg,
+
+		withholdAfterLoss: cfg.WithholdAfterIngestLoss,
 	}
+	t.lastLoss.Store(noLoss)
 	t.scratch.New = func() any { return &applyScratch{} }
 	perShard := max(1, cfg.MaxPending/cfg.Shards)
 	for i := range t.shards {
 		t.shards[i].hosts = newHostIndex()
-		t.trackers[i].t = newTrackerShard(perShard)
+		t.trackers[i].t = newTrackerShard(perShard, int64(cfg.ReplyWindow))
 	}
 	m, err := newMetrics(deps.Registerer, t)
 	if err != nil {
@@ -149,6 +157,7 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	t.refusedRemote = m.hostsRefused.WithLabelValues("remote")
 	t.commitOneSided = m.committed.WithLabelValues("one_sided")
 	t.commitRefused = m.committed.WithLabelValues("refused")
+	t.withheld = m.withheld
 	t.l7.overflow = m.l7NamesOverflow.Inc
 	if err := t.loadConfig(cfg); err != nil {
 		return nil, err
@@ -272,6 +281,27 @@ func (t *HostTable) Stop() {
 	}
 }
 
+// noLoss is HostTable.lastLoss before any ingest loss.
+const noLoss = math.MinInt64
+
+// IngestLost tells the table that datagrams of flow data were lost on
+// ingest at clock time at (the collector's Dependencies.Lost). With
+// withhold_after_ingest_loss, one-sided conversations whose reply window
+// overlaps the loss are then withheld from the contact sets, since their
+// reply may have been lost with it. It is safe for concurrent use.
+func (t *HostTable) IngestLost(at time.Time, datagrams int) {
+	if datagrams <= 0 {
+		return
+	}
+	n := at.UnixNano()
+	for {
+		last := t.lastLoss.Load()
+		if n <= last || t.lastLoss.CompareAndSwap(last, n) {
+			return
+		}
+	}
+}
+
 // hostHash spreads host keys over shards.
 func hostHash(k hkey) uint64 {
 	hi := binary.LittleEndian.Uint64(k.addr[:8])
@@ -350,6 +380,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 	}
 	now := t.clock.Now().UnixNano()
 	nc := t.nc.Load()
+	lastLoss := t.lastLoss.Load()
 	sc := t.scratch.Get().(*applyScratch)
 	defer t.scratch.Put(sc)
 	sc.apps, sc.keys, sc.hostOps, sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.apps[:0], sc.keys[:0], sc.hostOps[:0], sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
@@ -467,6 +498,7 @@ func (t *HostTable) Apply(batch []flow.Record) {
 			end++
 		}
 		tl.mu.Lock()
+		tl.t.lastLoss = lastLoss
 		// As for hosts: a pass of independent loads first.
 		ops := sc.convOps[start:end]
 		for _, op := range ops {
@@ -478,12 +510,12 @@ func (t *HostTable) Apply(batch []flow.Record) {
 			// Both directions of a conversation, next to each other (a
 			// shard keeps its records in order).
 			if j+1 < len(ops) && ops[j+1].flag != op.flag && sc.convKeys[ops[j+1].i] == sc.convKeys[op.i] {
-				sc.decisions = tl.t.observePair(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, t.window, sc.decisions)
+				sc.decisions = tl.t.observePair(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, sc.decisions)
 				j++
 				continue
 			}
 			var overflow bool
-			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], now, t.window, sc.decisions)
+			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], now, sc.decisions)
 			if overflow {
 				overflows++
 			}
@@ -541,9 +573,13 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 		return
 	}
 	sc.commits = sc.commits[:0]
-	refused := 0
+	refused, withheld := 0, 0
 	for i := range ds {
 		d := &ds[i]
+		if d.lossy && t.withholdAfterLoss {
+			withheld++
+			continue
+		}
 		hc, hs := hostHash(hkey{d.client, d.vlan}), hostHash(hkey{d.server, d.vlan})
 		sc.commits = append(sc.commits,
 			hostOp{shardOp{uint32(hc & t.mask), int32(i), true}, hc},
@@ -555,7 +591,10 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 	// One atomic add per call, not per decision: the workers share the
 	// counters' cache lines.
 	t.commitRefused.Add(float64(refused))
-	t.commitOneSided.Add(float64(len(ds) - refused))
+	t.commitOneSided.Add(float64(len(ds) - refused - withheld))
+	if withheld > 0 {
+		t.withheld.Add(float64(withheld))
+	}
 	if len(sc.counts) != len(t.shards) {
 		sc.counts = make([]int, len(t.shards))
 	}
@@ -607,9 +646,11 @@ func (t *HostTable) Advance(now time.Time) {
 	sc := t.scratch.Get().(*applyScratch)
 	defer t.scratch.Put(sc)
 	sc.decisions = sc.decisions[:0]
+	lastLoss := t.lastLoss.Load()
 	for i := range t.trackers {
 		tl := &t.trackers[i]
 		tl.mu.Lock()
+		tl.t.lastLoss = lastLoss
 		sc.decisions = tl.t.expire(n, sc.decisions)
 		tl.mu.Unlock()
 	}

@@ -231,6 +231,9 @@ func build(ctx context.Context, cfg Config, clk clock.Clock, logger *slog.Logger
 	p.collector, err = collector.New(cfg.Collector, collector.Dependencies{
 		Logger: component("collector"), Registerer: p.registry, Clock: clk,
 		Flows: p.table.Apply,
+		// Datagrams lost on ingest may hold replies: the table withholds
+		// the one-sided verdicts they could have falsified.
+		Lost: p.table.IngestLost,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
