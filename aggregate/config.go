@@ -44,11 +44,18 @@ type Configuration struct {
 	FoldRefusedIntoNoReply bool `mapstructure:"fold_refused_into_noreply"`
 	// WithholdAfterIngestLoss keeps out of the contact sets the one-sided
 	// conversations whose reply window overlapped a loss on ingest (a
-	// full decode queue or socket buffer): their reply may have been in a
-	// lost datagram, and committing them would raise no-reply (scan)
-	// alerts against hosts that did answer. They are counted in
-	// conversations_withheld_total. Off, they are committed as usual.
+	// full decode queue or socket buffer) above IngestLossTolerance: their
+	// reply may have been in a lost datagram, and committing them would
+	// raise no-reply (scan) alerts against hosts that did answer. They
+	// are counted in conversations_withheld_total. Off, they are
+	// committed as usual.
 	WithholdAfterIngestLoss bool `mapstructure:"withhold_after_ingest_loss"`
+	// IngestLossTolerance is the share of datagrams a socket reader may
+	// lose in a second without its loss withholding verdicts: a loss of
+	// share f turns about f of a host's answered conversations one-sided,
+	// which at 0.1 % stays below any scan threshold but for hosts with
+	// tens of thousands of conversations a window.
+	IngestLossTolerance float64 `mapstructure:"ingest_loss_tolerance"`
 	// Shards is the number of host-table and tracker shards (a power of 2).
 	// Apply locks each shard its batch touches once; fewer shards mean
 	// fewer lock round trips (each a memory fence that stalls the next
@@ -96,6 +103,7 @@ func DefaultConfiguration() Configuration {
 		ExactSetSize:            1024,
 		MaxL7Protocols:          32,
 		WithholdAfterIngestLoss: true,
+		IngestLossTolerance:     0.001,
 		Shards:                  16,
 	}
 }
@@ -142,6 +150,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.MaxL7Protocols <= 0 {
 		errs = append(errs, errors.New("max_l7_protocols: must be > 0"))
+	}
+	if c.IngestLossTolerance < 0 || c.IngestLossTolerance >= 1 {
+		errs = append(errs, errors.New("ingest_loss_tolerance: must be at least 0 and below 1"))
 	}
 	if c.Shards <= 0 || c.Shards&(c.Shards-1) != 0 || c.Shards > 4096 {
 		errs = append(errs, errors.New("shards: must be a power of 2 between 1 and 4096"))

@@ -84,9 +84,11 @@
 // A one-sided verdict is only as good as the ingest: a datagram lost
 // before decoding (the collector tells IngestLost) may have held the
 // reply. With withhold_after_ingest_loss (the default) a one-sided
-// conversation is not committed, but counted as withheld, when a loss
+// conversation is not committed, but counted as withheld, when a loss of
+// more than ingest_loss_tolerance (0.1 %) of a second's datagrams
 // happened from one reply window before its first record (a reply may
-// come first) to its decision. Under sustained overload the no-reply sets
+// come first) to its decision. A smaller loss falsifies about that share
+// of a host's answered conversations, too few to matter. Under sustained overload the no-reply sets
 // therefore stop growing rather than fill with answered conversations.
 // Losses upstream of the collector (the network, an exporter's own
 // drops) are not seen.

@@ -310,6 +310,7 @@ func TestWithholdAfterIngestLoss(t *testing.T) {
 		// noLoss is set.
 		loss      time.Duration
 		noLoss    bool
+		received  int  // datagrams received in the loss's second
 		answered  bool // the scan's replies arrive (synAck)
 		overflow  bool // a tiny tracker decides the scan early
 		keep      bool // withhold_after_ingest_loss off
@@ -317,6 +318,8 @@ func TestWithholdAfterIngestLoss(t *testing.T) {
 	}{
 		{name: "no loss", noLoss: true, committed: true},
 		{name: "loss during the window", loss: window / 2},
+		{name: "loss above the tolerance", loss: window / 2, received: 500},
+		{name: "loss within the tolerance", loss: window / 2, received: 5000, committed: true},
 		{name: "loss just before the request", loss: -time.Second},
 		{name: "loss at the window's end", loss: window},
 		{name: "loss more than a window before", loss: -window - time.Second, committed: true},
@@ -334,7 +337,7 @@ func TestWithholdAfterIngestLoss(t *testing.T) {
 			tbl, clk, reg := newTestTable(t, cfg, Dependencies{})
 			start := clk.Now()
 			if !tc.noLoss && tc.loss < 0 {
-				tbl.IngestLost(start.Add(tc.loss), 1)
+				tbl.IngestLost(start.Add(tc.loss), 1, tc.received)
 			}
 			tbl.Apply(scan(a, b, n))
 			if tc.answered {
@@ -342,7 +345,7 @@ func TestWithholdAfterIngestLoss(t *testing.T) {
 				tbl.Apply(replies(a, b, n, synAck))
 			}
 			if !tc.noLoss && tc.loss >= 0 {
-				tbl.IngestLost(start.Add(tc.loss), 1)
+				tbl.IngestLost(start.Add(tc.loss), 1, tc.received)
 			}
 			clk.Set(start.Add(window + 2*time.Second))
 			tbl.Advance(clk.Now())
@@ -373,12 +376,13 @@ func TestWithholdAfterIngestLoss(t *testing.T) {
 // not hide a newer one (readers report concurrently, out of order).
 func TestIngestLostKeepsLatest(t *testing.T) {
 	tbl, clk, _ := newTestTable(t, DefaultConfiguration(), Dependencies{})
-	tbl.IngestLost(clk.Now(), 0) // nothing lost: no effect
+	tbl.IngestLost(clk.Now(), 0, 10)   // nothing lost: no effect
+	tbl.IngestLost(clk.Now(), 1, 1000) // within the 0.1 % tolerance
 	if got := tbl.lastLoss.Load(); got != noLoss {
-		t.Fatalf("a report of 0 datagrams set the loss time: %d", got)
+		t.Fatalf("a loss within the tolerance set the loss time: %d", got)
 	}
-	tbl.IngestLost(clk.Now().Add(time.Second), 3)
-	tbl.IngestLost(clk.Now(), 1)
+	tbl.IngestLost(clk.Now().Add(time.Second), 3, 0)
+	tbl.IngestLost(clk.Now(), 1, 0)
 	if got, want := tbl.lastLoss.Load(), clk.Now().Add(time.Second).UnixNano(); got != want {
 		t.Fatalf("last loss %d, want %d", got, want)
 	}

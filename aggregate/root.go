@@ -61,6 +61,7 @@ type HostTable struct {
 	maxL7                   int
 	foldRefused             bool
 	withholdAfterLoss       bool
+	lossTolerance           float64
 
 	// lastLoss is the clock time (ns) of the latest ingest loss told to
 	// IngestLost; noLoss before any.
@@ -140,6 +141,7 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 		cfg:          cfg,
 
 		withholdAfterLoss: cfg.WithholdAfterIngestLoss,
+		lossTolerance:     cfg.IngestLossTolerance,
 	}
 	t.lastLoss.Store(noLoss)
 	t.scratch.New = func() any { return &applyScratch{} }
@@ -284,13 +286,14 @@ func (t *HostTable) Stop() {
 // noLoss is HostTable.lastLoss before any ingest loss.
 const noLoss = math.MinInt64
 
-// IngestLost tells the table that datagrams of flow data were lost on
-// ingest at clock time at (the collector's Dependencies.Lost). With
+// IngestLost tells the table that lost datagrams of flow data were lost on
+// ingest, and received were not, in the second before clock time at (the
+// collector's Dependencies.Lost). Above ingest_loss_tolerance, and with
 // withhold_after_ingest_loss, one-sided conversations whose reply window
 // overlaps the loss are then withheld from the contact sets, since their
 // reply may have been lost with it. It is safe for concurrent use.
-func (t *HostTable) IngestLost(at time.Time, datagrams int) {
-	if datagrams <= 0 {
+func (t *HostTable) IngestLost(at time.Time, lost, received int) {
+	if lost <= 0 || float64(lost) <= t.lossTolerance*float64(lost+received) {
 		return
 	}
 	n := at.UnixNano()

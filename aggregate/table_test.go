@@ -32,6 +32,7 @@ func TestValidate(t *testing.T) {
 		{"window", func(c *Configuration) { c.ReplyWindow = 0 }, "reply_window: must be > 0"},
 		{"idle", func(c *Configuration) { c.IdleTimeout.Remote = 0 }, "idle_timeout.remote: must be > 0"},
 		{"exact", func(c *Configuration) { c.ExactSetSize = -1 }, "exact_set_size: must be > 0"},
+		{"loss tolerance", func(c *Configuration) { c.IngestLossTolerance = 1 }, "ingest_loss_tolerance: must be at least 0 and below 1"},
 		{"rdns workers", func(c *Configuration) { c.ReverseDNS.Enabled, c.ReverseDNS.Workers = true, 0 }, "reverse_dns.workers: must be > 0"},
 		{"blacklist name", func(c *Configuration) { c.Blacklists = []string{""} }, "blacklists[0]: empty file name"},
 	}

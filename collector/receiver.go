@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -108,6 +109,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 	}
 	// The rate limiter's keys, made once: a drop must not allocate.
 	rcvbufKey, queueKey := "rcvbuf\x00"+l.url, "queue\x00"+l.url
+	var loss lossWindow
 	for {
 		n, err := br.read()
 		if err != nil {
@@ -119,13 +121,13 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		}
 		// One clock reading per batch: its datagrams arrived together.
 		now := c.deps.Clock.Now()
-		if d := br.socketDrops(n); d > 0 {
-			c.metrics.drops[dropSocketBuffer].Add(float64(d))
-			c.lost(now, int(d))
+		kernelDrops := br.socketDrops(n)
+		if kernelDrops > 0 {
+			c.metrics.drops[dropSocketBuffer].Add(float64(kernelDrops))
 			c.logs.Warn(now, rcvbufKey, "socket receive buffer overflowed: datagrams dropped by the kernel (raise the listener's rcvbuf, or add workers or CPU)",
-				"listener", l.url, "dropped", d)
+				"listener", l.url, "dropped", kernelDrops)
 		}
-		queueDrops := 0
+		queueDrops, queued := 0, 0
 		for i := range n {
 			from, err := br.from(i)
 			if err != nil {
@@ -142,9 +144,9 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			p.buf = append(p.buf[:0], br.payload(i)...)
 			select {
 			case c.queues[shard(addr, len(c.queues))] <- p:
+				queued++
 			default:
 				c.dropped(addr, dropQueueFull)
-				c.lost(now, 1)
 				queueDrops++
 				c.putPacket(p)
 			}
@@ -155,7 +157,37 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			c.logs.Warn(now, queueKey, "decode queue full: datagrams dropped (the workers are behind: add workers or CPU)",
 				"listener", l.url, "dropped", queueDrops)
 		}
+		if lost, received, ok := loss.add(now, int(kernelDrops)+queueDrops, queued); ok && c.deps.Lost != nil {
+			c.deps.Lost(now, lost, received)
+		}
 	}
+}
+
+// lossWindow sums a reader's lost and queued datagrams over about a
+// second, for Dependencies.Lost.
+type lossWindow struct {
+	since          time.Time
+	lost, received int
+}
+
+// add counts one read's datagrams at now; when the window is a second old
+// it starts a new one and returns the old one's counts, ok when some were
+// lost.
+func (w *lossWindow) add(now time.Time, lost, received int) (int, int, bool) {
+	if w.since.IsZero() {
+		w.since = now
+	}
+	w.lost += lost
+	w.received += received
+	if now.Sub(w.since) < time.Second {
+		return 0, 0, false
+	}
+	l, r := w.lost, w.received
+	*w = lossWindow{since: now}
+	if l == 0 {
+		return 0, 0, false
+	}
+	return l, r, true
 }
 
 // shard maps an exporter address to a worker, so that one exporter's

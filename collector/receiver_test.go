@@ -116,10 +116,10 @@ func TestReceiverQueueOverflow(t *testing.T) {
 	cfg.Workers, cfg.QueueSize = 1, 1
 	release := make(chan struct{})
 	var once sync.Once
-	var lost atomic.Int64
+	var lost, received atomic.Int64
 	c, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(), Flows: func([]flow.Record) {
 		<-release
-	}, Lost: func(_ time.Time, n int) { lost.Add(int64(n)) }})
+	}, Lost: func(_ time.Time, l, r int) { lost.Add(int64(l)); received.Add(int64(r)) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,9 +153,18 @@ func TestReceiverQueueOverflow(t *testing.T) {
 		total := metricValue(full)
 		return total >= 8 && c.Exporters()[0].Drops.QueueFull == uint64(total) && metricValue(perExporter) == total
 	})
-	// Every drop was reported as lost, before it was counted.
-	if got, want := lost.Load(), int64(metricValue(full)); got < want {
+	// Losses are reported once a second, by the first read after it: one
+	// more datagram (dropped too, the queue still full) a second later.
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := conn.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "loss reported", func() bool { return lost.Load() >= 9 })
+	if got, want := lost.Load(), int64(metricValue(full)); got != want {
 		t.Errorf("Lost told of %d datagrams, %d dropped", got, want)
+	}
+	if got := received.Load(); got < 1 || got > 2 {
+		t.Errorf("Lost told of %d datagrams received, want the 1 or 2 the queue took", got)
 	}
 	once.Do(func() { close(release) })
 }

@@ -29,11 +29,13 @@ type Dependencies struct {
 	// for concurrent use; the batch is reused once it returns.
 	Flows flow.Handler
 	// Lost, when not nil, is told of datagrams of flow data lost on
-	// ingest (a full worker queue, a full socket buffer) as they are
-	// found, with the clock time: a consumer that infers something from
-	// a record's absence (a reply never seen) knows when its view had
-	// gaps. It is called from the socket readers.
-	Lost func(at time.Time, datagrams int)
+	// ingest (a full worker queue, a full socket buffer): each socket
+	// reader that lost some reports, about once a second, how many it
+	// lost and how many it handed to the workers since its last report,
+	// with the clock time. A consumer that infers something from a
+	// record's absence (a reply never seen) then knows when its view had
+	// gaps, and how large.
+	Lost func(at time.Time, lost, received int)
 }
 
 // Component is the running collector.
@@ -370,13 +372,6 @@ func (c *Component) evict(e *exporterState, reason string, now time.Time) {
 	c.metrics.forget(e.label)
 	c.logs.Info(now, "evict\x00"+e.label, "exporter forgotten", "exporter", e.label, "reason", reason,
 		"last_seen", e.lastSeen, "templates", len(e.templates), "pending_sets", len(e.pending), "pending_bytes", e.pendingBytes)
-}
-
-// lost tells Dependencies.Lost of datagrams lost on ingest.
-func (c *Component) lost(at time.Time, datagrams int) {
-	if c.deps.Lost != nil {
-		c.deps.Lost(at, datagrams)
-	}
 }
 
 // dropped counts a datagram dropped before decoding, by reason, and by
