@@ -161,7 +161,9 @@ func flowgenRecords(tb testing.TB, hosts int, seed uint64, replyDelay int) []flo
 // for its reply. With conversations=fresh-apart-lossy a quarter of that
 // stream's datagrams are lost, as past the collector's ceiling: the
 // conversations whose reply went with them are evicted undecided and
-// committed one-sided.
+// committed one-sided, as when the collector does not tell the table of
+// its loss. With conversations=fresh-apart-lossy-told it does, and they
+// are withheld instead (withhold_after_ingest_loss).
 func BenchmarkApplyFlowgen(b *testing.B) {
 	recs := flowgenRecords(b, 100_000, 1, 0)
 	apart := flowgenRecords(b, 100_000, 1, 5000)
@@ -176,21 +178,26 @@ func BenchmarkApplyFlowgen(b *testing.B) {
 	for _, tc := range []struct {
 		conversations string
 		recs          []flow.Record
-		fresh         bool
-	}{{"repeat", recs, false}, {"fresh", recs, true}, {"fresh-apart", apart, true}, {"fresh-apart-lossy", lossy, true}} {
+		fresh, told   bool
+	}{{"repeat", recs, false, false}, {"fresh", recs, true, false}, {"fresh-apart", apart, true, false},
+		{"fresh-apart-lossy", lossy, true, false}, {"fresh-apart-lossy-told", lossy, true, true}} {
 		for _, batchSize := range []int{25, 512} {
 			for _, workers := range []int{1, 2} {
 				b.Run(fmt.Sprintf("conversations=%s/batch=%d/workers=%d", tc.conversations, batchSize, workers), func(b *testing.B) {
-					benchApplyFlowgen(b, tc.recs, batchSize, workers, tc.fresh)
+					benchApplyFlowgen(b, tc.recs, batchSize, workers, tc.fresh, tc.told)
 				})
 			}
 		}
 	}
 }
 
-func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int, fresh bool) {
+func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int, fresh, lossTold bool) {
 	cfg := DefaultConfiguration()
-	tbl, _, _ := newTestTable(b, cfg, Dependencies{})
+	tbl, clk, _ := newTestTable(b, cfg, Dependencies{})
+	if lossTold {
+		// The clock stands still: every reply window covers this loss.
+		tbl.IngestLost(clk.Now(), 1, 0)
+	}
 	own := make([][]flow.Record, workers)
 	for w := range own {
 		own[w] = recs
