@@ -327,8 +327,12 @@ for rate in $RATES; do
 		fi
 		sleep 0.5
 		cpu0=$(group_cpu "$current_pid")
-		"$work/flowgen" --target "127.0.0.1:$udp" --rate "$flowgen_rate" --duration "${DURATION}s" \
-			"${stream_args[@]}" --json >"$dir/flowgen.json"
+		# The sender's own CPU (user + system; on loopback the system
+		# part includes the kernel's delivery to the collector's socket):
+		# what the collector had left of the machine.
+		TIMEFORMAT='%U %S'
+		{ time "$work/flowgen" --target "127.0.0.1:$udp" --rate "$flowgen_rate" --duration "${DURATION}s" \
+			"${stream_args[@]}" --json >"$dir/flowgen.json"; } 2>"$dir/flowgen.time"
 		if [ "$peer" = flowcheck ] || [ "$peer" = goflow2 ]; then
 			# Both decode from an in-process queue: wait for the count
 			# to stop moving rather than for a fixed time.
@@ -356,7 +360,8 @@ for rate in $RATES; do
 		sent=$(sed -n 's/.*"records":\([0-9]*\).*/\1/p' "$dir/flowgen.json")
 		achieved=$(sed -n 's/.*"records_per_second":\([0-9.e+]*\).*/\1/p' "$dir/flowgen.json")
 		cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "%.2f", b - a}')
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$peer" "$sent" "${recv:-0}" "$cpu" "$rss" "$achieved" >>"$results"
+		sender_cpu=$(awk '{printf "%.2f", $1 + $2}' "$dir/flowgen.time")
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$rate" "$peer" "$sent" "${recv:-0}" "$cpu" "$rss" "$achieved" "$sender_cpu" >>"$results"
 		log "$(printf '%-8s %-9s sent %10s received %10s cpu %6ss rss %5s MiB' "$rate" "$peer" "$sent" "${recv:-0}" "$cpu" "$rss")"
 	done
 done
@@ -364,14 +369,14 @@ done
 # ---------------------------------------------------------------- report
 echo
 echo "NetFlow v$VERSION from flowgen ($EXPORTERS exporters, $HOSTS hosts, conversations $CONVERSATIONS (0: one per host), reply delay $REPLY_DELAY records, seed $SEED), ${DURATION}s per rate, $(nproc) CPUs, collector and sender on the same machine."
-echo "Loss = records the collector did not count; CPU = collector's utime+stime; RSS = peak (VmHWM)."
+echo "Loss = records the collector did not count; CPU = collector's utime+stime; sender CPU = flowgen's (its system time includes the kernel's loopback delivery); RSS = peak (VmHWM)."
 echo "Load average before the run: $load_start; after: $(cut -d' ' -f1-3 /proc/loadavg)."
 echo
 awk -F'\t' -v ok="$LOSS_OK" '
 function fmt_rate(r) { return r == "max" ? "max" : (r >= 1e6 ? sprintf("%gM", r / 1e6) : sprintf("%gk", r / 1e3)) }
 function ratio(a, b) { return (b > 0 && a != "") ? sprintf("%.2f×", a / b) : "–" }
 {
-	rate[NR] = $1; peer[NR] = $2; sent[NR] = $3; recv[NR] = $4; cpu[NR] = $5; rss[NR] = $6; ach[NR] = $7
+	rate[NR] = $1; peer[NR] = $2; sent[NR] = $3; recv[NR] = $4; cpu[NR] = $5; rss[NR] = $6; ach[NR] = $7; scpu[NR] = $8
 	loss = $3 > 0 ? 100 * ($3 - $4) / $3 : 0
 	if (loss < 0) loss = 0
 	lossv[NR] = loss
@@ -382,12 +387,12 @@ function ratio(a, b) { return (b > 0 && a != "") ? sprintf("%.2f×", a / b) : "�
 	if ($4 > best[$2]) best[$2] = $4
 }
 END {
-	print "| rate (rec/s) | collector | sent | received | loss % | CPU s | records / CPU-s | peak RSS MiB | flowcheck ÷ peer, received | flowcheck ÷ peer, records / CPU-s |"
-	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+	print "| rate (rec/s) | collector | sent | received | loss % | CPU s | records / CPU-s | sender CPU s | peak RSS MiB | flowcheck ÷ peer, received | flowcheck ÷ peer, records / CPU-s |"
+	print "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 	for (i = 1; i <= NR; i++) {
 		r1 = peer[i] == "flowcheck" ? "–" : ratio(fc_recv[rate[i]], recv[i])
 		r2 = peer[i] == "flowcheck" ? "–" : ratio(fc_per[rate[i]], per[i])
-		printf "| %s | %s | %d | %d | %.2f | %.2f | %.0f | %d | %s | %s |\n", fmt_rate(rate[i]), peer[i], sent[i], recv[i], lossv[i], cpu[i], per[i], rss[i], r1, r2
+		printf "| %s | %s | %d | %d | %.2f | %.2f | %.0f | %.2f | %d | %s | %s |\n", fmt_rate(rate[i]), peer[i], sent[i], recv[i], lossv[i], cpu[i], per[i], scpu[i], rss[i], r1, r2
 	}
 	print ""
 	printf "Loss-free ceiling (highest achieved send rate with loss ≤ %s %%):\n\n", ok
