@@ -305,11 +305,20 @@ func (t *HostTable) IngestLost(at time.Time, lost, received int) {
 	}
 }
 
-// hostHash spreads host keys over shards.
+// hostHash spreads host keys over shards and index slots. The VLAN is
+// spread by a multiplication before it meets the address: XORed in place
+// it would cancel against address bits, so that 10.0.5.1 on VLAN 5 and
+// 10.0.0.1 untagged would always collide. The key's upper half and the
+// VLAN go through a mix of their own only when not both zero (mix64(0) is
+// 0): the commonest key, an untagged IPv4 address, costs one mix.
 func hostHash(k hkey) uint64 {
 	hi := binary.LittleEndian.Uint64(k.addr[:8])
 	lo := binary.LittleEndian.Uint64(k.addr[8:])
-	return mix64(hi ^ mix64(lo^uint64(k.vlan)<<48))
+	x := hi ^ uint64(k.vlan)*0x9e3779b97f4a7c15
+	if x != 0 {
+		x = mix64(x)
+	}
+	return mix64(lo ^ x)
 }
 
 // hostOp is one host update of Apply: the shard and hash of the host's
