@@ -185,7 +185,7 @@ func TestLiveSoftflowdToKafka(t *testing.T) {
 				d.getJSON(t, "/api/v1/exporters", &exporters)
 				t.Errorf("host 10.99.0.10 = %+v, want %+v\nhost 10.99.0.30 = %+v, want %+v\n"+
 					"exporters: %v (softflowd sends the capture in a few ms: if datagrams were lost, "+
-					"the socket buffer was too small; see flowcheck_collector_socket_rcvbuf_bytes and net.core.rmem_max)",
+					"the socket buffer was too small: see flowcheck_collector_drops_total{reason=\"socket_buffer\"}, flowcheck_collector_socket_rcvbuf_bytes and net.core.rmem_max)",
 					a, wantA, c, wantC, exporters)
 			}
 			// The scan alerts may already be released (their window is two
@@ -207,7 +207,8 @@ func TestLiveSoftflowdToKafka(t *testing.T) {
 			}
 			metrics, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			for _, family := range []string{"flowcheck_collector_", "flowcheck_aggregate_", "flowcheck_scripting_", "flowcheck_sink_", "flowcheck_scripting_ticks_total", "go_goroutines", "process_cpu_seconds_total"} {
+			for _, family := range []string{"flowcheck_collector_", "flowcheck_aggregate_", "flowcheck_scripting_", "flowcheck_sink_", "flowcheck_scripting_ticks_total", "go_goroutines", "process_cpu_seconds_total",
+				`flowcheck_collector_drops_total{reason="socket_buffer"} 0`, "flowcheck_aggregate_conversations_withheld_total 0"} {
 				if !strings.Contains(string(metrics), "\n"+family) {
 					t.Errorf("/metrics has no %s*", family)
 				}
