@@ -128,7 +128,9 @@ func (b *batchReader) socketDrops(n int) uint32 {
 func rxqOverflow(oob []byte) (uint32, bool) {
 	for len(oob) >= unix.SizeofCmsghdr {
 		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		if h.Len < unix.SizeofCmsghdr || int(h.Len) > len(oob) {
+		// Compared as unsigned: a length past int's range must not turn
+		// negative.
+		if uint64(h.Len) < unix.SizeofCmsghdr || uint64(h.Len) > uint64(len(oob)) {
 			return 0, false
 		}
 		if h.Level == unix.SOL_SOCKET && h.Type == unix.SO_RXQ_OVFL && int(h.Len) >= unix.CmsgLen(4) {

@@ -100,6 +100,8 @@ func TestRxqOverflow(t *testing.T) {
 	other := cmsg(unix.SOL_SOCKET, unix.SO_TIMESTAMP, make([]byte, 16))
 	bad := cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, u32(7))
 	(*unix.Cmsghdr)(unsafe.Pointer(&bad[0])).Len = 4 // shorter than a header
+	huge := cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, u32(7))
+	(*unix.Cmsghdr)(unsafe.Pointer(&huge[0])).Len = 1<<63 + 16 // negative as an int (found by fuzzing)
 	for _, tc := range []struct {
 		name string
 		oob  []byte
@@ -113,6 +115,7 @@ func TestRxqOverflow(t *testing.T) {
 		{"truncated header", cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, u32(9))[:8], 0, false},
 		{"length past the buffer", cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, u32(9))[:unix.CmsgLen(2)], 0, false},
 		{"length below a header", bad, 0, false},
+		{"length past int's range", huge, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, ok := rxqOverflow(tc.oob)
@@ -161,4 +164,17 @@ func TestLossWindow(t *testing.T) {
 			t.Errorf("step %d: add = %d, %d, %v; want %d, %d, %v", i, l, r, ok, step.wantL, step.wantR, step.wantOK)
 		}
 	}
+}
+
+// FuzzRxqOverflow feeds arbitrary control-message bytes to the parser: it
+// must never read past them, and a count it finds must lie within them.
+func FuzzRxqOverflow(f *testing.F) {
+	f.Add(cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, u32(42)))
+	f.Add(append(cmsg(unix.SOL_SOCKET, unix.SO_TIMESTAMP, make([]byte, 16)), cmsg(unix.SOL_SOCKET, unix.SO_RXQ_OVFL, u32(9))...))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		if v, ok := rxqOverflow(oob); !ok && v != 0 {
+			t.Fatalf("no count found, yet %d", v)
+		}
+	})
 }
