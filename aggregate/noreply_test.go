@@ -387,3 +387,27 @@ func TestIngestLostKeepsLatest(t *testing.T) {
 		t.Fatalf("last loss %d, want %d", got, want)
 	}
 }
+
+// TestApplyTrafficOnly checks the shed path: traffic is accounted as by
+// Apply, conversations are not stitched, and pending one-sided verdicts
+// whose window overlaps it are withheld.
+func TestApplyTrafficOnly(t *testing.T) {
+	const a, b, c = "192.0.2.1", "198.51.100.7", "198.51.100.8"
+	tbl, clk, reg := newTestTable(t, DefaultConfiguration(), Dependencies{})
+	tbl.Apply(scan(a, b, 10)) // pending: may have been answered in the shed batch
+	clk.Advance(time.Second)
+	tbl.ApplyTrafficOnly(scan(a, c, 20))
+	if s := snap(t, tbl, key(c)); s.BytesRcvd != 20*40 || s.PacketsRcvd != 20 {
+		t.Errorf("shed traffic not accounted: %d bytes, %d packets", s.BytesRcvd, s.PacketsRcvd)
+	}
+	if got := tbl.pendingLen(); got != 10 {
+		t.Errorf("pending %d, want the 10 stitched before (none of the shed batch)", got)
+	}
+	tbl.Advance(clk.Now().Add(DefaultConfiguration().ReplyWindow + time.Second))
+	if s := snap(t, tbl, key(a)); s.NoReply != (ContactCounts{}) {
+		t.Errorf("verdicts committed across the shed batch: %+v", s.NoReply)
+	}
+	if w := counterValue(t, reg, "flowcheck_aggregate_conversations_withheld_total", nil); w != 10 {
+		t.Errorf("withheld %v, want 10", w)
+	}
+}

@@ -391,14 +391,38 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		return
 	}
 	now := t.clock.Now().UnixNano()
-	nc := t.nc.Load()
-	lastLoss := t.lastLoss.Load()
 	sc := t.scratch.Get().(*applyScratch)
 	defer t.scratch.Put(sc)
-	sc.apps, sc.keys, sc.hostOps, sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.apps[:0], sc.keys[:0], sc.hostOps[:0], sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
+	t.applyTraffic(sc, batch, now)
+	t.applyConversations(sc, batch, now)
+}
 
-	// Traffic. sc.apps[i] is record i's application, or noApp when the
-	// record is skipped.
+// ApplyTrafficOnly accounts a batch's traffic, L7 and MAC as Apply does,
+// but does not stitch its conversations: the cheaper path of an ingest
+// that has fallen behind (the collector's Dependencies.Shed), so that host
+// traffic stays complete instead of whole datagrams being dropped. The
+// batch's conversations are never seen, so it counts as a loss for the
+// no-reply verdicts: those whose window overlaps it are withheld (with
+// withhold_after_ingest_loss). It is a flow.Handler, safe for concurrent
+// use.
+func (t *HostTable) ApplyTrafficOnly(batch []flow.Record) {
+	if len(batch) == 0 {
+		return
+	}
+	now := t.clock.Now()
+	t.IngestLost(now, len(batch), 0)
+	sc := t.scratch.Get().(*applyScratch)
+	defer t.scratch.Put(sc)
+	t.applyTraffic(sc, batch, now.UnixNano())
+}
+
+// applyTraffic is Apply's first part: the traffic of both hosts of each
+// record. It leaves in sc each record's application (sc.apps[i], noApp
+// when the record is skipped) and host keys (sc.keys[2i], sc.keys[2i+1])
+// for applyConversations.
+func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int64) {
+	nc := t.nc.Load()
+	sc.apps, sc.keys, sc.hostOps = sc.apps[:0], sc.keys[:0], sc.hostOps[:0]
 	for i := range batch {
 		r := &batch[i]
 		if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
@@ -476,9 +500,14 @@ func (t *HostTable) Apply(batch []flow.Record) {
 		clear(sc.hosts) // drop host pointers: the pool must not keep expired hosts alive
 		start = end
 	}
+}
 
-	// Conversations. Biflow records decide at once; unidirectional ones go
-	// through the tracker.
+// applyConversations is Apply's second part: biflow records decide at once;
+// unidirectional ones go through the tracker. It reads what applyTraffic
+// left in sc.
+func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, now int64) {
+	lastLoss := t.lastLoss.Load()
+	sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
 	sc.decisions = sc.decisions[:0]
 	for i := range batch {
 		r := &batch[i]

@@ -19,6 +19,13 @@ type Configuration struct {
 	// QueueSize is the number of datagrams each worker's queue holds;
 	// datagrams beyond it are dropped and counted, never blocking a socket.
 	QueueSize int `mapstructure:"queue_size"`
+	// ShedBacklog is the share of a worker's queue past which it hands
+	// its records to the cheaper path (Dependencies.Shed: the host table
+	// then accounts traffic but skips conversation stitching) until the
+	// backlog is back under half that share, so that an overloaded worker
+	// catches up instead of its queue dropping whole datagrams. 0
+	// disables it.
+	ShedBacklog float64 `mapstructure:"shed_backlog"`
 	// Exporters controls who may send and how many exporters are tracked.
 	Exporters ExportersConfiguration `mapstructure:"exporters"`
 	// Sampling sets default and forced sampling rates.
@@ -100,9 +107,10 @@ func DefaultConfiguration() Configuration {
 			Sockets:       1,
 			ReceiveBuffer: 32 << 20,
 		}},
-		Workers:   2,
-		QueueSize: 16384,
-		Exporters: ExportersConfiguration{Max: 1000, IdleTimeout: time.Hour},
+		Workers:     2,
+		QueueSize:   16384,
+		ShedBacklog: 0.5,
+		Exporters:   ExportersConfiguration{Max: 1000, IdleTimeout: time.Hour},
 		Templates: TemplatesConfiguration{
 			Max:          1024,
 			Lifetime:     30 * time.Minute,
@@ -132,6 +140,9 @@ func (c Configuration) Validate() error {
 	}
 	if c.Workers < 1 || c.Workers > 1024 {
 		errs = append(errs, errors.New("workers: must be between 1 and 1024"))
+	}
+	if c.ShedBacklog < 0 || c.ShedBacklog > 1 {
+		errs = append(errs, errors.New("shed_backlog: must be between 0 and 1"))
 	}
 	if c.QueueSize < 1 || c.QueueSize > 1<<20 {
 		errs = append(errs, errors.New("queue_size: must be between 1 and 1048576"))

@@ -21,6 +21,7 @@ type metrics struct {
 	pendingBytes   *prometheus.GaugeVec   // exporter
 	rcvbuf         *prometheus.GaugeVec   // listener
 	exporters      prometheus.Gauge
+	shedRecords    prometheus.Counter
 }
 
 // Reasons a datagram is dropped before decoding.
@@ -93,9 +94,11 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			[]string{"listener"}),
 		exporters: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "exporters", Help: "Exporters currently tracked."}),
+		shedRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "shed_records_total", Help: "Records handed to the cheaper path (traffic accounted, conversations not stitched) because their decode worker was behind (shed_backlog)."}),
 	}
 	for _, c := range []prometheus.Collector{m.packets, m.packetBytes, m.flows, m.flowBytes, m.flowPackets,
-		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.evictedPending, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters} {
+		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.evictedPending, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters, m.shedRecords} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}

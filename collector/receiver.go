@@ -206,6 +206,12 @@ func shard(a netip.Addr, n int) int {
 func (c *Component) work(q chan *packet) {
 	defer c.workers.Done()
 	d := newDecoder(c)
+	// Past shedHigh queued datagrams the worker sheds (Dependencies.Shed)
+	// until the backlog is back under shedLow: the gap keeps it from
+	// flapping at the threshold.
+	shedHigh := int(c.config.ShedBacklog * float64(cap(q)))
+	shedLow := shedHigh / 2
+	shedding := false
 	for p := range q {
 		d.handle(p.from, p.buf, p.received, p.kind)
 		c.putPacket(p)
@@ -213,8 +219,26 @@ func (c *Component) work(q chan *packet) {
 		// one call: it locks each of its shards once per call, so bigger
 		// batches cost less per record. An idle queue flushes at once, so
 		// batching adds no latency when there is no backlog.
-		if len(q) == 0 || len(d.batch) >= flushRecords {
-			d.flush()
+		if backlog := len(q); backlog == 0 || len(d.batch) >= flushRecords {
+			if c.deps.Shed == nil || shedHigh == 0 {
+				d.flush()
+				continue
+			}
+			was := shedding
+			shedding = backlog > shedHigh || (shedding && backlog > shedLow)
+			switch {
+			case shedding && !was:
+				c.logs.Warn(p.received, "shed\x00on", "decode worker behind: conversation stitching suspended until it catches up (no-reply verdicts of the time are withheld)",
+					"queued", backlog, "queue_size", cap(q))
+			case was && !shedding:
+				c.logs.Info(p.received, "shed\x00off", "decode worker caught up: conversation stitching resumed", "queued", backlog)
+			}
+			if shedding {
+				c.metrics.shedRecords.Add(float64(len(d.batch)))
+				d.flushTo(c.deps.Shed)
+			} else {
+				d.flush()
+			}
 		}
 	}
 	d.flush()

@@ -228,6 +228,7 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Configuration) { c.Listeners = nil }, "listeners: "},
 		{func(c *Configuration) { c.Workers = 0 }, "workers: "},
 		{func(c *Configuration) { c.QueueSize = 0 }, "queue_size: "},
+		{func(c *Configuration) { c.ShedBacklog = 1.5 }, "shed_backlog: "},
 		{func(c *Configuration) { c.Exporters.Allow = []string{"10.0.0.1"} }, "exporters.allow[0]: "},
 		{func(c *Configuration) { c.Exporters.Max = 0 }, "exporters.max: "},
 		{func(c *Configuration) { c.Exporters.IdleTimeout = 0 }, "exporters.idle_timeout: "},
@@ -286,6 +287,63 @@ func TestWorkerBatchesBacklog(t *testing.T) {
 			c.work(q)
 			if records != 30*tt.datagrams || calls != tt.wantCalls {
 				t.Errorf("%d records in %d calls, want %d in %d", records, calls, 30*tt.datagrams, tt.wantCalls)
+			}
+		})
+	}
+}
+
+// TestWorkerSheds checks that a backlogged worker hands its records to the
+// cheaper path until its backlog is back under half the threshold, keeping
+// their order, and counts them.
+func TestWorkerSheds(t *testing.T) {
+	tests := []struct {
+		name            string
+		shedBacklog     float64
+		noShedHandler   bool
+		wantFlows, shed int // records
+	}{
+		// Queue of 40 datagrams of 30 records, shedding past 20 queued:
+		// the first 512-record batch (18 datagrams) leaves 22 queued and
+		// is shed; the next leaves 4, under 10, and the rest is not.
+		{"sheds past the threshold", 0.5, false, 660, 540},
+		{"a high threshold never sheds", 0.9, false, 1200, 0},
+		{"disabled", 0, false, 1200, 0},
+		{"no cheaper path", 0.5, true, 1200, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfiguration()
+			cfg.ShedBacklog = tt.shedBacklog
+			var flows, shed int
+			var last uint16
+			inOrder := func(b []flow.Record) {
+				for _, r := range b {
+					if r.SrcPort < last {
+						t.Fatalf("records out of order: port %d after %d", r.SrcPort, last)
+					}
+					last = r.SrcPort
+				}
+			}
+			c := newTestComponent(t, cfg, func(b []flow.Record) { inOrder(b); flows += len(b) })
+			if !tt.noShedHandler {
+				c.deps.Shed = func(b []flow.Record) { inOrder(b); shed += len(b) }
+			}
+			q := make(chan *packet, 40)
+			for i := range 40 {
+				var recs [][]byte
+				for j := range 30 {
+					recs = append(recs, v5Record("10.0.0.1", "10.0.0.2", uint16(1000+i*30+j), 80, 6, 1, 60, 9000, 9500))
+				}
+				q <- &packet{from: exp1, received: t0, kind: kindAuto, buf: v5Msg(10000, 1000, 0, recs...)}
+			}
+			close(q)
+			c.workers.Add(1)
+			c.work(q)
+			if flows != tt.wantFlows || shed != tt.shed {
+				t.Errorf("%d records to Flows, %d shed; want %d, %d", flows, shed, tt.wantFlows, tt.shed)
+			}
+			if got := metricValue(c.metrics.shedRecords); got != float64(tt.shed) {
+				t.Errorf("shed_records_total %v, want %d", got, tt.shed)
 			}
 		})
 	}

@@ -36,6 +36,12 @@ type Dependencies struct {
 	// record's absence (a reply never seen) then knows when its view had
 	// gaps, and how large.
 	Lost func(at time.Time, lost, received int)
+	// Shed, when not nil, takes instead of Flows the records of a worker
+	// whose queue is backlogged past shed_backlog: a cheaper path that
+	// skips work the consumer can do without (the host table's
+	// conversation stitching), so that the worker catches up before its
+	// queue overflows. Same contract as Flows.
+	Shed flow.Handler
 }
 
 // Component is the running collector.
@@ -505,9 +511,12 @@ func (d *decoder) handleWith(p dataPath, from netip.AddrPort, b []byte, received
 }
 
 // flush hands the decoded records to deps.Flows.
-func (d *decoder) flush() {
+func (d *decoder) flush() { d.flushTo(d.c.deps.Flows) }
+
+// flushTo hands the batch to h.
+func (d *decoder) flushTo(h flow.Handler) {
 	if len(d.batch) > 0 {
-		d.c.deps.Flows(d.batch)
+		h(d.batch)
 		clear(d.batch) // drop references (application names) early
 		d.batch = d.batch[:0]
 	}

@@ -234,6 +234,10 @@ func build(ctx context.Context, cfg Config, clk clock.Clock, logger *slog.Logger
 		// Datagrams lost on ingest may hold replies: the table withholds
 		// the one-sided verdicts they could have falsified.
 		Lost: p.table.IngestLost,
+		// A worker that falls behind accounts traffic without stitching
+		// conversations until it catches up, rather than dropping
+		// datagrams.
+		Shed: p.table.ApplyTrafficOnly,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
