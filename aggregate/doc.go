@@ -82,8 +82,9 @@
 // them in the first. ResetContacts clears both groups.
 //
 // A one-sided verdict is only as good as the ingest: a datagram lost
-// before decoding (the collector tells IngestLost) may have held the
-// reply. With withhold_after_ingest_loss (the default) a one-sided
+// before decoding (the collector tells IngestLost), or a batch accounted
+// without stitching because ingest fell behind (ApplyTrafficOnly), may
+// have held the reply. With withhold_after_ingest_loss (the default) a one-sided
 // conversation is not committed, but counted as withheld, when a loss of
 // more than ingest_loss_tolerance (0.1 %) of a second's datagrams
 // happened from one reply window before its first record (a reply may
