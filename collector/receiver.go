@@ -214,6 +214,7 @@ func (c *Component) work(q chan *packet) {
 	shedding := false
 	for p := range q {
 		d.handle(p.from, p.buf, p.received, p.kind)
+		at := p.received // p is the reader's again once put back
 		c.putPacket(p)
 		// Under load, records of several datagrams go to the host table in
 		// one call: it locks each of its shards once per call, so bigger
@@ -228,10 +229,10 @@ func (c *Component) work(q chan *packet) {
 			shedding = backlog > shedHigh || (shedding && backlog > shedLow)
 			switch {
 			case shedding && !was:
-				c.logs.Warn(p.received, "shed\x00on", "decode worker behind: conversation stitching suspended until it catches up (no-reply verdicts of the time are withheld)",
+				c.logs.Warn(at, "shed\x00on", "decode worker behind: conversation stitching suspended until it catches up (no-reply verdicts of the time are withheld)",
 					"queued", backlog, "queue_size", cap(q))
 			case was && !shedding:
-				c.logs.Info(p.received, "shed\x00off", "decode worker caught up: conversation stitching resumed", "queued", backlog)
+				c.logs.Info(at, "shed\x00off", "decode worker caught up: conversation stitching resumed", "queued", backlog)
 			}
 			if shedding {
 				c.metrics.shedRecords.Add(float64(len(d.batch)))
