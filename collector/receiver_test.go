@@ -251,6 +251,21 @@ func TestConfigValidate(t *testing.T) {
 // TestWorkerBatchesBacklog shows a worker with a backlog handing the records
 // of several datagrams to the host table in one call, and an idle one
 // flushing at once, in order.
+// backlog returns a full, closed worker queue of n v5 datagrams of 30
+// records each, their source ports rising across the queue.
+func backlog(n int) chan *packet {
+	q := make(chan *packet, n)
+	for i := range n {
+		var recs [][]byte
+		for j := range 30 {
+			recs = append(recs, v5Record("10.0.0.1", "10.0.0.2", uint16(1000+i*30+j), 80, 6, 1, 60, 9000, 9500))
+		}
+		q <- &packet{from: exp1, received: t0, kind: kindAuto, buf: v5Msg(10000, 1000, 0, recs...)}
+	}
+	close(q)
+	return q
+}
+
 func TestWorkerBatchesBacklog(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -274,17 +289,8 @@ func TestWorkerBatchesBacklog(t *testing.T) {
 					last = r.SrcPort
 				}
 			})
-			q := make(chan *packet, tt.datagrams)
-			for i := range tt.datagrams {
-				var recs [][]byte
-				for j := range 30 {
-					recs = append(recs, v5Record("10.0.0.1", "10.0.0.2", uint16(1000+i*30+j), 80, 6, 1, 60, 9000, 9500))
-				}
-				q <- &packet{from: exp1, received: t0, kind: kindAuto, buf: v5Msg(10000, 1000, 0, recs...)}
-			}
-			close(q)
 			c.workers.Add(1)
-			c.work(q)
+			c.work(backlog(tt.datagrams))
 			if records != 30*tt.datagrams || calls != tt.wantCalls {
 				t.Errorf("%d records in %d calls, want %d in %d", records, calls, 30*tt.datagrams, tt.wantCalls)
 			}
@@ -328,17 +334,8 @@ func TestWorkerSheds(t *testing.T) {
 			if !tt.noShedHandler {
 				c.deps.Shed = func(b []flow.Record) { inOrder(b); shed += len(b) }
 			}
-			q := make(chan *packet, 40)
-			for i := range 40 {
-				var recs [][]byte
-				for j := range 30 {
-					recs = append(recs, v5Record("10.0.0.1", "10.0.0.2", uint16(1000+i*30+j), 80, 6, 1, 60, 9000, 9500))
-				}
-				q <- &packet{from: exp1, received: t0, kind: kindAuto, buf: v5Msg(10000, 1000, 0, recs...)}
-			}
-			close(q)
 			c.workers.Add(1)
-			c.work(q)
+			c.work(backlog(40))
 			if flows != tt.wantFlows || shed != tt.shed {
 				t.Errorf("%d records to Flows, %d shed; want %d, %d", flows, shed, tt.wantFlows, tt.shed)
 			}
