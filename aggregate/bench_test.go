@@ -55,7 +55,7 @@ func BenchmarkApply(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
-			applyInWorkers(b, tbl, workers, batchSize, func(w int) ([]flow.Record, int) { return recs[w], 0 }, nil)
+			applyInWorkers(b, tbl.Apply, workers, batchSize, func(w int) ([]flow.Record, int) { return recs[w], 0 }, nil)
 			clk.Advance(DefaultConfiguration().ReplyWindow)
 			tbl.Advance(clk.Now())
 		})
@@ -163,7 +163,9 @@ func flowgenRecords(tb testing.TB, hosts int, seed uint64, replyDelay int) []flo
 // conversations whose reply went with them are evicted undecided and
 // committed one-sided, as when the collector does not tell the table of
 // its loss. With conversations=fresh-apart-lossy-told it does, and they
-// are withheld instead (withhold_after_ingest_loss).
+// are withheld instead (withhold_after_ingest_loss). With
+// conversations=none-traffic-only the default stream goes through
+// ApplyTrafficOnly, the path of a worker shedding the stitching.
 func BenchmarkApplyFlowgen(b *testing.B) {
 	recs := flowgenRecords(b, 100_000, 1, 0)
 	apart := flowgenRecords(b, 100_000, 1, 5000)
@@ -176,22 +178,23 @@ func BenchmarkApplyFlowgen(b *testing.B) {
 		}
 	}
 	for _, tc := range []struct {
-		conversations string
-		recs          []flow.Record
-		fresh, told   bool
-	}{{"repeat", recs, false, false}, {"fresh", recs, true, false}, {"fresh-apart", apart, true, false},
-		{"fresh-apart-lossy", lossy, true, false}, {"fresh-apart-lossy-told", lossy, true, true}} {
+		conversations     string
+		recs              []flow.Record
+		fresh, told, shed bool
+	}{{"repeat", recs, false, false, false}, {"fresh", recs, true, false, false}, {"fresh-apart", apart, true, false, false},
+		{"fresh-apart-lossy", lossy, true, false, false}, {"fresh-apart-lossy-told", lossy, true, true, false},
+		{"none-traffic-only", recs, false, false, true}} {
 		for _, batchSize := range []int{25, 512} {
 			for _, workers := range []int{1, 2} {
 				b.Run(fmt.Sprintf("conversations=%s/batch=%d/workers=%d", tc.conversations, batchSize, workers), func(b *testing.B) {
-					benchApplyFlowgen(b, tc.recs, batchSize, workers, tc.fresh, tc.told)
+					benchApplyFlowgen(b, tc.recs, batchSize, workers, tc.fresh, tc.told, tc.shed)
 				})
 			}
 		}
 	}
 }
 
-func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int, fresh, lossTold bool) {
+func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int, fresh, lossTold, trafficOnly bool) {
 	cfg := DefaultConfiguration()
 	tbl, clk, _ := newTestTable(b, cfg, Dependencies{})
 	if lossTold {
@@ -231,7 +234,11 @@ func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int,
 	if fresh {
 		wrapped = func(w int) { nextClientPorts(own[w], w) }
 	}
-	applyInWorkers(b, tbl, workers, batchSize, cycle, wrapped)
+	apply := tbl.Apply
+	if trafficOnly {
+		apply = tbl.ApplyTrafficOnly
+	}
+	applyInWorkers(b, apply, workers, batchSize, cycle, wrapped)
 }
 
 // applyInWorkers applies b.N records on workers goroutines: worker w
@@ -239,7 +246,7 @@ func benchApplyFlowgen(b *testing.B, recs []flow.Record, batchSize, workers int,
 // batchSize at a time, calling wrapped(w) (when not nil) each time it
 // reaches the end of its records. It then stops the timer and reports
 // records/s.
-func applyInWorkers(b *testing.B, tbl *HostTable, workers, batchSize int, cycle func(w int) ([]flow.Record, int), wrapped func(w int)) {
+func applyInWorkers(b *testing.B, apply flow.Handler, workers, batchSize int, cycle func(w int) ([]flow.Record, int), wrapped func(w int)) {
 	var wg sync.WaitGroup
 	per := b.N / workers
 	for w := range workers {
@@ -250,7 +257,7 @@ func applyInWorkers(b *testing.B, tbl *HostTable, workers, batchSize int, cycle 
 			for done := 0; done < per; {
 				off := (start + done) % len(recs)
 				n := min(batchSize, per-done, len(recs)-off)
-				tbl.Apply(recs[off : off+n])
+				apply(recs[off : off+n])
 				done += n
 				if wrapped != nil && off+n == len(recs) {
 					wrapped(w)
