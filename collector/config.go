@@ -22,9 +22,10 @@ type Configuration struct {
 	// ShedBacklog is the share of a worker's queue past which it hands
 	// its records to the cheaper path (Dependencies.Shed: the host table
 	// then accounts traffic but skips conversation stitching) until the
-	// backlog is back under half that share, so that an overloaded worker
-	// catches up instead of its queue dropping whole datagrams. 0
-	// disables it.
+	// backlog is back under three quarters of that share, so that an
+	// overloaded worker catches up instead of its queue dropping whole
+	// datagrams. Below it the queue absorbs bursts (a tick of the checks)
+	// with every record stitched. 0 disables it.
 	ShedBacklog float64 `mapstructure:"shed_backlog"`
 	// Exporters controls who may send and how many exporters are tracked.
 	Exporters ExportersConfiguration `mapstructure:"exporters"`
@@ -109,7 +110,7 @@ func DefaultConfiguration() Configuration {
 		}},
 		Workers:     2,
 		QueueSize:   16384,
-		ShedBacklog: 0.5,
+		ShedBacklog: 0.9,
 		Exporters:   ExportersConfiguration{Max: 1000, IdleTimeout: time.Hour},
 		Templates: TemplatesConfiguration{
 			Max:          1024,

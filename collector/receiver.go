@@ -208,9 +208,10 @@ func (c *Component) work(q chan *packet) {
 	d := newDecoder(c)
 	// Past shedHigh queued datagrams the worker sheds (Dependencies.Shed)
 	// until the backlog is back under shedLow: the gap keeps it from
-	// flapping at the threshold.
+	// flapping at the threshold, and is small so that a worker near its
+	// capacity sheds in short bursts, only what would otherwise overflow.
 	shedHigh := int(c.config.ShedBacklog * float64(cap(q)))
-	shedLow := shedHigh / 2
+	shedLow := shedHigh * 3 / 4
 	shedding := false
 	for p := range q {
 		d.handle(p.from, p.buf, p.received, p.kind)

@@ -304,17 +304,21 @@ func TestWorkerBatchesBacklog(t *testing.T) {
 func TestWorkerSheds(t *testing.T) {
 	tests := []struct {
 		name            string
+		datagrams       int // of 30 records, all queued at the start
 		shedBacklog     float64
 		noShedHandler   bool
 		wantFlows, shed int // records
 	}{
-		// Queue of 40 datagrams of 30 records, shedding past 20 queued:
-		// the first 512-record batch (18 datagrams) leaves 22 queued and
-		// is shed; the next leaves 4, under 10, and the rest is not.
-		{"sheds past the threshold", 0.5, false, 660, 540},
-		{"a high threshold never sheds", 0.9, false, 1200, 0},
-		{"disabled", 0, false, 1200, 0},
-		{"no cheaper path", 0.5, true, 1200, 0},
+		// 40 datagrams, shedding past 20 queued: the first 512-record
+		// batch (18 datagrams) leaves 22 queued and is shed; the next
+		// leaves 4, under 15, and the rest is not.
+		{"sheds past the threshold", 40, 0.5, false, 660, 540},
+		// 100 datagrams, shedding past 70 until under 52: the batches
+		// leave 82 (shed), 64 (still shed: above 52), 46, 28, 10 and 0.
+		{"keeps shedding down to three quarters of the threshold", 100, 0.7, false, 1920, 1080},
+		{"a high threshold never sheds", 40, 0.9, false, 1200, 0},
+		{"disabled", 40, 0, false, 1200, 0},
+		{"no cheaper path", 40, 0.5, true, 1200, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -335,7 +339,7 @@ func TestWorkerSheds(t *testing.T) {
 				c.deps.Shed = func(b []flow.Record) { inOrder(b); shed += len(b) }
 			}
 			c.workers.Add(1)
-			c.work(backlog(40))
+			c.work(backlog(tt.datagrams))
 			if flows != tt.wantFlows || shed != tt.shed {
 				t.Errorf("%d records to Flows, %d shed; want %d, %d", flows, shed, tt.wantFlows, tt.shed)
 			}
