@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/flowcheck/flowcheck/flow"
 )
@@ -302,9 +303,9 @@ type trackerShard struct {
 	recentShift uint8
 	// window is the reply window (clock ns).
 	window int64
-	// lastLoss is the table's HostTable.lastLoss, copied in by whoever
-	// holds the shard's lock before using it.
-	lastLoss int64
+	// lastLoss is the table's HostTable.lastLoss: the clock time of the
+	// latest ingest loss, read when a conversation is decided.
+	lastLoss *atomic.Int64
 }
 
 // recentConv is the tombstone of a conversation decided by observePair:
@@ -316,15 +317,16 @@ type recentConv struct {
 
 // newTrackerShard returns a shard holding at most max conversations, with
 // a tombstone cache of a quarter of that (at least 64, a power of 2), for
-// a reply window of window nanoseconds.
-func newTrackerShard(max int, window int64) *trackerShard {
+// a reply window of window nanoseconds; lastLoss tells the time of the
+// latest ingest loss (HostTable.lastLoss).
+func newTrackerShard(max int, window int64, lastLoss *atomic.Int64) *trackerShard {
 	n := 64
 	for n < max/4 {
 		n *= 2
 	}
 	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max,
 		recent: make([]recentConv, n), recentShift: uint8(64 - bits.TrailingZeros(uint(n))),
-		window: window, lastLoss: noLoss}
+		window: window, lastLoss: lastLoss}
 }
 
 // recentBucket returns the two slots (one cache line) where the tombstone
@@ -388,7 +390,7 @@ func (s *trackerShard) popHead(out []decision) (_ []decision, early bool) {
 			// taken the reply. lastLoss only grows, so a loss after
 			// the deadline but before this pop counts too: the pop
 			// comes within about a second of the deadline (Advance).
-			d.lossy = v == verdictOneSided && s.lastLoss >= p.deadline-2*s.window
+			d.lossy = v == verdictOneSided && s.lastLoss.Load() >= p.deadline-2*s.window
 			out = append(out, d)
 		}
 	}

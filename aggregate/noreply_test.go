@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -267,7 +268,9 @@ func TestResetContacts(t *testing.T) {
 }
 
 func TestTrackerRingGrowsAndShrinks(t *testing.T) {
-	s := newTrackerShard(1<<20, 1000)
+	var lastLoss atomic.Int64
+	lastLoss.Store(noLoss)
+	s := newTrackerShard(1<<20, 1000, &lastLoss)
 	var out []decision
 	for i := range 5000 {
 		k, aSrc := makeConvKey(netipAddr(1).As16(), uint16(i), netipAddr(2).As16(), 80, flow.ProtoTCP, 0)

@@ -148,7 +148,7 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	perShard := max(1, cfg.MaxPending/cfg.Shards)
 	for i := range t.shards {
 		t.shards[i].hosts = newHostIndex()
-		t.trackers[i].t = newTrackerShard(perShard, int64(cfg.ReplyWindow))
+		t.trackers[i].t = newTrackerShard(perShard, int64(cfg.ReplyWindow), &t.lastLoss)
 	}
 	m, err := newMetrics(deps.Registerer, t)
 	if err != nil {
@@ -296,10 +296,15 @@ func (t *HostTable) IngestLost(at time.Time, lost, received int) {
 	if lost <= 0 || float64(lost) <= t.lossTolerance*float64(lost+received) {
 		return
 	}
-	n := at.UnixNano()
+	t.markLoss(at.UnixNano())
+}
+
+// markLoss records a loss at clock time at (ns); concurrent reports
+// keep the latest.
+func (t *HostTable) markLoss(at int64) {
 	for {
 		last := t.lastLoss.Load()
-		if n <= last || t.lastLoss.CompareAndSwap(last, n) {
+		if at <= last || t.lastLoss.CompareAndSwap(last, at) {
 			return
 		}
 	}
@@ -409,11 +414,11 @@ func (t *HostTable) ApplyTrafficOnly(batch []flow.Record) {
 	if len(batch) == 0 {
 		return
 	}
-	now := t.clock.Now()
-	t.IngestLost(now, len(batch), 0)
+	now := t.clock.Now().UnixNano()
+	t.markLoss(now)
 	sc := t.scratch.Get().(*applyScratch)
 	defer t.scratch.Put(sc)
-	t.applyTraffic(sc, batch, now.UnixNano())
+	t.applyTraffic(sc, batch, now)
 }
 
 // applyTraffic is Apply's first part: the traffic of both hosts of each
@@ -506,7 +511,6 @@ func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int6
 // unidirectional ones go through the tracker. It reads what applyTraffic
 // left in sc.
 func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, now int64) {
-	lastLoss := t.lastLoss.Load()
 	sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
 	sc.decisions = sc.decisions[:0]
 	for i := range batch {
@@ -539,7 +543,6 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 			end++
 		}
 		tl.mu.Lock()
-		tl.t.lastLoss = lastLoss
 		// As for hosts: a pass of independent loads first.
 		ops := sc.convOps[start:end]
 		for _, op := range ops {
@@ -687,11 +690,9 @@ func (t *HostTable) Advance(now time.Time) {
 	sc := t.scratch.Get().(*applyScratch)
 	defer t.scratch.Put(sc)
 	sc.decisions = sc.decisions[:0]
-	lastLoss := t.lastLoss.Load()
 	for i := range t.trackers {
 		tl := &t.trackers[i]
 		tl.mu.Lock()
-		tl.t.lastLoss = lastLoss
 		sc.decisions = tl.t.expire(n, sc.decisions)
 		tl.mu.Unlock()
 	}
