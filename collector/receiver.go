@@ -211,6 +211,9 @@ func (c *Component) work(q chan *packet) {
 	// flapping at the threshold, and is small so that a worker near its
 	// capacity sheds in short bursts, only what would otherwise overflow.
 	shedHigh := int(c.config.ShedBacklog * float64(cap(q)))
+	if c.deps.Shed == nil {
+		shedHigh = 0 // nowhere to shed to
+	}
 	shedLow := shedHigh * 3 / 4
 	shedding := false
 	for p := range q {
@@ -222,18 +225,16 @@ func (c *Component) work(q chan *packet) {
 		// batches cost less per record. An idle queue flushes at once, so
 		// batching adds no latency when there is no backlog.
 		if backlog := len(q); backlog == 0 || len(d.batch) >= flushRecords {
-			if c.deps.Shed == nil || shedHigh == 0 {
-				d.flush()
-				continue
-			}
-			was := shedding
-			shedding = backlog > shedHigh || (shedding && backlog > shedLow)
-			switch {
-			case shedding && !was:
-				c.logs.Warn(at, "shed\x00on", "decode worker behind: conversation stitching suspended until it catches up (no-reply verdicts of the time are withheld)",
-					"queued", backlog, "queue_size", cap(q))
-			case was && !shedding:
-				c.logs.Info(at, "shed\x00off", "decode worker caught up: conversation stitching resumed", "queued", backlog)
+			if shedHigh > 0 {
+				was := shedding
+				shedding = backlog > shedHigh || (shedding && backlog > shedLow)
+				switch {
+				case shedding && !was:
+					c.logs.Warn(at, "shed\x00on", "decode worker behind: conversation stitching suspended until it catches up (no-reply verdicts of the time are withheld)",
+						"queued", backlog, "queue_size", cap(q))
+				case was && !shedding:
+					c.logs.Info(at, "shed\x00off", "decode worker caught up: conversation stitching resumed", "queued", backlog)
+				}
 			}
 			if shedding {
 				c.metrics.shedRecords.Add(float64(len(d.batch)))
