@@ -34,8 +34,8 @@ type Configuration struct {
 	// scripts embedded in the binary when it does not exist.
 	Dirs []string `mapstructure:"dirs"`
 	// Checks holds per-check options, keyed by script name (file name without
-	// ".lua"). A script without an entry runs with CheckConfiguration's
-	// defaults (enabled, every host, every tick, no params).
+	// ".lua"). A script without an entry, and the keys an entry leaves out,
+	// take DefaultCheck (enabled, every host, every tick, no params).
 	Checks map[string]CheckConfiguration `mapstructure:"checks"`
 	// Instance is the collector id stamped on every event; main copies it
 	// from the top-level `instance` key.
@@ -55,8 +55,10 @@ type CheckConfiguration struct {
 	Params map[string]any `mapstructure:"params"`
 }
 
-// defaultCheck is the options of a script that has no entry in Checks.
-func defaultCheck() CheckConfiguration {
+// DefaultCheck is the options of a script that has no entry in Checks, and
+// what the configuration loader lays a listed entry over: a listed check
+// runs unless it says `enabled: false`.
+func DefaultCheck() CheckConfiguration {
 	return CheckConfiguration{Enabled: true, Every: 1}
 }
 
@@ -165,7 +167,7 @@ func (c Configuration) workers() int {
 func (c Configuration) checkFor(name string) CheckConfiguration {
 	cc, ok := c.Checks[name]
 	if !ok {
-		cc = defaultCheck()
+		cc = DefaultCheck()
 	}
 	if cc.Every <= 0 {
 		cc.Every = 1
