@@ -20,6 +20,29 @@ const (
 	Released State = "released"
 )
 
+// Reason says why an alert was released; released events carry one,
+// engaged events none.
+type Reason string
+
+// The reasons of a release.
+const (
+	// Cleared: the check ran on the host and no longer triggered.
+	Cleared Reason = "cleared"
+	// HostExpired: the host left the host table (idle past
+	// aggregate.idle_timeout), or never came back after a restart.
+	HostExpired Reason = "host_expired"
+	// CheckDisabled: the check no longer runs on the host: disabled in the
+	// configuration, disabled after max_failures consecutive failures, or
+	// made local_only while the host is remote.
+	CheckDisabled Reason = "check_disabled"
+	// CheckRemoved: the check's script is gone (a reload, or a restart
+	// without it).
+	CheckRemoved Reason = "check_removed"
+	// Shutdown: the collector stopped and keeps no state of its alerts
+	// (scripting.alert_state_file empty, or the file could not take them).
+	Shutdown Reason = "shutdown"
+)
+
 // Host identifies the host an alert is about.
 type Host struct {
 	IP      string `json:"ip"`
@@ -43,6 +66,7 @@ type Event struct {
 	Schema    int       `json:"schema"`
 	ID        string    `json:"id"`
 	State     State     `json:"state"`
+	Reason    Reason    `json:"reason,omitempty"` // released events only
 	Check     string    `json:"check"`
 	Host      Host      `json:"host"`
 	Value     int       `json:"value"`

@@ -188,12 +188,14 @@ func alertID(instance, check string, key aggregate.HostKey, first time.Time) str
 }
 
 // event builds an event of one of the entry's alerts (check name check);
-// the entry has an ext, since it has an alert.
-func (e *Engine) event(h *hostEntry, check string, a *engagedAlert, state alert.State, now time.Time) alert.Event {
+// the entry has an ext, since it has an alert. reason is empty for an
+// engaged event.
+func (e *Engine) event(h *hostEntry, check string, a *engagedAlert, state alert.State, reason alert.Reason, now time.Time) alert.Event {
 	return alert.Event{
 		Schema:    alert.SchemaVersion,
 		ID:        a.id,
 		State:     state,
+		Reason:    reason,
 		Check:     check,
 		Host:      h.ext.host,
 		Value:     a.value,
@@ -227,12 +229,12 @@ func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check
 	}
 	s.alert = a
 	h.ext.score += value
-	e.publish(e.event(h, check, a, alert.Engaged, now))
+	e.publish(e.event(h, check, a, alert.Engaged, "", now))
 }
 
-// release ends the engaged alert of check slot i, if any. Called with h.mu
-// held.
-func (e *Engine) release(h *hostEntry, i int, check string, now time.Time) {
+// release ends the engaged alert of check slot i, if any, for reason.
+// Called with h.mu held.
+func (e *Engine) release(h *hostEntry, i int, check string, reason alert.Reason, now time.Time) {
 	s := h.peek(i)
 	if s == nil || s.alert == nil {
 		return
@@ -240,40 +242,60 @@ func (e *Engine) release(h *hostEntry, i int, check string, now time.Time) {
 	a := s.alert
 	s.alert = nil
 	h.ext.score -= a.value
-	e.publish(e.event(h, check, a, alert.Released, now))
+	e.publish(e.event(h, check, a, alert.Released, reason, now))
 }
 
-// releaseAll releases every alert of an entry (host expiry). Called with
-// h.mu held.
-func (e *Engine) releaseAll(h *hostEntry, now time.Time) {
+// releaseAll releases every alert of an entry (host expiry, shutdown).
+// Called with h.mu held.
+func (e *Engine) releaseAll(h *hostEntry, reason alert.Reason, now time.Time) {
 	if h.ext == nil {
 		return
 	}
 	for i := range h.ext.slots {
 		if h.ext.slots[i].alert != nil {
-			e.release(h, i, e.slotName(i), now)
+			e.release(h, i, e.slotName(i), reason, now)
 		}
 	}
 }
 
-// publish hands an event to the publisher and counts it.
+// inactiveReason is the reason to release an alert of a slot whose check
+// does not run on the host (see scriptSet.active): its script is gone, or
+// it is disabled (by configuration, after failures, or local_only).
+func (s *scriptSet) inactiveReason(slot int) alert.Reason {
+	if slot >= len(s.bySlot) || s.bySlot[slot] == nil {
+		return alert.CheckRemoved
+	}
+	return alert.CheckDisabled
+}
+
+// publish hands an event to the publisher and counts it; the engaged
+// alerts changed, so the state file is due for a write (see checkpoint).
 func (e *Engine) publish(ev alert.Event) {
 	e.metrics.events.WithLabelValues(ev.Check, string(ev.State)).Inc()
+	if ev.State == alert.Released {
+		e.metrics.released.WithLabelValues(ev.Check, string(ev.Reason)).Inc()
+	}
+	e.store.dirty.Store(true)
 	e.deps.Alerts.Publish(ev)
 }
 
 // HostExpired releases the engaged alerts of a host that left the host table
-// (publishing released events) and drops its per-check state, so that a
-// host coming back starts over. It is safe to call concurrently with Tick.
+// (publishing released events, reason host_expired) and drops its
+// per-check state, so that a host coming back starts over. It is safe to
+// call concurrently with Tick.
 func (e *Engine) HostExpired(key aggregate.HostKey) {
 	h := e.hosts.remove(key)
 	if h == nil {
-		return
+		// A host that came back after a restart and left again before a
+		// tick adopted its resumed alerts.
+		if h = e.hosts.pending.take(key); h == nil {
+			return
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.dead = true
-	e.releaseAll(h, e.now())
+	e.releaseAll(h, alert.HostExpired, e.now())
 }
 
 // Score returns the host's score: the sum of the values of its engaged
@@ -281,7 +303,9 @@ func (e *Engine) HostExpired(key aggregate.HostKey) {
 func (e *Engine) Score(key aggregate.HostKey) int {
 	h := e.hosts.get(key)
 	if h == nil {
-		return 0
+		if h = e.hosts.pending.get(key); h == nil {
+			return 0
+		}
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -289,16 +313,18 @@ func (e *Engine) Score(key aggregate.HostKey) int {
 }
 
 // Engaged returns the currently engaged alerts as engaged events (Time is
-// the last-seen time), sorted by host then check.
+// the last-seen time), sorted by host then check. Resumed alerts whose host
+// has not come back yet are included: they are still engaged for the
+// consumers.
 func (e *Engine) Engaged() []alert.Event {
-	hosts := e.hosts.all(nil)
+	hosts := e.hosts.pending.appendTo(e.hosts.all(nil))
 	var out []alert.Event
 	for _, h := range hosts {
 		h.mu.Lock()
 		if h.ext != nil {
 			for i := range h.ext.slots {
 				if a := h.ext.slots[i].alert; a != nil {
-					out = append(out, e.event(h, e.slotName(i), a, alert.Engaged, a.lastSeen))
+					out = append(out, e.event(h, e.slotName(i), a, alert.Engaged, "", a.lastSeen))
 				}
 			}
 		}

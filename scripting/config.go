@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"sort"
 	"time"
+
+	"github.com/flowcheck/flowcheck/aggregate"
 )
 
 // Configuration is the `scripting` section: how often host checks run, on how
@@ -37,6 +39,16 @@ type Configuration struct {
 	// ".lua"). A script without an entry, and the keys an entry leaves out,
 	// take DefaultCheck (enabled, every host, every tick, no params).
 	Checks map[string]CheckConfiguration `mapstructure:"checks"`
+	// AlertStateFile, when set, keeps the engaged alerts across restarts:
+	// written at every tick that changed them and at stop, read back at
+	// start, so that the next process continues the same alerts. Empty:
+	// the alerts engaged at stop are released with reason "shutdown".
+	// Read at start only (a reload keeps the running one).
+	AlertStateFile string `mapstructure:"alert_state_file"`
+	// HostExpiry is the host table's idle timeout (aggregate.idle_timeout);
+	// main copies it. A resumed alert whose host is not back within it is
+	// released (host_expired).
+	HostExpiry aggregate.IdleTimeoutConfiguration `mapstructure:"-"`
 	// Instance is the collector id stamped on every event; main copies it
 	// from the top-level `instance` key.
 	Instance string `mapstructure:"-"`

@@ -23,6 +23,9 @@ type hostMap struct {
 	// the table no longer has without walking it.
 	tick        atomic.Uint64
 	expiredSeen atomic.Int64
+	// pending holds the entries of alerts resumed from the state file
+	// whose host no tick has seen yet (see persist.go).
+	pending pendingHosts
 }
 
 // hostShard is one shard of a hostMap: an open-addressing hash table of
@@ -135,7 +138,10 @@ func (m *hostMap) seen(k aggregate.HostKey, tick uint64) *hostEntry {
 	sh.mu.Lock()
 	h := sh.get(k, hash)
 	if h == nil {
-		h = newHostEntry(k)
+		// A host back after a restart takes its resumed alerts.
+		if h = m.pending.take(k); h == nil {
+			h = newHostEntry(k)
+		}
 		sh.put(h, hash)
 	}
 	h.seenTick = uint32(tick)

@@ -6,6 +6,10 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	calls, errors, timeouts *prometheus.CounterVec
 	events                  *prometheus.CounterVec
+	released                *prometheus.CounterVec
+	resumed                 prometheus.Counter
+	stateErrors             *prometheus.CounterVec
+	stateOverflow           prometheus.Counter
 	disabled                *prometheus.CounterVec
 	reloads                 *prometheus.CounterVec
 	loadErrors              prometheus.Counter
@@ -25,6 +29,14 @@ func newMetrics(r prometheus.Registerer) (metrics, error) {
 			Name: "timeouts_total", Help: "Check calls stopped by the call budget, by check."}, []string{"check"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "events_total", Help: "Alert events published, by check and state."}, []string{"check", "state"}),
+		released: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "released_total", Help: "Alerts released, by check and reason."}, []string{"check", "reason"}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "alerts_resumed_total", Help: "Engaged alerts read back from alert_state_file at start."}),
+		stateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "alert_state_errors_total", Help: "alert_state_file that could not be read (op=load: corrupt or unreadable) or written (op=save)."}, []string{"op"}),
+		stateOverflow: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "alert_state_overflow_total", Help: "Engaged alerts left out of alert_state_file because it reached its size limit."}),
 		disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "disabled_total", Help: "Checks disabled after max_failures consecutive failures."}, []string{"check"}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -39,7 +51,7 @@ func newMetrics(r prometheus.Registerer) (metrics, error) {
 		hosts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "tick_hosts", Help: "Hosts evaluated by the last tick."}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.errors, m.timeouts, m.events, m.disabled,
+	for _, c := range []prometheus.Collector{m.calls, m.errors, m.timeouts, m.events, m.released, m.resumed, m.stateErrors, m.stateOverflow, m.disabled,
 		m.reloads, m.loadErrors, m.ticks, m.tickSeconds, m.hosts} {
 		if err := r.Register(c); err != nil {
 			return m, err

@@ -141,6 +141,8 @@ type Engine struct {
 	hosts hostMap
 	// stateKeys numbers the keys of the hosts' frozen states.
 	stateKeys stateKeys
+	// store keeps the engaged alerts across restarts (persist.go).
+	store alertStore
 
 	slotMu    sync.Mutex
 	slots     map[string]int
@@ -386,6 +388,7 @@ func (e *Engine) ReloadConfig(cfg Configuration) error {
 	cfg.Instance = e.instance
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
+	e.keepStateFile(&cfg)
 	old := e.sources
 	err = e.reload(cfg, srcs)
 	if err != nil && !errors.Is(err, ErrScriptsFailed) {
@@ -433,6 +436,9 @@ func (e *Engine) reload(cfg Configuration, srcs []source) error {
 func (e *Engine) Start() error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
+	if err := e.resumeAlerts(); err != nil {
+		return err
+	}
 	e.stop = make(chan struct{})
 	return e.rewatch(nil, e.sources)
 }
@@ -514,7 +520,9 @@ func (e *Engine) watch(w *fsnotify.Watcher, stop <-chan struct{}) {
 	}
 }
 
-// Stop stops the watcher and releases the VMs.
+// Stop stops the watcher and releases the VMs, then saves the engaged
+// alerts to the state file, or releases them (reason shutdown) when there
+// is none: call it before the publisher stops.
 func (e *Engine) Stop() {
 	e.reloadMu.Lock()
 	stop, w := e.stop, e.watcher
@@ -534,6 +542,7 @@ func (e *Engine) Stop() {
 		v.close()
 	}
 	e.vms = nil
+	e.shutdownAlerts()
 }
 
 // tickChunk is how many hosts a worker takes at a time.
@@ -638,10 +647,11 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 		h.mu.Lock()
 		if !h.dead {
 			h.dead = true
-			e.releaseAll(h, now)
+			e.releaseAll(h, alert.HostExpired, now)
 		}
 		h.mu.Unlock()
 	}
+	e.afterTick(ctx, now, set)
 
 	stats := TickStats{Hosts: int(seen)}
 	for i, sc := range set.checks {
@@ -720,7 +730,7 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 	if h.ext != nil {
 		for i := range h.ext.slots {
 			if h.ext.slots[i].alert != nil && !set.active(i, v.snapBuf.Local) {
-				v.e.release(h, i, v.e.slotName(i), now)
+				v.e.release(h, i, v.e.slotName(i), set.inactiveReason(i), now)
 			}
 		}
 		h.compact()
@@ -769,7 +779,7 @@ func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int) {
 		v.e.engage(h, v.snap, sc.slot, sc.name, v.tValue, v.tMsg, v.now)
 		v.tMsg = ""
 	} else {
-		v.e.release(h, sc.slot, sc.name, v.now)
+		v.e.release(h, sc.slot, sc.name, alert.Cleared, v.now)
 	}
 }
 

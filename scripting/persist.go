@@ -1,0 +1,492 @@
+package scripting
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowcheck/flowcheck/aggregate"
+	"github.com/flowcheck/flowcheck/alert"
+)
+
+// The alert state file (Configuration.AlertStateFile) is a 16-byte header,
+// then a payload of JSON lines: one stateMeta, then one savedAlert per
+// engaged alert. Header: magic "FCAS", version (uint16), zero (uint16),
+// payload length (uint32), CRC-32C of the payload (uint32), big-endian.
+const (
+	stateMagic     = "FCAS"
+	stateVersion   = 1
+	stateHeaderLen = 16
+	// maxStatePayload bounds the file (about 200 000 alerts): what does not
+	// fit is left out, counted, and released at stop rather than saved.
+	maxStatePayload = 64 << 20
+)
+
+var stateCRC = crc32.MakeTable(crc32.Castagnoli)
+
+// stateMeta is the first line of the payload.
+type stateMeta struct {
+	Instance string    `json:"instance"`
+	Saved    time.Time `json:"saved"`
+}
+
+// savedAlert is one engaged alert in the state file: what its next events
+// need (severity and score are derived again).
+type savedAlert struct {
+	ID        string     `json:"id"`
+	Check     string     `json:"check"`
+	Host      alert.Host `json:"host"`
+	Value     int        `json:"value"`
+	Message   string     `json:"message"`
+	FirstSeen time.Time  `json:"first_seen"`
+	LastSeen  time.Time  `json:"last_seen"`
+}
+
+// alertStore keeps the engaged alerts across restarts.
+type alertStore struct {
+	// path is the state file, "" when off; set by Start, read under runMu.
+	path string
+	// dirty is set when an alert engaged or released since the last write.
+	dirty atomic.Bool
+	// hosts is a buffer of collectAlerts, reused between writes.
+	hosts []*hostEntry
+}
+
+// pendingHosts holds the entries of alerts resumed at start whose host no
+// tick has seen yet: a tick that finds the host in the table adopts its
+// entry (hostMap.seen), and the alerts of a host still missing after the
+// host expiry are released (sweepPending).
+type pendingHosts struct {
+	// n is len(m), read without the lock: most ticks have nothing pending.
+	n  atomic.Int64
+	mu sync.Mutex
+	m  map[aggregate.HostKey]pendingHost
+}
+
+// pendingHost is a resumed entry and the time its host must be back by.
+type pendingHost struct {
+	h     *hostEntry
+	until time.Time
+}
+
+// take removes and returns the entry of k, nil when there is none.
+func (p *pendingHosts) take(k aggregate.HostKey) *hostEntry {
+	if p.n.Load() == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ph, ok := p.m[k]
+	if !ok {
+		return nil
+	}
+	delete(p.m, k)
+	p.n.Add(-1)
+	return ph.h
+}
+
+// get returns the entry of k, nil when there is none.
+func (p *pendingHosts) get(k aggregate.HostKey) *hostEntry {
+	if p.n.Load() == 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.m[k].h
+}
+
+// put adds an entry whose host must be back by until.
+func (p *pendingHosts) put(h *hostEntry, until time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[aggregate.HostKey]pendingHost{}
+	}
+	p.m[h.key()] = pendingHost{h: h, until: until}
+	p.n.Store(int64(len(p.m)))
+}
+
+// appendTo appends every entry to dst.
+func (p *pendingHosts) appendTo(dst []*hostEntry) []*hostEntry {
+	if p.n.Load() == 0 {
+		return dst
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, ph := range p.m {
+		dst = append(dst, ph.h)
+	}
+	return dst
+}
+
+// resumeAlerts reads the state file back (Start, with reloadMu held): its
+// alerts wait for their host in the pending set, and those of a check that
+// no longer runs are released at once. A missing file is a first start; an
+// unreadable one is logged, counted, set aside as FILE.bad, and the engine
+// starts with no engaged alert. Only a file that cannot be written is an
+// error, so that the problem shows at start rather than at stop.
+func (e *Engine) resumeAlerts() error {
+	path := e.cfg.AlertStateFile
+	e.runMu.Lock()
+	e.store.path = path
+	e.runMu.Unlock()
+	if path == "" {
+		return nil
+	}
+	if err := probeWritable(path); err != nil {
+		return fmt.Errorf("scripting: alert_state_file: %w", err)
+	}
+	meta, recs, err := readStateFile(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		e.logger.Info("no alert state file yet: no engaged alert to resume", "file", path)
+		return nil
+	case err != nil:
+		e.metrics.stateErrors.WithLabelValues("load").Inc()
+		bad := path + ".bad"
+		if rerr := os.Rename(path, bad); rerr != nil {
+			bad = rerr.Error()
+		}
+		e.logger.Error("alert state file unreadable: its alerts are not resumed", "file", path, "error", err, "moved_to", bad)
+		return nil
+	}
+	if meta.Instance != e.instance {
+		e.logger.Warn("alert state file written by another instance; resuming its alerts under this one",
+			"file", path, "written_by", meta.Instance, "instance", e.instance)
+	}
+	now := e.now()
+	skipped := 0
+	for _, r := range recs {
+		if !e.restore(r, now) {
+			skipped++
+		}
+	}
+	resumed := len(recs) - skipped
+	e.metrics.resumed.Add(float64(resumed))
+	if skipped > 0 {
+		e.metrics.stateErrors.WithLabelValues("load").Inc()
+	}
+	e.logger.Info("engaged alerts resumed", "file", path, "alerts", resumed, "skipped", skipped, "saved", meta.Saved)
+	e.sweepPending(now, e.set)
+	return nil
+}
+
+// restore adds one saved alert to the pending set; false when the record
+// is invalid or repeats an alert already restored.
+func (e *Engine) restore(r savedAlert, now time.Time) bool {
+	addr, err := netip.ParseAddr(r.Host.IP)
+	if err != nil || r.ID == "" || r.Check == "" {
+		return false
+	}
+	key := aggregate.HostKey{Addr: addr, VLAN: r.Host.VLAN}
+	slot := e.slotFor(r.Check)
+	p := &e.hosts.pending
+	h := p.get(key)
+	if h == nil {
+		if e.hosts.get(key) != nil {
+			return false
+		}
+		h = newHostEntry(key)
+		h.ext = &hostExt{host: r.Host, local: r.Host.IsLocal}
+		p.put(h, now.Add(e.hostExpiry(r.Host.IsLocal)))
+	}
+	s := h.extSlot(slot)
+	if s.alert != nil {
+		return false
+	}
+	s.alert = &engagedAlert{id: r.ID, value: r.Value, message: r.Message, firstSeen: r.FirstSeen, lastSeen: r.LastSeen}
+	h.ext.score += r.Value
+	return true
+}
+
+// hostExpiry is how long a resumed alert waits for its host.
+func (e *Engine) hostExpiry(local bool) time.Duration {
+	exp := e.cfg.HostExpiry
+	def := aggregate.DefaultConfiguration().IdleTimeout
+	if local {
+		if exp.Local > 0 {
+			return exp.Local
+		}
+		return def.Local
+	}
+	if exp.Remote > 0 {
+		return exp.Remote
+	}
+	return def.Remote
+}
+
+// sweepPending releases the resumed alerts whose host is not back by its
+// deadline (host_expired) and those whose check does not run in set
+// (check_removed, check_disabled).
+func (e *Engine) sweepPending(now time.Time, set *scriptSet) {
+	p := &e.hosts.pending
+	if p.n.Load() == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, ph := range p.m {
+		h := ph.h
+		h.mu.Lock()
+		if !now.Before(ph.until) {
+			h.dead = true
+			e.releaseAll(h, alert.HostExpired, now)
+		} else if h.ext != nil {
+			for i := range h.ext.slots {
+				if h.ext.slots[i].alert != nil && !set.active(i, h.ext.local) {
+					e.release(h, i, e.slotName(i), set.inactiveReason(i), now)
+				}
+			}
+			h.compact()
+		}
+		gone := h.dead || h.ext == nil
+		h.mu.Unlock()
+		if gone {
+			delete(p.m, k)
+		}
+	}
+	p.n.Store(int64(len(p.m)))
+}
+
+// afterTick ends a tick (with runMu held): resumed alerts past their
+// deadline are released, unless the tick was cancelled before it could
+// adopt every host that is back, and the state file is rewritten when the
+// engaged alerts changed, so that a process killed without a graceful stop
+// still leaves them to the next one.
+func (e *Engine) afterTick(ctx context.Context, now time.Time, set *scriptSet) {
+	if ctx.Err() == nil {
+		e.sweepPending(now, set)
+	}
+	if e.store.path == "" || !e.store.dirty.Swap(false) {
+		return
+	}
+	all := e.collectAlerts()
+	n, err := e.writeAlerts(all, now)
+	if err != nil {
+		e.store.dirty.Store(true) // try again after the next tick
+		e.metrics.stateErrors.WithLabelValues("save").Inc()
+		if ok, suppressed := e.limiter.allow("\x00alert_state"); ok {
+			e.logger.Error("cannot write the alert state file", "file", e.store.path, "error", err, "suppressed", suppressed)
+		}
+		return
+	}
+	if n < len(all) {
+		e.metrics.stateOverflow.Add(float64(len(all) - n))
+		if ok, suppressed := e.limiter.allow("\x00alert_state"); ok {
+			e.logger.Warn("alert state file full: the newest alerts are left out", "file", e.store.path,
+				"saved", n, "left_out", len(all)-n, "suppressed", suppressed)
+		}
+	}
+}
+
+// shutdownAlerts ends the alerts at stop (with runMu held): they are saved
+// to the state file for the next start, and those the file cannot take
+// (no file configured, a write error, past its size limit) are released
+// with reason shutdown, so that no consumer keeps an alert nobody will
+// release.
+func (e *Engine) shutdownAlerts() {
+	now := e.now()
+	all := e.collectAlerts()
+	if e.store.path != "" {
+		n, err := e.writeAlerts(all, now)
+		if err != nil {
+			e.metrics.stateErrors.WithLabelValues("save").Inc()
+			e.logger.Error("cannot save the engaged alerts: releasing them", "file", e.store.path, "alerts", len(all), "error", err)
+		} else {
+			e.logger.Info("engaged alerts saved for the next start", "file", e.store.path, "alerts", n)
+			if n < len(all) {
+				e.metrics.stateOverflow.Add(float64(len(all) - n))
+				e.logger.Warn("alert state file full: releasing the alerts left out", "file", e.store.path, "released", len(all)-n)
+			}
+			all = all[n:]
+		}
+	}
+	for _, la := range all {
+		la.h.mu.Lock()
+		e.release(la.h, la.slot, la.rec.Check, alert.Shutdown, now)
+		la.h.mu.Unlock()
+	}
+	e.store.dirty.Store(false)
+}
+
+// liveAlert is an engaged alert found by collectAlerts.
+type liveAlert struct {
+	h    *hostEntry
+	slot int
+	rec  savedAlert
+}
+
+// collectAlerts returns every engaged alert, the oldest first. Called with
+// runMu held: no tick moves an entry out of the pending set meanwhile.
+func (e *Engine) collectAlerts() []liveAlert {
+	hosts := e.hosts.pending.appendTo(e.hosts.all(e.store.hosts[:0]))
+	var out []liveAlert
+	for _, h := range hosts {
+		h.mu.Lock()
+		if !h.dead && h.ext != nil {
+			for i := range h.ext.slots {
+				if a := h.ext.slots[i].alert; a != nil {
+					out = append(out, liveAlert{h: h, slot: i, rec: savedAlert{
+						ID: a.id, Check: e.slotName(i), Host: h.ext.host, Value: a.value,
+						Message: a.message, FirstSeen: a.firstSeen, LastSeen: a.lastSeen,
+					}})
+				}
+			}
+		}
+		h.mu.Unlock()
+	}
+	clear(hosts) // do not keep expired entries alive
+	e.store.hosts = hosts[:0]
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].rec.FirstSeen.Equal(out[j].rec.FirstSeen) {
+			return out[i].rec.FirstSeen.Before(out[j].rec.FirstSeen)
+		}
+		return out[i].rec.ID < out[j].rec.ID
+	})
+	return out
+}
+
+// writeAlerts writes the state file with as many of all as fit and returns
+// how many.
+func (e *Engine) writeAlerts(all []liveAlert, now time.Time) (int, error) {
+	recs := make([]savedAlert, len(all))
+	for i := range all {
+		recs[i] = all[i].rec
+	}
+	return writeStateFile(e.store.path, stateMeta{Instance: e.instance, Saved: now}, recs, maxStatePayload)
+}
+
+// keepStateFile keeps the running state file in a reloaded configuration:
+// it is read at start and written at stop, by the same path.
+func (e *Engine) keepStateFile(cfg *Configuration) {
+	if cfg.AlertStateFile != e.cfg.AlertStateFile {
+		e.logger.Warn("alert_state_file changes at the next start", "running", e.cfg.AlertStateFile, "configured", cfg.AlertStateFile)
+		cfg.AlertStateFile = e.cfg.AlertStateFile
+	}
+}
+
+// writeStateFile replaces the file at path, atomically (temporary file,
+// fsync, rename, fsync of the directory), with meta and the records of recs
+// that fit in limit bytes of payload; it returns how many did.
+func writeStateFile(path string, meta stateMeta, recs []savedAlert, limit int) (int, error) {
+	var buf bytes.Buffer
+	buf.Write(make([]byte, stateHeaderLen))
+	enc := json.NewEncoder(&buf) // one object per line
+	if err := enc.Encode(meta); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, r := range recs {
+		mark := buf.Len()
+		if err := enc.Encode(r); err != nil {
+			return 0, err
+		}
+		if buf.Len()-stateHeaderLen > limit {
+			buf.Truncate(mark)
+			break
+		}
+		n++
+	}
+	b := buf.Bytes()
+	payload := b[stateHeaderLen:]
+	copy(b, stateMagic)
+	binary.BigEndian.PutUint16(b[4:], stateVersion)
+	binary.BigEndian.PutUint32(b[8:], uint32(len(payload)))
+	binary.BigEndian.PutUint32(b[12:], crc32.Checksum(payload, stateCRC))
+
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp) // best effort: the error is what matters
+		return 0, err
+	}
+	// The rename is durable once the directory is synced.
+	if d, derr := os.Open(filepath.Dir(path)); derr == nil {
+		_ = d.Sync() // not supported everywhere; the rename is done
+		d.Close()
+	}
+	return n, nil
+}
+
+// readStateFile reads a state file written by writeStateFile. Any damage
+// (short, wrong magic, version, length or CRC, bad JSON) is an error: the
+// file is all or nothing.
+func readStateFile(path string) (stateMeta, []savedAlert, error) {
+	var meta stateMeta
+	f, err := os.Open(path)
+	if err != nil {
+		return meta, nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, stateHeaderLen+maxStatePayload+1))
+	if err != nil {
+		return meta, nil, err
+	}
+	switch {
+	case len(b) > stateHeaderLen+maxStatePayload:
+		return meta, nil, fmt.Errorf("larger than the %d bytes of a state file", stateHeaderLen+maxStatePayload)
+	case len(b) < stateHeaderLen:
+		return meta, nil, fmt.Errorf("%d bytes, shorter than the header", len(b))
+	case string(b[:4]) != stateMagic:
+		return meta, nil, errors.New("not a flowcheck alert state file (bad magic)")
+	case binary.BigEndian.Uint16(b[4:]) != stateVersion:
+		return meta, nil, fmt.Errorf("version %d, this flowcheck reads version %d", binary.BigEndian.Uint16(b[4:]), stateVersion)
+	case int(binary.BigEndian.Uint32(b[8:])) != len(b)-stateHeaderLen:
+		return meta, nil, fmt.Errorf("payload of %d bytes, header says %d (truncated?)", len(b)-stateHeaderLen, binary.BigEndian.Uint32(b[8:]))
+	}
+	payload := b[stateHeaderLen:]
+	if crc32.Checksum(payload, stateCRC) != binary.BigEndian.Uint32(b[12:]) {
+		return meta, nil, errors.New("CRC mismatch")
+	}
+	lines := bytes.Split(bytes.TrimSuffix(payload, []byte("\n")), []byte("\n"))
+	if err := json.Unmarshal(lines[0], &meta); err != nil {
+		return meta, nil, fmt.Errorf("header line: %w", err)
+	}
+	recs := make([]savedAlert, 0, len(lines)-1)
+	for i, l := range lines[1:] {
+		var r savedAlert
+		if err := json.Unmarshal(l, &r); err != nil {
+			return meta, nil, fmt.Errorf("alert %d: %w", i+1, err)
+		}
+		recs = append(recs, r)
+	}
+	return meta, recs, nil
+}
+
+// probeWritable checks that the state file's directory takes its
+// temporary file.
+func probeWritable(path string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	return os.Remove(tmp)
+}
