@@ -1,35 +1,12 @@
 package collector
 
 import (
-	"bytes"
-	"encoding/binary"
 	"net/netip"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/netsampler/goflow2/v2/decoders/netflow"
 )
-
-// tmplKey identifies a template within one exporter. Keying by exporter IP
-// (not IP:port) keeps templates across an exporter's source port changes.
-type tmplKey struct {
-	version uint16
-	domain  uint32
-	id      uint16
-}
-
-type tmplEntry struct {
-	tmpl any // one of goflow2's template record types
-	// raw is tmpl's wire form: a resent record equal to it is the same
-	// template, refreshed without parsing.
-	raw      []byte
-	plan     *plan
-	fields   int
-	options  bool
-	lastSeen time.Time
-}
 
 // samplerKey identifies a sampler (v9 sampler ID, IPFIX samplerId or
 // selectorId; 0 when the exporter names none) within an exporter.
@@ -64,6 +41,14 @@ type exporterState struct {
 	// like the live collector did.
 	now       time.Time
 	templates map[tmplKey]*tmplEntry
+	// domains holds the templates of each (version, observation domain)
+	// in use order, for eviction at templates.max; domainList is the same
+	// domains, scanned there without walking a map.
+	domains    map[tmplScope]*tmplDomain
+	domainList []*tmplDomain
+	// age holds every template, the most recently (re)sent first, so
+	// that expired templates are found at its back.
+	age tmplList
 	// added lists the templates added by the current datagram, to decode
 	// the data sets waiting for them.
 	added []tmplKey
@@ -88,238 +73,6 @@ type exporterState struct {
 	flows    uint64
 	errors   uint64
 	lastSeen time.Time
-}
-
-// AddTemplate implements goflow2's NetFlowTemplateSystem. It is the gate
-// between goflow2's template parsing and its data decoding: templates that
-// would make goflow2's data decoding loop forever (no fields, zero-length
-// fields) never get stored. It never returns an error, because goflow2
-// abandons the rest of the template set on one.
-func (e *exporterState) AddTemplate(version uint16, domain uint32, id uint16, template any) error {
-	key := tmplKey{version, domain, id}
-	var fields []netflow.Field
-	options := false
-	withdrawal := false
-	switch t := template.(type) {
-	case netflow.TemplateRecord:
-		fields = t.Fields
-		// NetFlow v9 has no withdrawal; a v9 template without fields
-		// is refused below.
-		withdrawal = version == 10 && t.FieldCount == 0
-	case netflow.NFv9OptionsTemplateRecord:
-		fields = append(slices.Clip(t.Scopes), t.Options...)
-		options = true
-	case netflow.IPFIXOptionsTemplateRecord:
-		fields = append(slices.Clip(t.Scopes), t.Options...)
-		options = true
-		withdrawal = t.FieldCount == 0
-	default:
-		return nil
-	}
-	if withdrawal {
-		e.withdraw(key)
-		return nil
-	}
-	if reason := checkTemplate(fields); reason != "" {
-		e.templateEvent("rejected")
-		e.c.decodeError(e, reason, "template", id, "domain", domain, "version", version)
-		return nil
-	}
-	if cur, ok := e.templates[key]; ok {
-		// Exporters resend their templates every few datagrams or
-		// minutes, nearly always unchanged: the plan is kept then.
-		if !sameTemplate(cur.tmpl, template) {
-			cur.tmpl, cur.plan, cur.fields, cur.options = template, compilePlan(version, template), len(fields), options
-			cur.raw = encodeTemplate(version, template)
-		}
-		cur.lastSeen = e.now
-		e.added = append(e.added, key)
-		return nil
-	}
-	if len(e.templates) >= e.c.config.Templates.Max {
-		e.templateEvent("capped")
-		e.c.decodeError(e, "template_cap", "template", id, "domain", domain, "version", version)
-		return nil
-	}
-	e.templates[key] = &tmplEntry{tmpl: template, raw: encodeTemplate(version, template), plan: compilePlan(version, template),
-		fields: len(fields), options: options, lastSeen: e.now}
-	e.added = append(e.added, key)
-	e.templateEvent("added")
-	e.m.templates.Set(float64(len(e.templates)))
-	return nil
-}
-
-// refreshTemplates handles a template set body whose every record is, byte
-// for byte, a template the exporter holds: it refreshes them as goflow2's
-// parse and AddTemplate would (same template: kept, seen now), without
-// parsing. It changes nothing and returns false for any other set.
-func (e *exporterState) refreshTemplates(version uint16, domain uint32, id uint16, b []byte) bool {
-	for rest := b; len(rest) >= 4; {
-		n := templateRecordLen(version, id, rest)
-		if n == 0 {
-			return false
-		}
-		t := e.templates[tmplKey{version, domain, binary.BigEndian.Uint16(rest)}]
-		if t == nil || !bytes.Equal(t.raw, rest[:n]) {
-			return false
-		}
-		rest = rest[n:]
-	}
-	for rest := b; len(rest) >= 4; {
-		n := templateRecordLen(version, id, rest)
-		key := tmplKey{version, domain, binary.BigEndian.Uint16(rest)}
-		e.templates[key].lastSeen = e.now
-		e.added = append(e.added, key)
-		rest = rest[n:]
-	}
-	return true
-}
-
-// encodeTemplate renders one of goflow2's template records in its wire
-// form. goflow2's template parsing is deterministic and keeps every bit
-// of the record, so a record with these bytes parses to this template.
-func encodeTemplate(version uint16, template any) []byte {
-	var b []byte
-	fields := func(fs []netflow.Field) {
-		for _, f := range fs {
-			if version == 10 && f.PenProvided {
-				b = binary.BigEndian.AppendUint16(b, f.Type|0x8000)
-				b = binary.BigEndian.AppendUint16(b, f.Length)
-				b = binary.BigEndian.AppendUint32(b, f.Pen)
-				continue
-			}
-			b = binary.BigEndian.AppendUint16(b, f.Type)
-			b = binary.BigEndian.AppendUint16(b, f.Length)
-		}
-	}
-	switch t := template.(type) {
-	case netflow.TemplateRecord:
-		b = binary.BigEndian.AppendUint16(b, t.TemplateId)
-		b = binary.BigEndian.AppendUint16(b, t.FieldCount)
-		fields(t.Fields)
-	case netflow.NFv9OptionsTemplateRecord:
-		b = binary.BigEndian.AppendUint16(b, t.TemplateId)
-		b = binary.BigEndian.AppendUint16(b, t.ScopeLength)
-		b = binary.BigEndian.AppendUint16(b, t.OptionLength)
-		fields(t.Scopes)
-		fields(t.Options)
-	case netflow.IPFIXOptionsTemplateRecord:
-		b = binary.BigEndian.AppendUint16(b, t.TemplateId)
-		b = binary.BigEndian.AppendUint16(b, t.FieldCount)
-		b = binary.BigEndian.AppendUint16(b, t.ScopeFieldCount)
-		fields(t.Scopes)
-		fields(t.Options)
-	}
-	return b
-}
-
-// sameTemplate tells whether two of goflow2's template records describe
-// the same record layout.
-func sameTemplate(a, b any) bool {
-	switch x := a.(type) {
-	case netflow.TemplateRecord:
-		y, ok := b.(netflow.TemplateRecord)
-		return ok && slices.Equal(x.Fields, y.Fields)
-	case netflow.NFv9OptionsTemplateRecord:
-		y, ok := b.(netflow.NFv9OptionsTemplateRecord)
-		return ok && slices.Equal(x.Scopes, y.Scopes) && slices.Equal(x.Options, y.Options)
-	case netflow.IPFIXOptionsTemplateRecord:
-		y, ok := b.(netflow.IPFIXOptionsTemplateRecord)
-		return ok && slices.Equal(x.Scopes, y.Scopes) && slices.Equal(x.Options, y.Options)
-	}
-	return false
-}
-
-// maxTemplateFields bounds a template: real exporters send tens of fields,
-// and goflow2 allocates a value slice of this size for every record.
-const maxTemplateFields = 512
-
-// checkTemplate returns why a template is unusable, or "".
-func checkTemplate(fields []netflow.Field) string {
-	if len(fields) == 0 {
-		return "template_no_fields"
-	}
-	if len(fields) > maxTemplateFields {
-		return "template_too_many_fields"
-	}
-	for _, f := range fields {
-		// A zero-length field carries nothing; a template of only such
-		// fields makes goflow2's data set loop spin without consuming
-		// bytes. Reject any, as no information element has length 0.
-		if f.Length == 0 {
-			return "template_zero_length_field"
-		}
-	}
-	return ""
-}
-
-// withdraw deletes a template. IPFIX template IDs 2 and 3 withdraw all
-// (options) templates of the domain (RFC 7011 §8.1).
-func (e *exporterState) withdraw(key tmplKey) {
-	if key.id == 2 || key.id == 3 {
-		for k := range e.templates {
-			if k.version == key.version && k.domain == key.domain {
-				delete(e.templates, k)
-				e.templateEvent("withdrawn")
-			}
-		}
-	} else if _, ok := e.templates[key]; ok {
-		delete(e.templates, key)
-		e.templateEvent("withdrawn")
-	}
-	e.m.templates.Set(float64(len(e.templates)))
-}
-
-// lookup returns a live template, nil when unknown; expired templates are
-// deleted on lookup.
-func (e *exporterState) lookup(key tmplKey) *tmplEntry {
-	t, ok := e.templates[key]
-	if !ok {
-		return nil
-	}
-	if e.now.Sub(t.lastSeen) > e.c.config.Templates.Lifetime {
-		delete(e.templates, key)
-		e.templateEvent("expired")
-		e.m.templates.Set(float64(len(e.templates)))
-		return nil
-	}
-	return t
-}
-
-// GetTemplate implements goflow2's NetFlowTemplateSystem (goflow2 calls it
-// only for data sets, which the collector decodes itself).
-func (e *exporterState) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
-	t := e.lookup(tmplKey{version, domain, id})
-	if t == nil {
-		return nil, netflow.ErrorTemplateNotFound
-	}
-	return t.tmpl, nil
-}
-
-// RemoveTemplate implements goflow2's NetFlowTemplateSystem.
-func (e *exporterState) RemoveTemplate(version uint16, domain uint32, id uint16) (any, error) {
-	key := tmplKey{version, domain, id}
-	t, ok := e.templates[key]
-	if !ok {
-		return nil, netflow.ErrorTemplateNotFound
-	}
-	delete(e.templates, key)
-	e.m.templates.Set(float64(len(e.templates)))
-	return t.tmpl, nil
-}
-
-// GetTemplates implements goflow2's NetFlowTemplateSystem (goflow2's
-// decoders never call it).
-func (e *exporterState) GetTemplates() netflow.FlowBaseTemplateSet {
-	out := make(netflow.FlowBaseTemplateSet, len(e.templates))
-	for k, t := range e.templates {
-		out[uint64(k.version)<<48|uint64(k.domain)<<16|uint64(k.id)] = t.tmpl
-	}
-	return out
-}
-
-func (e *exporterState) templateEvent(ev string) {
-	e.c.metrics.templateEvents.WithLabelValues(e.label, ev).Inc()
 }
 
 // addPending keeps a copy of a data set until its template arrives, within

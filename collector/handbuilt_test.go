@@ -452,7 +452,9 @@ func TestTemplateExpiry(t *testing.T) {
 	}
 }
 
-// TestTemplateCap checks that templates per exporter are capped and counted.
+// TestTemplateCap checks that templates per exporter are capped, that a
+// new template is accepted at the cap in place of the least recently used
+// one (counted), and that the exporter cap still holds.
 func TestTemplateCap(t *testing.T) {
 	h := newHarness(t, func(c *Configuration) { c.Templates.Max = 2; c.Exporters.Max = 1 })
 	for id := uint16(256); id < 266; id++ {
@@ -461,8 +463,13 @@ func TestTemplateCap(t *testing.T) {
 	if n := len(h.c.Exporters()[0].Templates); n != 2 {
 		t.Errorf("%d templates, want 2", n)
 	}
-	if v := h.errors(t, "192.0.2.10", "template_cap"); v != 8 {
-		t.Errorf("template_cap %v, want 8", v)
+	if v := metricValue(h.c.metrics.templateEvents.WithLabelValues("192.0.2.10", "evicted")); v != 8 {
+		t.Errorf("%v templates evicted, want 8", v)
+	}
+	for id, want := range map[uint16]int{256: 0, 263: 0, 264: 1, 265: 1} {
+		if got := h.send(exp1, t0, ipfixMsg(0, 1000, dataSet(id, v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 2, 3, 4)))); len(got) != want {
+			t.Errorf("template %d: %d records, want %d", id, len(got), want)
+		}
 	}
 	h.send(exp2, t0, ipfixMsg(0, 1000, templateSet(10, 256, v4Flow...)))
 	if len(h.c.Exporters()) != 1 || metricValue(h.c.metrics.drops[dropExporterCap]) != 1 {

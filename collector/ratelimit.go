@@ -3,6 +3,7 @@ package collector
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -66,4 +67,88 @@ func (l *logLimiter) log(level slog.Level, now time.Time, key, msg string, args 
 		args = append(args, "suppressed", suppressed)
 	}
 	l.logger.Log(context.Background(), level, msg, args...)
+}
+
+// deniedLog logs the datagrams of senders outside exporters.allow: a line
+// for a sender's first datagram in each interval, saying how many of its
+// datagrams were left untold since its previous line. Sources are
+// spoofable, so it tells at most maxDeniedSenders senders apart; the
+// datagrams of any others are told together, in one line per interval.
+type deniedLog struct {
+	logger   *slog.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	senders  map[netip.Addr]*limitEntry
+	// others counts the datagrams of senders beyond maxDeniedSenders.
+	others limitEntry
+	// pruned is when senders was last cleared of senders silent for an
+	// interval: at most once an interval, so that a flood of new
+	// senders does not scan the map for each datagram.
+	pruned time.Time
+}
+
+// maxDeniedSenders bounds the senders told apart, and so the lines logged
+// per interval.
+const maxDeniedSenders = 64
+
+func newDeniedLog(logger *slog.Logger, interval time.Duration) *deniedLog {
+	return &deniedLog{logger: logger, interval: interval, senders: make(map[netip.Addr]*limitEntry)}
+}
+
+// due tells whether e, last logged at e.at, is to be logged now; if not,
+// it counts one more datagram untold.
+func (l *deniedLog) due(e *limitEntry, now time.Time) bool {
+	if since := now.Sub(e.at); since >= 0 && since < l.interval {
+		e.suppressed++
+		return false
+	}
+	return true
+}
+
+// dropped records a datagram of sender dropped at now.
+func (l *deniedLog) dropped(sender netip.Addr, now time.Time) {
+	l.mu.Lock()
+	e := l.senders[sender]
+	if e == nil && len(l.senders) >= maxDeniedSenders && now.Sub(l.pruned) >= l.interval {
+		l.pruned = now
+		for a, s := range l.senders {
+			if now.Sub(s.at) >= l.interval {
+				// Its untold datagrams are told with the others'.
+				l.others.suppressed += s.suppressed
+				delete(l.senders, a)
+			}
+		}
+	}
+	switch {
+	case e != nil:
+		if !l.due(e, now) {
+			l.mu.Unlock()
+			return
+		}
+		untold := e.suppressed
+		e.at, e.suppressed = now, 0
+		l.mu.Unlock()
+		l.log("datagram from a sender outside collector.exporters.allow dropped", untold, "sender", sender)
+	case len(l.senders) < maxDeniedSenders:
+		l.senders[sender] = &limitEntry{at: now}
+		l.mu.Unlock()
+		l.log("datagram from a sender outside collector.exporters.allow dropped", 0, "sender", sender)
+	default:
+		if !l.due(&l.others, now) {
+			l.mu.Unlock()
+			return
+		}
+		untold := l.others.suppressed
+		l.others.at, l.others.suppressed = now, 0
+		l.mu.Unlock()
+		l.log("datagram from a sender outside collector.exporters.allow dropped (more senders than are logged one by one: their datagrams are told together)",
+			untold, "sender", sender, "senders_told_apart", maxDeniedSenders)
+	}
+}
+
+func (l *deniedLog) log(msg string, untold uint64, args ...any) {
+	if untold > 0 {
+		args = append(args, "suppressed", untold)
+	}
+	l.logger.Warn(msg, args...)
 }

@@ -136,7 +136,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			}
 			addr := from.Addr().Unmap()
 			if !c.allowed(addr) {
-				c.metrics.drops[dropNotAllowed].Inc()
+				c.notAllowed(addr, now)
 				continue
 			}
 			p := c.getPacket()

@@ -50,6 +50,7 @@ type Component struct {
 	deps      Dependencies
 	metrics   *metrics
 	logs      *logLimiter
+	denied    *deniedLog
 	allow     []netip.Prefix
 	overrides []parsedOverride
 	listeners []*listener
@@ -119,7 +120,8 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		config:    cfg,
 		deps:      deps,
 		metrics:   m,
-		logs:      newLogLimiter(deps.Logger, 10*time.Second),
+		logs:      newLogLimiter(deps.Logger, logInterval),
+		denied:    newDeniedLog(deps.Logger, logInterval),
 		exporters: make(map[netip.Addr]*exporterState),
 		// Idle exporters are forgotten at most a quarter of the timeout
 		// (or a minute) late.
@@ -273,6 +275,7 @@ func (c *Component) exporter(a netip.Addr, now time.Time) *exporterState {
 		m:           c.metrics.forExporter(label),
 		defaultRate: c.config.Sampling.Default,
 		templates:   make(map[tmplKey]*tmplEntry),
+		domains:     make(map[tmplScope]*tmplDomain),
 		sampling:    make(map[samplerKey]uint32),
 		sysInit:     make(map[uint32]time.Time),
 		// Seen now, before it is published: a sweep must not take
@@ -380,6 +383,16 @@ func (c *Component) evict(e *exporterState, reason string, now time.Time) {
 		"last_seen", e.lastSeen, "templates", len(e.templates), "pending_sets", len(e.pending), "pending_bytes", e.pendingBytes)
 }
 
+// logInterval is how often a rate-limited log line may repeat.
+const logInterval = 10 * time.Second
+
+// notAllowed counts and logs (rate-limited per sender) a datagram from a
+// sender outside exporters.allow, dropped at now.
+func (c *Component) notAllowed(addr netip.Addr, now time.Time) {
+	c.metrics.drops[dropNotAllowed].Inc()
+	c.denied.dropped(addr, now)
+}
+
 // dropped counts a datagram dropped before decoding, by reason, and by
 // exporter too when the exporter is tracked.
 func (c *Component) dropped(addr netip.Addr, reason int) {
@@ -443,7 +456,7 @@ func accepts(k listenKind, proto int) bool {
 // and the datagram's protocol; nil when the datagram is dropped.
 func (c *Component) begin(addr netip.Addr, b []byte, received time.Time, kind listenKind) (*exporterState, int) {
 	if !c.allowed(addr) {
-		c.metrics.drops[dropNotAllowed].Inc()
+		c.notAllowed(addr, received)
 		return nil, 0
 	}
 	proto := detect(b)
@@ -460,6 +473,7 @@ func (c *Component) begin(addr netip.Addr, b []byte, received time.Time, kind li
 	e.now = received
 	e.lastSeen = received
 	e.added = e.added[:0]
+	e.expireTemplates()
 	e.expirePending()
 	if proto != protoUnknown {
 		e.packets++
