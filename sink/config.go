@@ -125,7 +125,11 @@ type KafkaConfiguration struct {
 	SASL         SASLConfiguration         `mapstructure:"sasl"`
 	CreateTopics CreateTopicsConfiguration `mapstructure:"create_topics"`
 	QueueSize    int                       `mapstructure:"queue_size"`
-	Spool        SpoolConfiguration        `mapstructure:"spool"`
+	// SpoolAfter bounds how long an alert stays in memory only: a batch
+	// the brokers have not acknowledged by then is written to the spool
+	// while the write goes on (a hung broker holds it for minutes).
+	SpoolAfter time.Duration      `mapstructure:"spool_after"`
+	Spool      SpoolConfiguration `mapstructure:"spool"`
 	// RetryBackoffMin and RetryBackoffMax bound the exponential wait
 	// between delivery attempts while the brokers are unreachable.
 	RetryBackoffMin time.Duration `mapstructure:"retry_backoff_min"`
@@ -154,6 +158,7 @@ func DefaultConfiguration() Configuration {
 			WriteTimeout: 10 * time.Second,
 			CreateTopics: CreateTopicsConfiguration{Enabled: true, Partitions: 8, ReplicationFactor: -1},
 			QueueSize:    8192,
+			SpoolAfter:   time.Second,
 			Spool: SpoolConfiguration{
 				Dir:          "flowcheck-spool",
 				MaxBytes:     1 << 30,
@@ -267,6 +272,9 @@ func (c Configuration) Validate() error {
 		}
 		if k.QueueSize <= 0 {
 			bad("kafka.queue_size", "must be > 0")
+		}
+		if k.SpoolAfter <= 0 {
+			bad("kafka.spool_after", "must be > 0")
 		}
 		if k.Spool.Dir == "" {
 			bad("kafka.spool.dir", "must not be empty")

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +36,9 @@ type kafkaRecord struct {
 	check  string
 	schema string
 	value  []byte
+	// at is when the sink took the alert; it dates how long a live
+	// alert has been in memory only (zero for spooled ones).
+	at time.Time
 }
 
 // recordVersion tags the spool encoding of a kafkaRecord.
@@ -76,7 +80,7 @@ func decodeRecord(b []byte) (kafkaRecord, error) {
 
 // kafkaSink publishes alerts with a kafka-go Writer.
 //
-// Ordering: one drainer goroutine sends everything, one batch at a time, so
+// Ordering: one drainer goroutine decides everything, one batch at a time, so
 // a host's events reach its partition in order. Intake goes to the bounded
 // in-memory queue while the spool is empty; once an event cannot go there
 // (queue full, or a send failed) the sink is "spooling" and every new event
@@ -85,7 +89,10 @@ func decodeRecord(b []byte) (kafkaRecord, error) {
 // then the spool, then switches intake back to the queue. A batch taken
 // from the queue that fails is put at the front of the spool together with
 // the rest of the queue, so that retries and shutdown only deal with the
-// spool.
+// spool. A batch still unacknowledged spool_after after its oldest alert
+// was taken is put there as well, without waiting for the outcome (a hung
+// broker holds a write for several write_timeouts): what a crash can lose
+// is bounded by spool_after, not by the broker.
 type kafkaSink struct {
 	cfg     KafkaConfiguration
 	m       *metrics
@@ -147,10 +154,17 @@ func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, limiter 
 	}
 	k.spool = sp
 	for _, p := range rec.Problems {
-		k.log.Error("spool damaged, good records kept", "problem", p)
+		k.log.Warn("spool directory", "problem", p)
+	}
+	for _, d := range rec.Damage {
+		k.log.Error("corrupt spool record skipped, replay resumes at the next good one",
+			"file", d.File, "offset", d.Offset, "bytes", d.Bytes, "alerts", d.Records, "reason", d.Reason)
 	}
 	if rec.DiscardedBytes > 0 {
 		m.spoolCorrupt.WithLabelValues("kafka").Add(float64(rec.DiscardedBytes))
+	}
+	if rec.LostRecords > 0 {
+		m.dropped.WithLabelValues("kafka", "", "spool_corrupt").Add(float64(rec.LostRecords))
 	}
 	if rec.Records > 0 {
 		k.log.Info("spool holds alerts from a previous run, replaying them first",
@@ -276,6 +290,7 @@ func (k *kafkaSink) Enqueue(ev *alert.Event, value []byte) {
 		check:  ev.Check,
 		schema: strconv.Itoa(ev.Schema),
 		value:  value,
+		at:     time.Now(),
 	}
 	// A message above batch_bytes would be refused by the Writer forever.
 	if int64(len(rec.value)+len(rec.key)+len(rec.check)+64) > k.cfg.BatchBytes {
@@ -364,12 +379,25 @@ func (k *kafkaSink) run() {
 		}
 		return true
 	}
-	var carry *kafkaRecord
+	// held are alerts taken from the queue and not sent yet, older than
+	// the queue's.
+	var held []kafkaRecord
 	for {
-		if recs := k.takeLive(carry); len(recs) > 0 {
-			carry = nil
-			if err := k.send(recs, false); err != nil {
-				k.spoolFront(recs)
+		if recs := k.takeLive(&held); len(recs) > 0 {
+			spilled, cur, kept, err := k.sendLive(recs)
+			// kept left the queue after held did: it is newer.
+			held = append(held, kept...)
+			if err != nil {
+				if spilled && len(held) > 0 {
+					// The batch's spool copy is ahead of held,
+					// which are newer: write both again, in order.
+					_ = k.spool.Commit(cur)
+					spilled = false
+				}
+				if !spilled {
+					k.spoolFront(append(recs, held...))
+					held = nil
+				}
 				if k.stopping() || !failed() {
 					return
 				}
@@ -401,7 +429,7 @@ func (k *kafkaSink) run() {
 		k.mu.Unlock()
 		select {
 		case rec := <-k.queue:
-			carry = &rec
+			held = append(held, rec)
 		case <-k.wake:
 		case <-k.stop:
 		}
@@ -417,13 +445,16 @@ func (k *kafkaSink) stopping() bool {
 	}
 }
 
-// takeLive collects a batch from the queue, lingering up to batch_timeout
-// for it to fill unless spooling or stopping.
-func (k *kafkaSink) takeLive(first *kafkaRecord) []kafkaRecord {
-	var recs []kafkaRecord
-	if first != nil {
-		recs = append(recs, *first)
+// takeLive collects a batch from held then the queue, lingering up to
+// batch_timeout for it to fill unless spooling or stopping.
+func (k *kafkaSink) takeLive(held *[]kafkaRecord) []kafkaRecord {
+	n := min(len(*held), k.cfg.BatchSize)
+	recs := slices.Clone((*held)[:n])
+	*held = (*held)[n:]
+	if len(*held) > 0 {
+		return recs
 	}
+	*held = nil
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -470,11 +501,7 @@ func (k *kafkaSink) spoolFront(recs []kafkaRecord) {
 		}
 		break
 	}
-	enc := make([][]byte, len(recs))
-	for i := range recs {
-		enc[i] = recs[i].encode()
-	}
-	if err := k.spool.Prepend(enc...); err != nil {
+	if _, err := k.spool.Prepend(encodeAll(recs)...); err != nil {
 		k.ready.Store(false)
 		for _, r := range recs {
 			k.drop(r.topic, "spool_error", 1)
@@ -492,6 +519,12 @@ func (k *kafkaSink) replay() error {
 	raw, cur, err := k.spool.Peek(k.cfg.BatchSize, int(k.cfg.BatchBytes/2))
 	if err != nil {
 		return err
+	}
+	if d, ok := cur.Damage(); ok {
+		// Damaged on disk since start-up; Commit skips it.
+		k.m.dropped.WithLabelValues("kafka", "", "spool_corrupt").Add(float64(d.Records))
+		k.log.Error("corrupt spool record skipped, replay resumes at the next good one",
+			"file", d.File, "offset", d.Offset, "bytes", d.Bytes, "alerts", d.Records, "reason", d.Reason)
 	}
 	recs := make([]kafkaRecord, 0, len(raw))
 	for _, b := range raw {
@@ -514,11 +547,44 @@ func (k *kafkaSink) replay() error {
 	return nil
 }
 
-// send writes one batch and waits for the acknowledgements.
+// send writes one batch from the spool and waits for the acknowledgements.
 func (k *kafkaSink) send(recs []kafkaRecord, replayed bool) error {
-	if k.needTopics {
-		k.createTopics()
+	start := time.Now()
+	return k.finish(recs, start, <-k.write(recs), replayed)
+}
+
+// sendLive writes one batch taken from the queue. Should it still be
+// unacknowledged spool_after after its oldest alert was taken, the batch and
+// everything queued behind it are put in the spool while the write goes on
+// (spilled); once it succeeds, the batch's spool copy is committed away.
+// kept returns queued alerts a failed spill took out of the queue; cur
+// covers the batch's spool copy.
+func (k *kafkaSink) sendLive(recs []kafkaRecord) (spilled bool, cur spool.Cursor, kept []kafkaRecord, err error) {
+	start := time.Now()
+	res := k.write(recs)
+	timer := time.NewTimer(time.Until(recs[0].at.Add(k.cfg.SpoolAfter)))
+	defer timer.Stop()
+	select {
+	case err = <-res:
+	case <-timer.C:
+		cur, kept, spilled = k.spill(recs)
+		err = <-res
 	}
+	err = k.finish(recs, start, err, false)
+	if err == nil && spilled {
+		if cerr := k.spool.Commit(cur); cerr != nil && !k.stopping() {
+			// The copy stays: delivered twice, never lost.
+			k.log.Warn("cannot remove delivered alerts from the spool", "error", cerr)
+		}
+		k.gauges()
+	}
+	return spilled, cur, kept, err
+}
+
+// write starts one write (creating the topics first when needed) in its own
+// goroutine, so that the drainer can spill while the brokers hang. The
+// drainer touches the Writer only once the result is in.
+func (k *kafkaSink) write(recs []kafkaRecord) <-chan error {
 	msgs := make([]kafka.Message, len(recs))
 	for i, r := range recs {
 		msgs[i] = kafka.Message{
@@ -531,8 +597,75 @@ func (k *kafkaSink) send(recs []kafkaRecord, replayed bool) error {
 			},
 		}
 	}
-	start := time.Now()
-	err := k.writer.WriteMessages(k.hardCtx, msgs...)
+	res := make(chan error, 1)
+	go func() {
+		if k.needTopics {
+			k.createTopics()
+		}
+		res <- k.writer.WriteMessages(k.hardCtx, msgs...)
+	}()
+	return res
+}
+
+// spill writes a live batch still in flight, and the queue behind it, to
+// the front of the spool, and switches intake to the spool. The queued
+// alerts go first (the batch is then prepended before them); if they cannot
+// be written they are returned, to be sent or spooled later, and the batch
+// stays in memory only too, so that order holds.
+func (k *kafkaSink) spill(recs []kafkaRecord) (spool.Cursor, []kafkaRecord, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var queued []kafkaRecord
+	for {
+		select {
+		case r := <-k.queue:
+			queued = append(queued, r)
+			continue
+		default:
+		}
+		break
+	}
+	if len(queued) > 0 {
+		if _, err := k.spool.Prepend(encodeAll(queued)...); err != nil {
+			k.spillFailed(err)
+			return spool.Cursor{}, queued, false
+		}
+		countByTopic(k.m.spooled, queued)
+	}
+	k.spooling.Store(true)
+	cur, err := k.spool.Prepend(encodeAll(recs)...)
+	if err != nil {
+		k.spillFailed(err)
+		return spool.Cursor{}, nil, false
+	}
+	k.ready.Store(true)
+	countByTopic(k.m.spooled, recs)
+	k.gauges()
+	if ok, n := k.limiter.allow("kafka-spill"); ok {
+		k.log.Warn("kafka write unacknowledged after spool_after, alerts spooled meanwhile",
+			"spool_after", k.cfg.SpoolAfter, "alerts", len(recs)+len(queued), "suppressed", n)
+	}
+	return cur, nil, true
+}
+
+func (k *kafkaSink) spillFailed(err error) {
+	k.ready.Store(false)
+	if ok, n := k.limiter.allow("kafka-spool-error"); ok {
+		k.log.Error("cannot spool alerts of a slow write, kept in memory", "error", err, "suppressed", n)
+	}
+}
+
+func encodeAll(recs []kafkaRecord) [][]byte {
+	enc := make([][]byte, len(recs))
+	for i := range recs {
+		enc[i] = recs[i].encode()
+	}
+	return enc
+}
+
+// finish accounts for a write's outcome. A failure replaces the Writer;
+// a success makes the sink ready again, whatever failed before.
+func (k *kafkaSink) finish(recs []kafkaRecord, start time.Time, err error, replayed bool) error {
 	if err != nil {
 		kind := errorKind(err)
 		k.m.errors.WithLabelValues("kafka", kind).Inc()
@@ -548,6 +681,7 @@ func (k *kafkaSink) send(recs []kafkaRecord, replayed bool) error {
 		k.needTopics = k.cfg.CreateTopics.Enabled
 		return err
 	}
+	k.ready.Store(true)
 	k.m.latency.WithLabelValues("kafka").Observe(time.Since(start).Seconds())
 	countByTopic(k.m.delivered, recs)
 	if replayed {

@@ -6,12 +6,13 @@
 // Layout: a directory of segment files named by a hexadecimal sequence number
 // (lower numbers are older) and a small "cursor" file telling how far the
 // oldest segment has been consumed. Each segment starts with an 8-byte magic
-// header followed by records framed as
+// header followed by framed, checksummed records (format.go).
 //
-//	length uint32 (big endian) | crc32c(payload) uint32 | payload
-//
-// A crash mid-write leaves a truncated or corrupt record at a segment's tail;
-// Open detects it, keeps the good records before it and truncates the rest.
+// A crash mid-write leaves a torn record at a segment's tail, and a disk can
+// damage any byte: Open (and Peek, for damage that appears later) skips a
+// corrupt record, resynchronises on the next valid one and reports what it
+// skipped, in records, so that one bad byte costs one alert, not the rest of
+// the segment.
 package spool
 
 import (
@@ -19,9 +20,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,10 +51,8 @@ const (
 const BatchSyncInterval = time.Second
 
 const (
-	magic        = "FCSPOOL1"
-	headerSize   = int64(len(magic))
-	frameSize    = 8
 	segmentExt   = ".seg"
+	tmpExt       = ".tmp"
 	cursorFile   = "cursor"
 	firstSegment = uint64(1) << 32 // leaves room below for Prepend
 	// MaxRecordSize bounds one record so that a corrupt length field can
@@ -61,8 +60,6 @@ const (
 	MaxRecordSize = 16 << 20
 	readChunk     = 256 << 10
 )
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // ErrRecordTooLarge is returned for a record above MaxRecordSize or one that
 // could never fit under the spool ceiling.
@@ -87,12 +84,17 @@ type Recovery struct {
 	// Segments and Records count what was kept.
 	Segments int
 	Records  int
-	// CorruptSegments counts segments with a bad or truncated record; each
-	// was truncated right before it.
+	// CorruptSegments counts segments with a bad header or a corrupt or
+	// truncated record among their unconsumed ones.
 	CorruptSegments int
-	// DiscardedBytes is the number of bytes truncated away.
+	// DiscardedBytes is the number of bytes skipped.
 	DiscardedBytes int64
-	// Problems describes each problem found, one line each.
+	// LostRecords is how many unconsumed records the skipped ranges held
+	// (estimated, see Damage).
+	LostRecords int
+	// Damage lists each skipped range, with its file and offset.
+	Damage []Damage
+	// Problems describes other findings (foreign files), one line each.
 	Problems []string
 }
 
@@ -100,14 +102,26 @@ type segment struct {
 	id      uint64
 	size    int64 // bytes on disk, header included
 	records int   // records in the segment
+	v1      bool  // written in format version 1: read-only
 }
 
 // Cursor marks the end of a Peek, to be passed to Commit once the records
 // were delivered.
 type Cursor struct {
-	seg uint64
-	off int64
-	n   int
+	seg    uint64
+	off    int64
+	n      int
+	lost   int
+	damage *Damage
+}
+
+// Damage tells whether the Peek skipped a corrupt range (which Commit then
+// counts as consumed) and which.
+func (c Cursor) Damage() (Damage, bool) {
+	if c.damage == nil {
+		return Damage{}, false
+	}
+	return *c.damage, true
 }
 
 // Spool is a bounded on-disk FIFO. It is safe for concurrent use.
@@ -133,12 +147,13 @@ type Spool struct {
 }
 
 // Open opens (creating if needed) the spool in opts.Dir, checks every
-// segment, truncates corrupt tails and positions the read cursor.
+// segment, skips (and reports) corrupt records and positions the read
+// cursor.
 func Open(opts Options) (*Spool, Recovery, error) {
 	var rec Recovery
-	if opts.SegmentBytes <= headerSize+frameSize || opts.MaxBytes < opts.SegmentBytes {
+	if opts.SegmentBytes <= headerSize+maxFrameSize || opts.MaxBytes < opts.SegmentBytes {
 		return nil, rec, fmt.Errorf("spool: segment size %d must be > %d and ≤ ceiling %d",
-			opts.SegmentBytes, headerSize+frameSize, opts.MaxBytes)
+			opts.SegmentBytes, headerSize+maxFrameSize, opts.MaxBytes)
 	}
 	switch opts.Fsync {
 	case FsyncAlways, FsyncBatch, FsyncNever:
@@ -156,6 +171,11 @@ func Open(opts Options) (*Spool, Recovery, error) {
 	var ids []uint64
 	for _, e := range entries {
 		name := e.Name()
+		if strings.HasSuffix(name, segmentExt+tmpExt) {
+			// A repair cut short by a crash; the segment is intact.
+			_ = os.Remove(filepath.Join(opts.Dir, name))
+			continue
+		}
 		if !strings.HasSuffix(name, segmentExt) || e.IsDir() {
 			continue
 		}
@@ -167,43 +187,13 @@ func Open(opts Options) (*Spool, Recovery, error) {
 		ids = append(ids, id)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
-
-	curSeg, curOff, curOK := s.readCursor()
-	var boundaries map[int64]int // record starts in the cursor's segment
-	for _, id := range ids {
-		seg, bounds, problem, discarded, err := s.check(id, id == curSeg)
-		if err != nil {
-			return nil, rec, err
-		}
-		if problem != "" {
-			rec.CorruptSegments++
-			rec.DiscardedBytes += discarded
-			rec.Problems = append(rec.Problems, fmt.Sprintf("%s: %s", s.name(id), problem))
-		}
-		if seg.records == 0 {
-			_ = os.Remove(s.path(id))
-			continue
-		}
-		if id == curSeg {
-			boundaries = bounds
-		}
-		s.segs = append(s.segs, seg)
-		s.bytes += seg.size
-		s.pending += seg.records
-	}
-	s.headOff = headerSize
-	if n, ok := boundaries[curOff]; curOK && ok {
-		// Segments before the cursor's are fully consumed leftovers (a
-		// crash between cursor update and file removal).
-		for s.segs[0].id < curSeg {
-			s.dropHeadFile()
-		}
-		s.headOff, s.headRead = curOff, n
-		s.pending -= n
-	}
 	s.cursor, err = os.OpenFile(filepath.Join(opts.Dir, cursorFile), os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return nil, rec, fmt.Errorf("spool: %w", err)
+	}
+	if err := s.recover(ids, &rec); err != nil {
+		_ = s.cursor.Close()
+		return nil, rec, err
 	}
 	rec.Segments = len(s.segs)
 	rec.Records = s.pending
@@ -213,62 +203,188 @@ func Open(opts Options) (*Spool, Recovery, error) {
 	return s, rec, nil
 }
 
-func (s *Spool) name(id uint64) string { return fmt.Sprintf("%016x%s", id, segmentExt) }
-func (s *Spool) path(id uint64) string { return filepath.Join(s.opts.Dir, s.name(id)) }
+// recover scans the segments, removes those the cursor says are consumed,
+// repairs damaged ones and builds the in-memory view.
+func (s *Spool) recover(ids []uint64, rec *Recovery) error {
+	curSeg, curOff, curOK := s.readCursor()
+	// The cursor is trusted only if it points at a record boundary of an
+	// existing segment; otherwise everything is replayed (duplicates, not
+	// losses).
+	var curScan *segmentScan
+	consumedBelow := uint64(0)
+	if curOK && slices.Contains(ids, curSeg) {
+		sc, err := scanSegment(s.path(curSeg), true)
+		if err != nil {
+			return err
+		}
+		valid := curOff == headerSize || curOff == sc.lastEnd
+		if _, found := slices.BinarySearch(sc.starts, curOff); found {
+			valid = true
+		}
+		for _, d := range sc.damage {
+			valid = valid || d.Offset == curOff
+		}
+		if valid {
+			curScan, consumedBelow = &sc, curSeg
+		} else {
+			_ = sc.file.Close()
+		}
+	}
+	s.headOff = headerSize
+	for _, id := range ids {
+		if id < consumedBelow {
+			// Fully consumed leftover (a crash between cursor update
+			// and file removal).
+			_ = os.Remove(s.path(id))
+			continue
+		}
+		var sc segmentScan
+		from := headerSize
+		if id == consumedBelow && curScan != nil {
+			sc, from = *curScan, curOff
+		} else {
+			var err error
+			if sc, err = scanSegment(s.path(id), false); err != nil {
+				return err
+			}
+		}
+		seg, headOff, headRead, err := s.repair(id, sc, from, id == consumedBelow && curScan != nil, rec)
+		if err != nil {
+			return err
+		}
+		if seg.records-headRead == 0 {
+			_ = os.Remove(s.path(id))
+			continue
+		}
+		if len(s.segs) == 0 {
+			s.headOff, s.headRead = headOff, headRead
+		}
+		s.segs = append(s.segs, seg)
+		s.bytes += seg.size
+		s.pending += seg.records - headRead
+	}
+	return nil
+}
 
-// check scans one segment, truncating it after its last good record. It
-// returns the record-start offsets (with the count of records before each)
-// when wantBounds is set.
-func (s *Spool) check(id uint64, wantBounds bool) (segment, map[int64]int, string, int64, error) {
-	seg := segment{id: id}
-	f, err := os.OpenFile(s.path(id), os.O_RDWR, 0)
+// repair accounts for the damage of one scanned segment from offset from
+// (records before it are consumed) and fixes the file: a damaged tail is
+// truncated, damage elsewhere rewrites the segment with its good unconsumed
+// records. It returns the segment and its read position.
+func (s *Spool) repair(id uint64, sc segmentScan, from int64, isCursor bool, rec *Recovery) (segment, int64, int, error) {
+	defer sc.file.Close()
+	seg := segment{id: id, size: sc.size, records: sc.records, v1: sc.v1}
+	consumed := 0
+	if isCursor {
+		consumed, _ = slices.BinarySearch(sc.starts, from)
+	}
+	var counted []Damage
+	for _, d := range sc.damage {
+		if d.Offset >= from {
+			counted = append(counted, d)
+		}
+	}
+	if len(counted) > 0 || sc.badHeader {
+		rec.CorruptSegments++
+	}
+	for _, d := range counted {
+		rec.LostRecords += d.Records
+		rec.DiscardedBytes += d.Bytes
+		rec.Damage = append(rec.Damage, d)
+	}
+	if sc.size == 0 {
+		return seg, from, consumed, nil
+	}
+	if sc.badHeader && sc.records == 0 {
+		rec.Problems = append(rec.Problems, fmt.Sprintf("%s: bad header and no record, segment discarded", s.name(id)))
+		return segment{id: id}, from, 0, nil
+	}
+	tailOnly := len(counted) == 1 && counted[0].Offset+counted[0].Bytes == sc.size
+	switch {
+	case len(counted) == 0 && !sc.badHeader:
+		return seg, from, consumed, nil
+	case tailOnly && !sc.badHeader:
+		if err := sc.file.Truncate(counted[0].Offset); err != nil {
+			return seg, 0, 0, fmt.Errorf("spool: truncate %s: %w", s.name(id), err)
+		}
+		seg.size = counted[0].Offset
+		return seg, from, consumed, nil
+	}
+	// Rewrite with the good records after from. For the cursor's segment
+	// the cursor is moved to the new file's start first: a crash between
+	// the two replays consumed records again, it never skips any.
+	if sc.badHeader {
+		rec.Problems = append(rec.Problems, fmt.Sprintf("%s: bad header, segment rewritten", s.name(id)))
+	}
+	size, n, err := s.rewrite(id, sc, from)
 	if err != nil {
-		return seg, nil, "", 0, fmt.Errorf("spool: %w", err)
+		return seg, 0, 0, err
+	}
+	if isCursor {
+		if err := s.writeCursorAt(id, headerSize); err != nil {
+			return seg, 0, 0, err
+		}
+	}
+	if err := os.Rename(s.path(id)+tmpExt, s.path(id)); err != nil {
+		return seg, 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	s.syncDir()
+	return segment{id: id, size: size, records: n}, headerSize, 0, nil
+}
+
+// rewrite copies the good records of a version-2 segment from offset from
+// into a new file beside it (renamed over it by the caller).
+func (s *Spool) rewrite(id uint64, sc segmentScan, from int64) (int64, int, error) {
+	f, err := os.OpenFile(s.path(id)+tmpExt, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return 0, 0, fmt.Errorf("spool: %w", err)
 	}
 	defer f.Close()
+	buf := []byte(magicV2)
+	r := &recordReader{f: sc.file, off: from, end: sc.size}
+	n := 0
+	for r.off < sc.size {
+		p, err := r.next()
+		if err != nil {
+			r.resync()
+			continue
+		}
+		buf = frame(buf, p)
+		n++
+		if len(buf) >= readChunk {
+			if _, err := f.Write(buf); err != nil {
+				return 0, 0, fmt.Errorf("spool: %w", err)
+			}
+			buf = buf[:0]
+		}
+	}
+	if _, err := f.Write(buf); err != nil {
+		return 0, 0, fmt.Errorf("spool: %w", err)
+	}
+	if s.opts.Fsync != FsyncNever {
+		if err := f.Sync(); err != nil {
+			return 0, 0, fmt.Errorf("spool: %w", err)
+		}
+	}
 	st, err := f.Stat()
 	if err != nil {
-		return seg, nil, "", 0, fmt.Errorf("spool: %w", err)
+		return 0, 0, fmt.Errorf("spool: %w", err)
 	}
-	size := st.Size()
-	var bounds map[int64]int
-	if wantBounds {
-		bounds = map[int64]int{}
-	}
-	if size == 0 {
-		// Created but never written (crash right after creation).
-		return seg, nil, "", 0, nil
-	}
-	hdr := make([]byte, headerSize)
-	if _, err := f.ReadAt(hdr, 0); err != nil || string(hdr) != magic {
-		// Not even a header: nothing to keep.
-		return seg, nil, "bad or missing header, segment discarded", size, nil
-	}
-	r := &recordReader{f: f, off: headerSize, end: size}
-	problem := ""
-	for r.off < size {
-		if bounds != nil {
-			bounds[r.off] = seg.records
-		}
-		start := r.off
-		if _, err := r.next(); err != nil {
-			problem = fmt.Sprintf("%v at offset %d, %d bytes truncated", err, start, size-start)
-			r.off = start
-			break
-		}
-		seg.records++
-	}
-	if bounds != nil {
-		bounds[r.off] = seg.records
-	}
-	seg.size = r.off
-	if problem != "" {
-		if err := f.Truncate(r.off); err != nil {
-			return seg, nil, "", 0, fmt.Errorf("spool: truncate %s: %w", s.name(id), err)
-		}
-	}
-	return seg, bounds, problem, size - r.off, nil
+	return st.Size(), n, nil
 }
+
+// syncDir makes a rename durable (unless the policy is never).
+func (s *Spool) syncDir() {
+	if s.opts.Fsync == FsyncNever {
+		return
+	}
+	if d, err := os.Open(s.opts.Dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
+
+func (s *Spool) name(id uint64) string { return fmt.Sprintf("%016x%s", id, segmentExt) }
+func (s *Spool) path(id uint64) string { return filepath.Join(s.opts.Dir, s.name(id)) }
 
 func (s *Spool) readCursor() (uint64, int64, bool) {
 	b, err := os.ReadFile(filepath.Join(s.opts.Dir, cursorFile))
@@ -282,11 +398,17 @@ func (s *Spool) readCursor() (uint64, int64, bool) {
 }
 
 func (s *Spool) writeCursor() error {
-	var b [20]byte
+	var id uint64
 	if len(s.segs) > 0 {
-		binary.BigEndian.PutUint64(b[:8], s.segs[0].id)
+		id = s.segs[0].id
 	}
-	binary.BigEndian.PutUint64(b[8:16], uint64(s.headOff))
+	return s.writeCursorAt(id, s.headOff)
+}
+
+func (s *Spool) writeCursorAt(id uint64, off int64) error {
+	var b [20]byte
+	binary.BigEndian.PutUint64(b[:8], id)
+	binary.BigEndian.PutUint64(b[8:16], uint64(off))
 	binary.BigEndian.PutUint32(b[16:], crc32.Checksum(b[:16], castagnoli))
 	if _, err := s.cursor.WriteAt(b[:], 0); err != nil {
 		return fmt.Errorf("spool: cursor: %w", err)
@@ -295,66 +417,6 @@ func (s *Spool) writeCursor() error {
 		return s.cursor.Sync()
 	}
 	return nil
-}
-
-// recordReader walks the records of a segment through a read buffer.
-type recordReader struct {
-	f        *os.File
-	off, end int64
-	buf      []byte
-	bufOff   int64
-}
-
-// next returns the payload at r.off and advances past it. The slice is only
-// valid until the next call.
-func (r *recordReader) next() ([]byte, error) {
-	frame, err := r.read(r.off, frameSize)
-	if err != nil {
-		return nil, errors.New("truncated record header")
-	}
-	n := int64(binary.BigEndian.Uint32(frame[:4]))
-	sum := binary.BigEndian.Uint32(frame[4:8])
-	if n > MaxRecordSize {
-		return nil, fmt.Errorf("record length %d out of range", n)
-	}
-	payload, err := r.read(r.off+frameSize, n)
-	if err != nil {
-		return nil, errors.New("truncated record")
-	}
-	if crc32.Checksum(payload, castagnoli) != sum {
-		return nil, errors.New("checksum mismatch")
-	}
-	r.off += frameSize + n
-	return payload, nil
-}
-
-func (r *recordReader) read(off, n int64) ([]byte, error) {
-	if off+n > r.end {
-		return nil, io.ErrUnexpectedEOF
-	}
-	if off >= r.bufOff && off+n <= r.bufOff+int64(len(r.buf)) {
-		return r.buf[off-r.bufOff : off-r.bufOff+n], nil
-	}
-	size := max(n, readChunk)
-	size = min(size, r.end-off)
-	if int64(cap(r.buf)) < size {
-		r.buf = make([]byte, size)
-	}
-	r.buf = r.buf[:size]
-	if _, err := r.f.ReadAt(r.buf, off); err != nil {
-		r.buf = r.buf[:0]
-		return nil, err
-	}
-	r.bufOff = off
-	return r.buf[:n], nil
-}
-
-func frame(dst, payload []byte) []byte {
-	var h [frameSize]byte
-	binary.BigEndian.PutUint32(h[:4], uint32(len(payload)))
-	binary.BigEndian.PutUint32(h[4:], crc32.Checksum(payload, castagnoli))
-	dst = append(dst, h[:]...)
-	return append(dst, payload...)
 }
 
 // Append adds records at the tail, in order. When the ceiling would be
@@ -371,13 +433,13 @@ func (s *Spool) Append(recs ...[]byte) (dropped int, err error) {
 		t := &s.segs[len(s.segs)-1]
 		want := 0
 		for _, r := range recs {
-			want += frameSize + len(r)
+			want += frameSizeV2 + len(r)
 		}
 		buf := make([]byte, 0, min(int64(want), s.opts.SegmentBytes))
 		n := 0
 		size := t.size
 		for n < len(recs) {
-			need := int64(frameSize + len(recs[n]))
+			need := int64(frameSizeV2 + len(recs[n]))
 			if len(recs[n]) > MaxRecordSize || headerSize+need > s.opts.SegmentBytes {
 				return dropped, ErrRecordTooLarge
 			}
@@ -468,6 +530,10 @@ func (s *Spool) ensureTail() error {
 		s.tail = f
 		return nil
 	}
+	if s.segs[len(s.segs)-1].v1 {
+		// Records are never mixed: a version-1 tail is left as is.
+		return s.roll()
+	}
 	f, err := os.OpenFile(s.path(s.segs[len(s.segs)-1].id), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
 		return fmt.Errorf("spool: %w", err)
@@ -482,7 +548,7 @@ func (s *Spool) createFile(id uint64) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	if _, err := f.Write([]byte(magic)); err != nil {
+	if _, err := f.Write([]byte(magicV2)); err != nil {
 		_ = f.Close()
 		_ = os.Remove(s.path(id))
 		return nil, fmt.Errorf("spool: %w", err)
@@ -542,49 +608,49 @@ func (s *Spool) closeHead() {
 
 // Prepend writes records in a new segment placed before every other one, so
 // that they are read first. The sink uses it for in-memory records that are
-// older than everything already spooled (a failed live batch, shutdown). The
-// sink only prepends while the head segment is unread; were it partly read,
-// its consumed prefix would be replayed again after the prepended records
-// (a duplicate, never a loss).
-func (s *Spool) Prepend(recs ...[]byte) error {
+// older than everything already spooled (a failed or slow live batch,
+// shutdown). The sink only prepends while the head segment is unread; were
+// it partly read, its consumed prefix would be replayed again after the
+// prepended records (a duplicate, never a loss). The returned cursor covers
+// exactly the prepended records: committing it removes them.
+func (s *Spool) Prepend(recs ...[]byte) (Cursor, error) {
 	if len(recs) == 0 {
-		return nil
+		return Cursor{}, nil
 	}
 	var buf []byte
 	for _, r := range recs {
 		if len(r) > MaxRecordSize {
-			return ErrRecordTooLarge
+			return Cursor{}, ErrRecordTooLarge
 		}
 		buf = frame(buf, r)
 	}
 	s.mu.Lock()
-	if len(s.segs) == 0 {
-		s.mu.Unlock()
-		_, err := s.Append(recs...)
-		return err
-	}
 	defer s.mu.Unlock()
-	id := s.segs[0].id - 1
+	id := firstSegment
+	if len(s.segs) > 0 {
+		id = s.segs[0].id - 1
+	}
 	f, err := s.createFile(id)
 	if err != nil {
-		return err
+		return Cursor{}, err
 	}
 	defer f.Close()
 	if _, err := f.Write(buf); err != nil {
 		_ = os.Remove(s.path(id))
-		return fmt.Errorf("spool: %w", err)
+		return Cursor{}, fmt.Errorf("spool: %w", err)
 	}
 	if s.opts.Fsync != FsyncNever {
 		if err := f.Sync(); err != nil {
-			return fmt.Errorf("spool: %w", err)
+			return Cursor{}, fmt.Errorf("spool: %w", err)
 		}
 	}
 	s.closeHead()
 	s.pending += len(recs) + s.headRead
-	s.segs = append([]segment{{id: id, size: headerSize + int64(len(buf)), records: len(recs)}}, s.segs...)
-	s.bytes += headerSize + int64(len(buf))
+	size := headerSize + int64(len(buf))
+	s.segs = append([]segment{{id: id, size: size, records: len(recs)}}, s.segs...)
+	s.bytes += size
 	s.headOff, s.headRead = headerSize, 0
-	return s.writeCursor()
+	return Cursor{seg: id, off: size, n: len(recs)}, s.writeCursor()
 }
 
 // Peek returns up to maxRecords records (and about maxBytes of payload, at least
@@ -611,14 +677,26 @@ func (s *Spool) Peek(maxRecords, maxBytes int) ([][]byte, Cursor, error) {
 		}
 		s.head, s.headID = f, seg.id
 	}
-	r := &recordReader{f: s.head, off: s.headOff, end: seg.size, buf: s.readBuf[:0]}
+	r := &recordReader{f: s.head, v1: seg.v1, off: s.headOff, end: seg.size, buf: s.readBuf[:0]}
 	defer func() { s.readBuf = r.buf[:0] }()
 	var out [][]byte
 	total := 0
 	for len(out) < maxRecords && r.off < seg.size && (total < maxBytes || len(out) == 0) {
+		start := r.off
 		p, err := r.next()
 		if err != nil {
-			return nil, Cursor{}, fmt.Errorf("spool: %s at offset %d: %w", s.name(seg.id), r.off, err)
+			// Damaged since Open: skip to the next good record and
+			// count the skipped ones as consumed.
+			r.off = start
+			lost := r.resync()
+			d := Damage{File: s.path(seg.id), Offset: start, Bytes: r.off - start, Records: lost, Reason: err.Error()}
+			lost = estimateLost(d, seg.size-headerSize, seg.records)
+			rem := seg.records - s.headRead - len(out)
+			if r.off >= seg.size {
+				lost = rem
+			}
+			d.Records = max(0, min(lost, rem))
+			return out, Cursor{seg: seg.id, off: r.off, n: len(out), lost: d.Records, damage: &d}, nil
 		}
 		out = append(out, append([]byte(nil), p...))
 		total += len(p)
@@ -635,8 +713,8 @@ func (s *Spool) Commit(c Cursor) error {
 		return nil
 	}
 	s.headOff = c.off
-	s.headRead += c.n
-	s.pending -= c.n
+	s.headRead += c.n + c.lost
+	s.pending -= c.n + c.lost
 	if s.pending == 0 {
 		s.reset()
 		return nil
