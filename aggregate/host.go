@@ -108,8 +108,14 @@ func (h *host) l7Stat(app l7ID, maxL7 int) *l7Entry {
 }
 
 // commit applies a decided conversation to this host, in its role.
-func (h *host) commit(d *decision, asClient bool, foldRefused bool, limit int) {
-	if d.verdict == verdictRefused {
+func (h *host) commit(d *decision, asClient bool, foldRefused bool, limit, maxL7 int) {
+	if d.addFlow {
+		h.l7Stat(d.app, maxL7).flows++
+	}
+	switch d.verdict {
+	case verdictNone:
+		return
+	case verdictRefused:
 		if h.refused == nil {
 			h.refused = &contactSets{}
 		}
@@ -124,23 +130,32 @@ func (h *host) commit(d *decision, asClient bool, foldRefused bool, limit int) {
 	h.noReply.commit(d, asClient, limit)
 }
 
+// commit adds a decided conversation to the sets of this host's role. A
+// sampled service contact adds its peer and port as any conversation (the
+// sets hold what was seen), and counts as rate conversations (the
+// estimate, as bytes and packets are scaled).
 func (c *contactSets) commit(d *decision, asClient bool, limit int) {
 	tcp := d.proto == flow.ProtoTCP
+	n := uint64(d.rate)
+	if d.rate > 1 {
+		c.sampledRate = max(c.sampledRate, d.rate)
+		c.sampledVerdicts++
+	}
 	if asClient {
 		c.peersAsClient.add(addrHash16(d.server), limit)
 		c.serverPorts.add(uint64(d.sport), limit)
 		if tcp {
-			c.flows.EgressTCP++
+			c.flows.EgressTCP += n
 		} else {
-			c.flows.EgressUDP++
+			c.flows.EgressUDP += n
 		}
 		return
 	}
 	c.peersAsServer.add(addrHash16(d.client), limit)
 	if tcp {
-		c.flows.IngressTCP++
+		c.flows.IngressTCP += n
 	} else {
-		c.flows.IngressUDP++
+		c.flows.IngressUDP += n
 	}
 }
 

@@ -24,6 +24,31 @@ func (k *convKey) pb() uint16   { return uint16(k.ports) }
 func (k *convKey) proto() uint8 { return uint8(k.vp) }
 func (k *convKey) vlan() uint16 { return uint16(k.vp >> 8) }
 
+// sampledKey marks, in convKey.vp, the key of a sampled service contact
+// (see makeSampledKey); 5-tuple keys never carry it (vp is vlan<<8|proto).
+const sampledKey = 1 << 31
+
+// sampled reports whether k is a sampled service contact's key.
+func (k *convKey) sampled() bool { return k.vp&sampledKey != 0 }
+
+// rate is the sampling rate of a sampled key, 1 for a 5-tuple key.
+func (k *convKey) rate() uint32 {
+	if !k.sampled() {
+		return 1
+	}
+	return k.ports >> 16
+}
+
+// makeSampledKey returns the key of a sampled service contact: records of
+// one TCP client to one server port, whatever the client's port, sampled
+// 1-in-rate. Endpoint a is always the client, and the client's port field
+// holds the rate (at most 65535), so that exporters sampling at different
+// rates keep apart.
+func makeSampledKey(client [16]byte, server [16]byte, sport uint16, vlan uint16, rate uint32) convKey {
+	return convKey{a: client, b: server, ports: min(rate, 1<<16-1)<<16 | uint32(sport),
+		vp: sampledKey | uint32(vlan)<<8 | flow.ProtoTCP}
+}
+
 // makeConvKey returns the key of the conversation between (src, sp) and
 // (dst, dp), and whether src is endpoint a. Addresses are 16-byte forms
 // of unmapped addresses (netip.Addr.As16).
@@ -72,6 +97,16 @@ type decision struct {
 	proto          uint8
 	vlan           uint16
 	verdict        verdict
+	// rate is the sampling rate behind the verdict: 1 for a conversation
+	// seen unsampled, N for a sampled service contact (each stands for N
+	// conversations).
+	rate uint32
+	// app and addFlow: the only record of a one-sided UDP conversation
+	// came from the lower port, so countsFlow took it for the server's
+	// direction and counted no flow, while the tracker made its sender
+	// the client; the L7 entry app of both hosts then gains the flow.
+	app     l7ID
+	addFlow bool
 	// lossy: one-sided, and ingest lost datagrams during the reply
 	// window (or a window before it, when a reply may come first), so
 	// the reply may have been lost rather than never sent.
@@ -119,6 +154,40 @@ func decide(proto uint8, a, b sideState, pa, pb uint16) (verdict, bool) {
 	return verdictNone, true
 }
 
+// decideKey decides conversation k from its two sides: decide for a
+// 5-tuple, decideSampled for a sampled service contact (whose endpoint a
+// is the client).
+func decideKey(k *convKey, a, b sideState) (verdict, bool) {
+	if k.sampled() {
+		return decideSampled(a, b), true
+	}
+	return decide(k.proto(), a, b, k.pa(), k.pb())
+}
+
+// decideSampled decides a sampled TCP service contact from the OR of the
+// flags its client (cli) and server (srv) sent in the sampled packets of
+// one reply window. Only what was sampled is evidence; the absence of a
+// reply is not, unless the client only ever tried to connect:
+//   - refused: the server sent RST, and neither SYN nor data flags (PSH,
+//     FIN, URG), and the client never acknowledged anything (no ACK);
+//   - one-sided: the client sent only connection attempts (SYN without
+//     ACK or RST) and nothing of the server was sampled;
+//   - otherwise answered: a SYN-ACK or data from the server, or an ACK
+//     from the client (an established connection), was sampled, or the
+//     client's packets were not attempts.
+func decideSampled(cli, srv sideState) verdict {
+	const data = flow.TCPSyn | flow.TCPFin | flow.TCPPsh | flow.TCPUrg
+	switch {
+	case srv.seen:
+		if srv.flags&flow.TCPRst != 0 && srv.flags&data == 0 && (!cli.seen || cli.flags&flow.TCPAck == 0) {
+			return verdictRefused
+		}
+	case cli.seen && synOnly(cli.flags) && cli.flags&flow.TCPRst == 0:
+		return verdictOneSided
+	}
+	return verdictNone
+}
+
 // roleAIsClient tells whether endpoint a is the client of a conversation
 // seen in both directions.
 func roleAIsClient(proto uint8, a, b sideState, pa, pb uint16) bool {
@@ -138,17 +207,24 @@ func roleAIsClient(proto uint8, a, b sideState, pa, pb uint16) bool {
 }
 
 // makeDecision turns a verdict on key into a decision; ok is false when
-// there is nothing to commit.
-func makeDecision(k *convKey, v verdict, aClient bool) (decision, bool) {
+// there is nothing to commit. app is the application of the
+// conversation's records (noApp when unknown: pairs, biflows).
+func makeDecision(k *convKey, v verdict, aClient bool, app l7ID) (decision, bool) {
 	if v == verdictNone {
 		return decision{}, false
 	}
-	d := decision{proto: k.proto(), vlan: k.vlan(), verdict: v}
+	d := decision{proto: k.proto(), vlan: k.vlan(), verdict: v, rate: k.rate(), app: app}
+	var cport uint16
 	if aClient {
-		d.client, d.server, d.sport = k.a, k.b, k.pb()
+		d.client, d.server, d.sport, cport = k.a, k.b, k.pb(), k.pa()
 	} else {
-		d.client, d.server, d.sport = k.b, k.a, k.pa()
+		d.client, d.server, d.sport, cport = k.b, k.a, k.pa(), k.pb()
 	}
+	// countsFlow counts a UDP record as a flow when it comes from the
+	// higher port (the lower address on equal ports): the only record of
+	// a one-sided conversation that does not was counted by nobody.
+	d.addFlow = app != noApp && v == verdictOneSided && d.proto == flow.ProtoUDP && !k.sampled() &&
+		(cport < d.sport || (cport == d.sport && !aClient))
 	return d, true
 }
 
@@ -168,6 +244,9 @@ type pendingConv struct {
 type convState struct {
 	a, b    sideState
 	decided bool
+	// app is the application of the record that opened the conversation
+	// (for the L7 flow of a lone UDP datagram, see decision.addFlow).
+	app l7ID
 }
 
 // convIndex maps conversations to their state. IPv4 conversations, the
@@ -383,8 +462,8 @@ func (s *trackerShard) popHead(out []decision) (_ []decision, early bool) {
 	k, st, ok := s.idx.takeHash(p.hash, p.v6)
 	early = ok && !st.decided
 	if early {
-		v, aClient := decide(k.proto(), st.a, st.b, k.pa(), k.pb())
-		if d, ok := makeDecision(&k, v, aClient); ok {
+		v, aClient := decideKey(&k, st.a, st.b)
+		if d, ok := makeDecision(&k, v, aClient, st.app); ok {
 			// A loss since one window before the first record (a reply
 			// may precede its request by up to a window) may have
 			// taken the reply. lastLoss only grows, so a loss after
@@ -439,12 +518,14 @@ func (s *trackerShard) touchHeads(n int) bool {
 	return t
 }
 
-// observe records one unidirectional record (srcIsA tells its direction)
-// of conversation k (h: its hash) at time now. It returns the decisions
-// made and whether an undecided conversation (the oldest) had to be decided
-// early to make room; evicting the tombstone of a decided one costs nothing
-// and is not reported.
-func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, now int64, out []decision) ([]decision, bool) {
+// observe records one unidirectional record (srcIsA tells its direction,
+// app its application) of conversation k (h: its hash) at time now. It
+// returns the decisions made and whether an undecided conversation (the
+// oldest) had to be decided early to make room; evicting the tombstone of a
+// decided one costs nothing and is not reported. A sampled service contact
+// is not decided when both sides have shown up: it gathers the flags of
+// its sampled packets until its window ends.
+func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, app l7ID, now int64, out []decision) ([]decision, bool) {
 	out = s.expire(now, out)
 	if st := s.idx.get(&k, h); st != nil {
 		if st.decided {
@@ -457,10 +538,10 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, no
 		}
 		side.seen = true
 		side.flags |= flags
-		if st.a.seen && st.b.seen {
+		if st.a.seen && st.b.seen && !k.sampled() {
 			st.decided = true
 			v, aClient := decide(k.proto(), st.a, st.b, k.pa(), k.pb())
-			if d, ok := makeDecision(&k, v, aClient); ok {
+			if d, ok := makeDecision(&k, v, aClient, st.app); ok {
 				out = append(out, d)
 			}
 		}
@@ -474,7 +555,7 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, no
 	if s.len() >= s.max {
 		out, overflow = s.popHead(out)
 	}
-	var st convState
+	st := convState{app: app}
 	if srcIsA {
 		st.a = sideState{seen: true, flags: flags}
 	} else {
@@ -495,11 +576,12 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, no
 // eviction to make room, which would cost a cache miss each.
 func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlags, secondFlags uint8, now int64, out []decision) []decision {
 	out = s.expire(now, out)
-	if s.idx.get(&k, h) != nil {
-		// Known: the records go the usual way, in order (the first may
-		// decide the conversation before the second adds its flags).
-		out, _ = s.observe(k, h, firstIsA, firstFlags, now, out)
-		out, _ = s.observe(k, h, !firstIsA, secondFlags, now, out)
+	if k.sampled() || s.idx.get(&k, h) != nil {
+		// Known, or a sampled contact that waits for its whole window:
+		// the records go the usual way, in order (the first may decide
+		// the conversation before the second adds its flags).
+		out, _ = s.observe(k, h, firstIsA, firstFlags, noApp, now, out)
+		out, _ = s.observe(k, h, !firstIsA, secondFlags, noApp, now, out)
 		return out
 	}
 	if s.decidedRecently(h, now) {
@@ -510,7 +592,7 @@ func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlag
 		aFlags, bFlags = bFlags, aFlags
 	}
 	v, aClient := decide(k.proto(), sideState{seen: true, flags: aFlags}, sideState{seen: true, flags: bFlags}, k.pa(), k.pb())
-	if d, ok := makeDecision(&k, v, aClient); ok {
+	if d, ok := makeDecision(&k, v, aClient, noApp); ok {
 		out = append(out, d)
 	}
 	s.remember(h, now+s.window)
@@ -532,5 +614,5 @@ func decideBiflow(r *flow.Record, k *convKey, srcIsA bool) (decision, bool) {
 		a, b = rev, fwd
 	}
 	v, aClient := decide(k.proto(), a, b, k.pa(), k.pb())
-	return makeDecision(k, v, aClient)
+	return makeDecision(k, v, aClient, noApp)
 }

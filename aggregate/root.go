@@ -346,6 +346,7 @@ type applyScratch struct {
 	convKeys   []convKey
 	convHashes []uint64 // convKeys[i].hash()
 	convFlags  []uint8
+	convApps   []l7ID
 	sortBuf    []shardOp
 	counts     []int
 	decisions  []decision
@@ -512,10 +513,15 @@ func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int6
 // left in sc.
 func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, now int64) {
 	sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
+	sc.convApps = sc.convApps[:0]
 	sc.decisions = sc.decisions[:0]
 	for i := range batch {
 		r := &batch[i]
 		if (r.Proto != flow.ProtoTCP && r.Proto != flow.ProtoUDP) || sc.apps[i] == noApp {
+			continue
+		}
+		if r.SamplingRate > 1 {
+			t.addSampled(sc, r, i)
 			continue
 		}
 		k, srcIsA := makeConvKey(sc.keys[2*i].addr, r.SrcPort, sc.keys[2*i+1].addr, r.DstPort, r.Proto, r.VLAN)
@@ -528,11 +534,7 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 		if r.Packets == 0 {
 			continue
 		}
-		h := k.hash()
-		sc.convOps = append(sc.convOps, shardOp{uint32(h & t.mask), int32(len(sc.convKeys)), srcIsA})
-		sc.convKeys = append(sc.convKeys, k)
-		sc.convHashes = append(sc.convHashes, h)
-		sc.convFlags = append(sc.convFlags, r.TCPFlags)
+		t.addConvOp(sc, k, srcIsA, r.TCPFlags, sc.apps[i])
 	}
 	sc.convOps, sc.sortBuf = sortOps(sc.convOps, sc.sortBuf, sc.counts)
 	overflows := 0
@@ -559,7 +561,7 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 				continue
 			}
 			var overflow bool
-			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], now, sc.decisions)
+			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convApps[op.i], now, sc.decisions)
 			if overflow {
 				overflows++
 			}
@@ -571,6 +573,68 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 		t.metrics.pendingOverflow.Add(float64(overflows))
 	}
 	t.commit(sc, sc.decisions)
+}
+
+// addConvOp queues one direction of conversation k (srcIsA: sent by
+// endpoint a) for the tracker.
+func (t *HostTable) addConvOp(sc *applyScratch, k convKey, srcIsA bool, flags uint8, app l7ID) {
+	h := k.hash()
+	sc.convOps = append(sc.convOps, shardOp{uint32(h & t.mask), int32(len(sc.convKeys)), srcIsA})
+	sc.convKeys = append(sc.convKeys, k)
+	sc.convHashes = append(sc.convHashes, h)
+	sc.convFlags = append(sc.convFlags, flags)
+	sc.convApps = append(sc.convApps, app)
+}
+
+// addSampled queues record i, sampled 1-in-N (N > 1), as evidence about
+// its TCP service contact (see makeSampledKey and decideSampled). The
+// sender is the client when its flags show SYN without ACK, else when it
+// has the higher port (the lower address on equal ports), as countsFlow
+// has it. A sampled UDP record is no evidence: without a handshake an
+// unsampled reply cannot be told from none. A biflow gives its two sides.
+func (t *HostTable) addSampled(sc *applyScratch, r *flow.Record, i int) {
+	if r.Proto != flow.ProtoTCP {
+		return
+	}
+	src, dst := sc.keys[2*i].addr, sc.keys[2*i+1].addr
+	fwd := sideState{seen: r.Packets > 0, flags: r.TCPFlags}
+	rev := sideState{seen: r.Biflow && r.ReversePackets > 0, flags: r.ReverseTCPFlags}
+	if r.Biflow && r.ClientTCPFlags|r.ServerTCPFlags != 0 {
+		fwd.flags, rev.flags = r.ClientTCPFlags, r.ServerTCPFlags
+	}
+	var srcClient bool
+	if fwd.seen && rev.seen {
+		srcClient = roleAIsClient(flow.ProtoTCP, fwd, rev, r.SrcPort, r.DstPort)
+	} else {
+		one := fwd
+		if !fwd.seen {
+			one = rev
+		}
+		// A lone reverse side is sent by dst: the port comparison
+		// turns round.
+		higher := r.SrcPort > r.DstPort || (r.SrcPort == r.DstPort && bytesLess(src, dst))
+		if !fwd.seen {
+			higher = r.DstPort > r.SrcPort || (r.SrcPort == r.DstPort && bytesLess(dst, src))
+		}
+		srcClient = (synOnly(one.flags) || higher) == fwd.seen
+	}
+	cli, srv, sport, cs, ss := src, dst, r.DstPort, fwd, rev
+	if !srcClient {
+		cli, srv, sport, cs, ss = dst, src, r.SrcPort, rev, fwd
+	}
+	k := makeSampledKey(cli, srv, sport, r.VLAN, r.SamplingRate)
+	if cs.seen {
+		t.addConvOp(sc, k, true, cs.flags, noApp)
+	}
+	if ss.seen {
+		t.addConvOp(sc, k, false, ss.flags, noApp)
+	}
+}
+
+// bytesLess compares two 16-byte address forms as big-endian numbers.
+func bytesLess(a, b [16]byte) bool {
+	ah, bh := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])
+	return ah < bh || (ah == bh && binary.BigEndian.Uint64(a[8:]) < binary.BigEndian.Uint64(b[8:]))
 }
 
 // opKey is the index in applyScratch.keys of a host op's key.
@@ -622,7 +686,12 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 		d := &ds[i]
 		if d.lossy && t.withholdAfterLoss {
 			withheld++
-			continue
+			if !d.addFlow {
+				continue
+			}
+			// Withheld from the sets, but the L7 flow is traffic,
+			// not a verdict.
+			d.verdict = verdictNone
 		}
 		hc, hs := hostHash(hkey{d.client, d.vlan}), hostHash(hkey{d.server, d.vlan})
 		sc.commits = append(sc.commits,
@@ -672,7 +741,7 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 		}
 		for j, op := range ops {
 			if h := sc.hosts[j]; h != nil {
-				h.commit(&ds[op.i], op.flag, t.foldRefused, t.exactSetSize)
+				h.commit(&ds[op.i], op.flag, t.foldRefused, t.exactSetSize, t.maxL7)
 			}
 		}
 		sh.mu.Unlock()
@@ -790,6 +859,11 @@ func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
 	dst.L7 = l7
 	dst.NoReply, dst.Unidirectional = h.noReply.counts(), h.noReply.stats()
 	dst.Refused, dst.RefusedFlows = h.refused.counts(), h.refused.stats()
+	nr, ref := h.noReply.sampling(), h.refused.sampling()
+	if t.foldRefused {
+		ref.Verdicts = 0 // already among the no-reply sets' own
+	}
+	dst.Sampling = VerdictSampling{Rate: max(nr.Rate, ref.Rate), Verdicts: nr.Verdicts + ref.Verdicts}
 	sh.mu.Unlock()
 	dst.Name = t.nameOf(addrOf16(k.addr))
 	return true

@@ -93,6 +93,18 @@ type contactSets struct {
 	serverPorts   distinctSet // server ports this host contacted as client
 	peersAsServer distinctSet // clients that contacted this host as server
 	flows         UnidirectionalStats
+	// sampledRate is the largest sampling rate of the sampled verdicts
+	// committed here, sampledVerdicts their number (0: all exact).
+	sampledRate     uint32
+	sampledVerdicts uint64
+}
+
+// sampling tells how c's figures were obtained.
+func (c *contactSets) sampling() VerdictSampling {
+	if c == nil {
+		return VerdictSampling{}
+	}
+	return VerdictSampling{Rate: c.sampledRate, Verdicts: c.sampledVerdicts}
 }
 
 func (c *contactSets) counts() ContactCounts {

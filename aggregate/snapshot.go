@@ -88,7 +88,25 @@ type HostSnapshot struct {
 	Unidirectional UnidirectionalStats
 	// RefusedFlows counts refused conversations by role, like Unidirectional.
 	RefusedFlows UnidirectionalStats
+	// Sampling tells how the figures of NoReply, Refused, Unidirectional
+	// and RefusedFlows were obtained: exactly, or estimated from sampled
+	// records.
+	Sampling VerdictSampling
 }
+
+// VerdictSampling tells whether a host's one-sided and refused figures
+// rest on sampled records (see the package doc, "Under sampling").
+type VerdictSampling struct {
+	// Rate is the largest 1-in-N rate of the sampled records behind them;
+	// 0 when every verdict came from unsampled records (exact).
+	Rate uint32
+	// Verdicts is the number of sampled service contacts committed: the
+	// evidence the estimates rest on (each counts Rate conversations).
+	Verdicts uint64
+}
+
+// Exact reports whether no figure rests on sampled records.
+func (v VerdictSampling) Exact() bool { return v.Verdicts == 0 }
 
 // Unicast reports whether the address is neither multicast nor broadcast.
 func (s *HostSnapshot) Unicast() bool { return !s.Multicast && !s.Broadcast }

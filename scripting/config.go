@@ -25,9 +25,22 @@ type Configuration struct {
 	// workers and fill their queues at high flow rates. 0 runs the walk
 	// flat out. Replay never paces.
 	TickSpread float64 `mapstructure:"tick_spread"`
-	// CallTimeout is the budget of one check(host_info) call (and of loading
-	// one script). A call still running after it is stopped with an error.
+	// CallTimeout is the CPU time one check(host_info) call may use (the
+	// worker thread's CPU clock on Linux, wall time elsewhere), a backstop
+	// behind MaxInstructions enforced on live ticks only: replay counts
+	// instructions alone, so that its output does not depend on the
+	// machine. It is also the wall-clock budget of loading a script (at
+	// least 2 s).
 	CallTimeout time.Duration `mapstructure:"call_timeout"`
+	// MaxInstructions is the budget of one call in Lua instructions, plus
+	// the work of the built-ins (pattern matching steps, elements unpacked,
+	// concatenated or sorted, 64 bytes of string built): the same on every
+	// machine. A call that uses it up is stopped and counted as a timeout.
+	MaxInstructions int64 `mapstructure:"max_instructions"`
+	// MaxMemory is the ceiling, in bytes, of what one check keeps in a VM
+	// (its globals, modules and closures) and of what one call may
+	// allocate. A check over it is disabled at once and its memory freed.
+	MaxMemory int64 `mapstructure:"max_memory"`
 	// MaxFailures disables a check after that many consecutive failed calls
 	// (errors or timeouts, on any host); 0 never disables.
 	MaxFailures int `mapstructure:"max_failures"`
@@ -78,12 +91,14 @@ func DefaultCheck() CheckConfiguration {
 // including the thresholds of every shipped check.
 func DefaultConfiguration() Configuration {
 	return Configuration{
-		Interval:    30 * time.Second,
-		Workers:     0,
-		TickSpread:  0.5,
-		CallTimeout: 50 * time.Millisecond,
-		MaxFailures: 100,
-		Dirs:        []string{DefaultDir},
+		Interval:        30 * time.Second,
+		Workers:         0,
+		TickSpread:      0.5,
+		CallTimeout:     50 * time.Millisecond,
+		MaxInstructions: 1_000_000,
+		MaxMemory:       64 << 20,
+		MaxFailures:     100,
+		Dirs:            []string{DefaultDir},
 		Checks: map[string]CheckConfiguration{
 			"scan_detection": {Enabled: true, Every: 1, Params: map[string]any{
 				"vertical_ports":          100,
@@ -136,6 +151,10 @@ func (c Configuration) Validate() error {
 		return errors.New("call_timeout: must be > 0")
 	case c.CallTimeout >= c.Interval:
 		return errors.New("call_timeout: must be shorter than interval")
+	case c.MaxInstructions < 1000:
+		return errors.New("max_instructions: must be >= 1000")
+	case c.MaxMemory < 1<<20:
+		return errors.New("max_memory: must be >= 1048576 (1 MiB)")
 	case c.MaxFailures < 0:
 		return errors.New("max_failures: must be >= 0 (0 = never disable)")
 	case len(c.Dirs) == 0:

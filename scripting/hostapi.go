@@ -87,6 +87,8 @@ func (v *vm) hostTable() *lua.LTable {
 		"getNumContactedTCPServerPortsRefused":      num(func(s *aggregate.HostSnapshot) uint64 { return s.Refused.ServerPorts }),
 		"getNumContactsFromPeersAsServerTCPRefused": num(func(s *aggregate.HostSnapshot) uint64 { return s.Refused.PeersAsServer }),
 		"getRefusedTCPFlowsStats":                   v.luaRefusedFlows,
+		// Extension: how the no-reply and refused figures were obtained.
+		"getSamplingInfo": v.luaSamplingInfo,
 		// Score and alerts.
 		"score":        v.luaScore,
 		"triggerAlert": v.luaTriggerAlert,
@@ -250,6 +252,24 @@ func (v *vm) luaRefusedFlows(L *lua.LState) int {
 	return 1
 }
 
+// luaSamplingInfo is the extension host.getSamplingInfo(): { exact=,
+// rate=, samples= } tells whether the host's no-reply and refused figures
+// are exact or estimated from sampled records, at which 1-in-N rate (the
+// largest, 1 when exact), and from how many sampled verdicts. The table is
+// the caller's: a fresh one each call.
+func (v *vm) luaSamplingInfo(L *lua.LState) int {
+	if v.snap == nil {
+		return pushNil(L)
+	}
+	s := v.snap.Sampling
+	t := L.CreateTable(0, 3)
+	t.RawSetString("exact", lua.LBool(s.Exact()))
+	t.RawSetString("rate", lnum(uint64(max(s.Rate, 1))))
+	t.RawSetString("samples", lnum(s.Verdicts))
+	L.Push(t)
+	return 1
+}
+
 // luaResetContacts is host.resetHostContacts(): it clears the host's contact
 // sets and unidirectional counters in the host table, and in the snapshot the
 // later checks of this tick read.
@@ -262,6 +282,7 @@ func (v *vm) luaResetContacts(L *lua.LState) int {
 	v.snap.Refused = aggregate.ContactCounts{}
 	v.snap.Unidirectional = aggregate.UnidirectionalStats{}
 	v.snap.RefusedFlows = aggregate.UnidirectionalStats{}
+	v.snap.Sampling = aggregate.VerdictSampling{}
 	return pushNil(L)
 }
 

@@ -141,6 +141,9 @@ type Engine struct {
 	hosts hostMap
 	// stateKeys numbers the keys of the hosts' frozen states.
 	stateKeys stateKeys
+	// walked is the Go heap's allocation count when the watchdog last
+	// asked the VMs to measure their checks' memory (budget.go).
+	walked atomic.Int64
 	// store keeps the engaged alerts across restarts (persist.go).
 	store alertStore
 
@@ -236,7 +239,7 @@ func (e *Engine) Configuration() Configuration {
 func (e *Engine) newVMs(set *scriptSet, cfg Configuration) []*vm {
 	vms := make([]*vm, cfg.workers())
 	for i := range vms {
-		vms[i] = newVM(e, set, cfg.CallTimeout)
+		vms[i] = newVM(e, set, cfg.limits())
 	}
 	return vms
 }
@@ -291,7 +294,7 @@ func (e *Engine) buildSet(prev *scriptSet, cfg Configuration, srcs []source) (*s
 		}
 	}
 	for _, f := range fresh {
-		check, err := e.probe(set, f, cfg.CallTimeout)
+		check, err := e.probe(set, f, cfg)
 		if err == nil {
 			isCheck[f.name] = check
 			continue
@@ -340,10 +343,12 @@ func (e *Engine) buildSet(prev *scriptSet, cfg Configuration, srcs []source) (*s
 
 // probe runs a file's chunk in a scratch VM and tells whether it is a check
 // (returns a table with a check function) or a plain module.
-func (e *Engine) probe(set *scriptSet, f *scriptFile, callTimeout time.Duration) (bool, error) {
-	v := newVM(e, &scriptSet{files: set.files, modules: set.modules}, callTimeout)
+func (e *Engine) probe(set *scriptSet, f *scriptFile, cfg Configuration) (bool, error) {
+	v := newVM(e, &scriptSet{files: set.files, modules: set.modules}, cfg.limits())
 	defer v.close()
-	_, err := v.loadCheck(f)
+	stop := v.guardLoad()
+	_, err := v.loadCheck(f, v.newEnv())
+	stop()
 	if err == nil {
 		return true, nil
 	}
@@ -580,13 +585,23 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 
 	budgets := make([]*budget, len(e.vms))
 	for i, v := range e.vms {
+		if v.holdsDisabled(set) {
+			v.close()
+			v = newVM(e, set, e.cfg.limits())
+			e.vms[i] = v
+		}
 		budgets[i] = v.budget
 	}
-	wdCtx, wdCancel := context.WithCancel(ctx)
-	wdDone := make(chan struct{})
+	// The CPU-time backstop applies to live (paced) ticks only: replay
+	// counts instructions alone, and gives the same result on any machine.
+	lim := watchLimits{memory: e.cfg.MaxMemory}
+	if paced {
+		lim.cpu = e.cfg.CallTimeout
+	}
+	wdStop, wdDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(wdDone)
-		watchdog(wdCtx, budgets, e.cfg.CallTimeout)
+		watchdog(ctx, wdStop, budgets, lim, &e.walked)
 	}()
 
 	var next atomic.Int64
@@ -599,6 +614,12 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// The watchdog reads the CPU clock of this thread.
+			v.budget.tid.Store(pinThread())
+			defer func() {
+				v.budget.tid.Store(0)
+				unpinThread()
+			}()
 			for ctx.Err() == nil {
 				i := next.Add(tickChunk) - tickChunk
 				if i >= n {
@@ -613,6 +634,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 					}
 				}
 				for _, k := range e.keys[i:min(i+tickChunk, n)] {
+					if ctx.Err() != nil {
+						return
+					}
 					h := e.hosts.seen(k, tick)
 					v.seen++
 					if !v.runHost(set, h, due, now) {
@@ -623,8 +647,13 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 		}()
 	}
 	wg.Wait()
-	wdCancel()
+	close(wdStop)
 	<-wdDone
+	for _, v := range e.vms {
+		if v.budget.walk.Load() {
+			v.measureChecks(set)
+		}
+	}
 
 	// Hosts the table no longer has: release their alerts, drop their state.
 	e.missing = e.missing[:0]
@@ -714,7 +743,12 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 			continue
 		}
 		vc := &v.checks[i]
-		if vc.fn == nil || sc.disabled.Load() {
+		if sc.disabled.Load() {
+			// A disabled check's states are freed.
+			h.dropState(sc.slot)
+			continue
+		}
+		if vc.fn == nil {
 			continue
 		}
 		if x := h.peek(sc.slot); x != nil && x.skipUntil != 0 {
@@ -757,19 +791,27 @@ func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int) {
 	state := v.stateFor(h, sc.slot, vc)
 	L.Push(vc.fn)
 	L.Push(vc.info)
-	v.budget.arm()
+	v.budget.arm(v.lim.steps)
 	err := L.PCall(1, 0, nil)
 	stopped := v.budget.disarm()
-	v.freeze(h, sc.slot, vc, state)
+	if !v.freeze(h, sc.slot, vc, state) && err == nil {
+		err = fmt.Errorf("host_info.state larger than %d bytes: emptied", maxStateBytes)
+	}
 	h.setRun(sc.slot)
 	st := &v.stats[i]
 	st.calls++
+	if v.budget.walk.Load() {
+		v.measureChecks(v.set)
+	}
 	if err != nil {
 		st.errors++
-		if stopped {
+		if stopped != stopNone {
 			st.timeouts++
 		}
-		v.e.failed(sc, h, err, stopped)
+		if stopped == stopMemory {
+			v.e.overMemory(sc, -1)
+		}
+		v.e.failed(sc, h, err, stopped != stopNone)
 		return
 	}
 	if sc.fails.Load() != 0 {
@@ -799,6 +841,22 @@ func (e *Engine) failed(sc *script, h *hostEntry, err error, stopped bool) {
 		e.metrics.disabled.WithLabelValues(sc.name).Inc()
 		e.logger.Error("host check disabled after consecutive failures; fix the script to re-enable it",
 			"check", sc.name, "file", sc.file.path, "failures", n)
+	}
+}
+
+// overMemory disables a check that went over the memory ceiling, at once:
+// the next tick rebuilds the VMs that held it (holdsDisabled), which frees
+// its memory, and frees its host states (runHost). n is its measured size, -1 when a call allocated
+// too much.
+func (e *Engine) overMemory(sc *script, n int64) {
+	if n >= 0 {
+		// Found by a measure, outside the call's own accounting.
+		e.metrics.errors.WithLabelValues(sc.name).Inc()
+	}
+	if sc.disabled.CompareAndSwap(false, true) {
+		e.metrics.disabled.WithLabelValues(sc.name).Inc()
+		e.logger.Error("host check disabled: over the memory ceiling (scripting.max_memory); fix the script to re-enable it",
+			"check", sc.name, "file", sc.file.path, "bytes", n, "max_memory", e.cfg.MaxMemory)
 	}
 }
 

@@ -236,10 +236,22 @@ func hasKey(fs []stateField, id uint16) bool {
 
 // freeze keeps t, host_info.state after a call of check vc on host h, in
 // the slot: as frozen fields when it is plain, else as the slot's live
-// table (the scratch then becomes the slot's, and vc gets a new one).
-func (v *vm) freeze(h *hostEntry, slot int, vc *vmCheck, t *lua.LTable) {
+// table (the scratch then becomes the slot's, and vc gets a new one). A
+// state larger than maxStateBytes is not kept: the slot's state is emptied
+// and freeze reports false.
+func (v *vm) freeze(h *hostEntry, slot int, vc *vmCheck, t *lua.LTable) bool {
 	lo, hi := h.fieldRange(slot)
-	fs, ok := v.collect(t, slot, h.fields[lo:hi])
+	fs, size, ok := v.collect(t, slot, h.fields[lo:hi])
+	if ok && size > maxStateBytes || !ok && stateTooBig(t) {
+		h.dropState(slot)
+		clear(v.strBuf)
+		if t == vc.scratch {
+			vc.newScratch(v.L)
+		}
+		vc.info.RawSetString("state", vc.scratch)
+		vc.cur = vc.scratch
+		return false
+	}
 	if !ok {
 		if t == vc.scratch {
 			h.setFields(slot, nil)
@@ -247,7 +259,7 @@ func (v *vm) freeze(h *hostEntry, slot int, vc *vmCheck, t *lua.LTable) {
 			x.state, x.strs = t, nil
 			vc.newScratch(v.L)
 		}
-		return
+		return true
 	}
 	if t == vc.scratch {
 		vc.held = vc.held[:0]
@@ -268,7 +280,7 @@ func (v *vm) freeze(h *hostEntry, slot int, vc *vmCheck, t *lua.LTable) {
 	h.setFields(slot, fs)
 	x := h.peek(slot)
 	if x == nil && len(v.strBuf) == 0 {
-		return
+		return true
 	}
 	if x == nil {
 		x = h.extSlot(slot)
@@ -284,27 +296,37 @@ func (v *vm) freeze(h *hostEntry, slot int, vc *vmCheck, t *lua.LTable) {
 	default:
 		x.strs = append([]string(nil), v.strBuf...)
 	}
+	return true
+}
+
+// dropState empties the slot's host_info.state.
+func (h *hostEntry) dropState(slot int) {
+	h.setFields(slot, nil)
+	if x := h.peek(slot); x != nil {
+		x.state, x.strs = nil, nil
+	}
 }
 
 // collect returns the fields of t for slot, in v.fieldBuf (string values in
-// v.strBuf); false when t is not plain. prev
+// v.strBuf), and their estimated size; false when t is not plain. prev
 // are the slot's fields before the call: next() returns the keys thawed
 // from them in their order, so most keys are found there without a lookup.
-func (v *vm) collect(t *lua.LTable, slot int, prev []stateField) ([]stateField, bool) {
+func (v *vm) collect(t *lua.LTable, slot int, prev []stateField) ([]stateField, int, bool) {
 	if t.Metatable != lua.LNil {
-		return nil, false
+		return nil, 0, false
 	}
+	size := 0
 	fs, strs := v.fieldBuf[:0], v.strBuf[:0]
 	for k, val := t.Next(lua.LNil); k != lua.LNil; k, val = t.Next(k) {
 		ks, ok := k.(lua.LString)
 		if !ok || len(fs) == maxFrozenFields {
-			return nil, false
+			return nil, 0, false
 		}
 		var id uint16
 		if i := len(fs); i < len(prev) && v.keyName(prev[i].key) == string(ks) {
 			id = prev[i].key
 		} else if id, ok = v.keyID(string(ks)); !ok {
-			return nil, false
+			return nil, 0, false
 		}
 		f := stateField{slot: uint32(slot), key: id}
 		switch x := val.(type) {
@@ -319,11 +341,12 @@ func (v *vm) collect(t *lua.LTable, slot int, prev []stateField) ([]stateField, 
 			f.kind = fieldString
 			f.bits = uint64(len(strs))
 			strs = append(strs, string(x))
+			size += len(x)
 		default:
-			return nil, false
+			return nil, 0, false
 		}
 		fs = append(fs, f)
 	}
 	v.fieldBuf, v.strBuf = fs, strs
-	return fs, true
+	return fs, size, true
 }

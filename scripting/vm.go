@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -30,10 +31,6 @@ const defaultPackagePath = modulePrefix + "?.lua"
 // runs once per VM, off the tick, and must not be cut short by a busy machine.
 const minLoadTimeout = 2 * time.Second
 
-// maxStringRep bounds string.rep results, so that one call cannot exhaust
-// memory before the budget stops it.
-const maxStringRep = 1 << 20
-
 // vmCheck is one check as loaded in one VM.
 type vmCheck struct {
 	// fn is the module's check function; nil when the module failed to load
@@ -55,6 +52,15 @@ type vmCheck struct {
 	held         []uint16
 	scratchKeys  [maxStateKeys / 64]uint64
 	nScratchKeys int
+	// env is the check's environment (sandbox.go): its globals, libraries
+	// and modules, private to it.
+	env *lua.LTable
+	// uni and refused are the reused results of the check's
+	// getUnidirectionalTCPUDPFlowsStats and getRefusedTCPFlowsStats, l7One
+	// that of its host.l7(name): per check, so that what one check does to
+	// them is never seen by another.
+	uni, refused *flowsStats
+	l7One        *lua.LTable
 }
 
 // vm is one worker: a sandboxed Lua state with the checks loaded, and the
@@ -65,8 +71,7 @@ type vm struct {
 	set    *scriptSet
 	checks []vmCheck
 	budget *budget
-	// loadTimeout is the budget of loading a script.
-	loadTimeout time.Duration
+	lim    vmLimits
 
 	// The binding of the call in progress; snap is nil outside a host, and
 	// check nil outside a call (slot is then meaningless).
@@ -94,11 +99,6 @@ type vm struct {
 	tValue    int
 	tMsg      string
 
-	// uniStats and refusedStats are the reused results of
-	// getUnidirectionalTCPUDPFlowsStats and getRefusedTCPFlowsStats.
-	uniStats, refusedStats *flowsStats
-	// l7One is the reused result of host.l7(name).
-	l7One *lua.LTable
 	// l7All and l7Protos are the result of host.l7() in the check call in
 	// progress and its protocol tables (parallel to snap.L7), nil until the
 	// call asks for it: reused by the later host.l7() of the same call only.
@@ -118,12 +118,32 @@ type checkStats struct {
 	calls, errors, timeouts uint64
 }
 
-// newVM builds a sandboxed state, creates the host and ntop tables once and
-// loads every check of set into it. A check that fails to load leaves a nil
-// fn in this VM (and is reported).
-func newVM(e *Engine, set *scriptSet, callTimeout time.Duration) *vm {
-	v := &vm{e: e, set: set, budget: newBudget(), loadTimeout: max(callTimeout, minLoadTimeout),
-		keyIDs: map[string]uint16{}}
+// vmLimits are the budgets of a VM's calls (see Configuration).
+type vmLimits struct {
+	// steps is the budget of one call, loadSteps that of loading a script.
+	steps, loadSteps int64
+	// memory is the ceiling of what one check keeps in a VM.
+	memory int64
+	// loadTimeout is the wall-clock budget of loading the scripts.
+	loadTimeout time.Duration
+}
+
+// limits are the VM budgets of a configuration.
+func (c Configuration) limits() vmLimits {
+	return vmLimits{steps: c.MaxInstructions, loadSteps: loadStepsFactor * c.MaxInstructions,
+		memory: c.MaxMemory, loadTimeout: max(c.CallTimeout, minLoadTimeout)}
+}
+
+// loadStepsFactor is how many call budgets loading a script may use:
+// module-level code runs once per VM, off the tick.
+const loadStepsFactor = 10
+
+// newVM builds a sandboxed state and loads every check of set into it, each
+// in its own environment. A check that fails to load, or keeps more than
+// the memory ceiling once loaded, leaves a nil fn in this VM (and is
+// reported).
+func newVM(e *Engine, set *scriptSet, lim vmLimits) *vm {
+	v := &vm{e: e, set: set, budget: newBudget(), lim: lim, keyIDs: map[string]uint16{}}
 	v.L = lua.NewState(lua.Options{
 		SkipOpenLibs:    true,
 		CallStackSize:   200,
@@ -132,12 +152,18 @@ func newVM(e *Engine, set *scriptSet, callTimeout time.Duration) *vm {
 	})
 	v.openSandbox()
 	v.L.SetContext(v.budget)
-	v.uniStats, v.refusedStats = newFlowsStats(v.L), newFlowsStats(v.L)
-	v.l7One = v.L.CreateTable(0, 5)
 	v.checks = make([]vmCheck, len(set.checks))
 	v.stats = make([]checkStats, len(set.checks))
+	if len(set.checks) == 0 {
+		return v
+	}
+	defer v.guardLoad()()
 	for i, sc := range set.checks {
-		fn, err := v.loadCheck(sc.file)
+		if sc.disabled.Load() {
+			continue
+		}
+		env := v.newEnv()
+		fn, err := v.loadCheck(sc.file, env)
 		if err != nil {
 			e.logFailure(sc, "", fmt.Errorf("load: %w", err))
 			continue
@@ -145,27 +171,44 @@ func newVM(e *Engine, set *scriptSet, callTimeout time.Duration) *vm {
 		info := v.L.NewTable()
 		info.RawSetString("params", paramsTable(v.L, sc.cfg.Params))
 		info.Metatable = v.infoMeta()
-		v.checks[i] = vmCheck{fn: fn, info: info}
-		v.checks[i].newScratch(v.L)
+		vc := &v.checks[i]
+		*vc = vmCheck{fn: fn, info: info, env: env, uni: newFlowsStats(v.L), refused: newFlowsStats(v.L),
+			l7One: v.L.CreateTable(0, 5)}
+		vc.newScratch(v.L)
+		if n := vc.memory(lim.memory); n > lim.memory {
+			e.logFailure(sc, "", fmt.Errorf("load: the module keeps more than %d bytes (scripting.max_memory)", lim.memory))
+			*vc = vmCheck{}
+		}
 	}
 	return v
+}
+
+// guardLoad bounds module-level code like a call: loadSteps, and a
+// watchdog for wall time (the load is off the tick) and allocation, until
+// the function it returns is called.
+func (v *vm) guardLoad() func() {
+	stop := make(chan struct{})
+	var walked atomic.Int64
+	go watchdog(context.Background(), stop, []*budget{v.budget},
+		watchLimits{cpu: v.lim.loadTimeout, memory: v.lim.memory}, &walked)
+	return func() { close(stop) }
 }
 
 // close releases the state.
 func (v *vm) close() { v.L.Close() }
 
-// loadCheck runs a check module (within the call budget, at least
-// minLoadTimeout) and returns its
-// check function.
-func (v *vm) loadCheck(f *scriptFile) (*lua.LFunction, error) {
+// loadCheck runs a check module in env (within loadSteps, the load timeout
+// and the memory ceiling) and returns its check function.
+func (v *vm) loadCheck(f *scriptFile, env *lua.LTable) (*lua.LFunction, error) {
 	L := v.L
-	ctx, cancel := context.WithTimeout(context.Background(), v.loadTimeout)
-	defer cancel()
-	L.SetContext(ctx)
-	defer L.SetContext(v.budget)
-	L.Push(L.NewFunctionFromProto(f.proto))
+	chunk := L.NewFunctionFromProto(f.proto)
+	chunk.Env = env
+	L.Push(chunk)
 	L.Push(lua.LString(f.name))
-	if err := L.PCall(1, 1, nil); err != nil {
+	v.budget.arm(v.lim.loadSteps)
+	err := L.PCall(1, 1, nil)
+	v.budget.disarm()
+	if err != nil {
 		return nil, err
 	}
 	ret := L.Get(-1)
@@ -178,10 +221,12 @@ func (v *vm) loadCheck(f *scriptFile) (*lua.LFunction, error) {
 	if !ok {
 		return nil, fmt.Errorf("%s: module has no check function", f.path)
 	}
-	// Like require, remember the module so that require(name) in another
-	// script gets this instance.
-	if loaded, ok := L.GetField(L.Get(lua.RegistryIndex), "_LOADED").(*lua.LTable); ok {
-		loaded.RawSetString(f.name, mod)
+	// Like require, remember the module, so that require(own name) gets
+	// this instance.
+	if pkg, ok := env.RawGetString("package").(*lua.LTable); ok {
+		if loaded, ok := pkg.RawGetString("loaded").(*lua.LTable); ok {
+			loaded.RawSetString(f.name, mod)
+		}
 	}
 	return fn, nil
 }
@@ -246,99 +291,6 @@ func (v *vm) hostName() lua.LValue {
 	return v.nameLV
 }
 
-// openSandbox opens base, table, string and math, a reduced os, a package
-// table with the engine's require, ntop.getDirs and the host table.
-func (v *vm) openSandbox() {
-	L := v.L
-	for _, lib := range []struct {
-		name string
-		fn   lua.LGFunction
-	}{
-		{lua.BaseLibName, lua.OpenBase},
-		{lua.TabLibName, lua.OpenTable},
-		{lua.StringLibName, lua.OpenString},
-		{lua.MathLibName, lua.OpenMath},
-		{lua.OsLibName, lua.OpenOs},
-	} {
-		L.Push(L.NewFunction(lib.fn))
-		L.Push(lua.LString(lib.name))
-		L.Call(1, 0)
-	}
-	g := L.G.Global
-	// Files and bytecode are out of reach; collectgarbage would stop the
-	// world of the whole process.
-	for _, name := range []string{"dofile", "loadfile", "module", "newproxy", "_printregs"} {
-		g.RawSetString(name, lua.LNil)
-	}
-	g.RawSetString("collectgarbage", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(0)); return 1 }))
-	g.RawSetString("print", L.NewFunction(v.luaPrint))
-	g.RawSetString("require", L.NewFunction(v.luaRequire))
-
-	strlib := L.GetField(g, "string").(*lua.LTable)
-	rep := strlib.RawGetString("rep").(*lua.LFunction)
-	strlib.RawSetString("rep", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		n := L.CheckInt(2)
-		if n > 0 && len(s) > 0 && n > maxStringRep/len(s) {
-			L.RaiseError("string.rep: result longer than %d bytes", maxStringRep)
-		}
-		return callGo(L, rep)
-	}))
-	strlib.RawSetString("dump", lua.LNil)
-
-	loaded := L.GetField(L.Get(lua.RegistryIndex), "_LOADED").(*lua.LTable)
-	full := L.GetField(g, "os").(*lua.LTable)
-	osTab := L.NewTable()
-	osTime := full.RawGetString("time").(*lua.LFunction)
-	osDate := full.RawGetString("date").(*lua.LFunction)
-	osTab.RawSetString("clock", full.RawGetString("clock"))
-	osTab.RawSetString("difftime", full.RawGetString("difftime"))
-	// os.time() and os.date(fmt) read the engine's clock, so that replay of
-	// a capture sees capture time, as skipVisitedHost's deadline does.
-	osTab.RawSetString("time", L.NewFunction(func(L *lua.LState) int {
-		if L.GetTop() == 0 || L.Get(1) == lua.LNil {
-			L.Push(lua.LNumber(v.e.now().Unix()))
-			return 1
-		}
-		return callGo(L, osTime)
-	}))
-	osTab.RawSetString("date", L.NewFunction(func(L *lua.LState) int {
-		if L.GetTop() < 2 {
-			f := L.OptString(1, "%c")
-			L.SetTop(0)
-			L.Push(lua.LString(f))
-			L.Push(lua.LNumber(v.e.now().Unix()))
-		}
-		return callGo(L, osDate)
-	}))
-	g.RawSetString("os", osTab)
-	loaded.RawSetString("os", osTab)
-
-	pkg := L.NewTable()
-	pkg.RawSetString("path", lua.LString(defaultPackagePath))
-	pkg.RawSetString("cpath", lua.LString(""))
-	pkg.RawSetString("loaded", loaded)
-	pkg.RawSetString("preload", L.NewTable())
-	g.RawSetString("package", pkg)
-	loaded.RawSetString("package", pkg)
-
-	ntop := L.NewTable()
-	ntop.RawSetString("getDirs", L.NewFunction(func(L *lua.LState) int {
-		t := L.NewTable()
-		t.RawSetString("installdir", lua.LString(InstallDir))
-		t.RawSetString("scriptdir", lua.LString(InstallDir+"/scripts"))
-		t.RawSetString("workingdir", lua.LString(InstallDir+"/data"))
-		L.Push(t)
-		return 1
-	}))
-	g.RawSetString("ntop", ntop)
-	loaded.RawSetString("ntop", ntop)
-
-	host := v.hostTable()
-	g.RawSetString("host", host)
-	loaded.RawSetString("host", host)
-}
-
 // callGo calls a Go-implemented Lua function with the current arguments and
 // returns its results.
 func callGo(L *lua.LState, fn *lua.LFunction) int {
@@ -356,59 +308,6 @@ func (v *vm) luaPrint(L *lua.LState) int {
 	}
 	v.e.logger.Debug("lua print", "msg", strings.Join(parts, "\t"))
 	return 0
-}
-
-// luaRequire is require(): package.loaded, then package.preload, then the
-// patterns of package.path, resolved against the virtual module directory
-// (see InstallDir). Nothing outside the script directories can be loaded.
-func (v *vm) luaRequire(L *lua.LState) int {
-	name := L.CheckString(1)
-	loaded := L.GetField(L.Get(lua.RegistryIndex), "_LOADED").(*lua.LTable)
-	if m := loaded.RawGetString(name); m != lua.LNil && m != lua.LFalse {
-		L.Push(m)
-		return 1
-	}
-	pkg, _ := L.GetGlobal("package").(*lua.LTable)
-	var loader lua.LValue = lua.LNil
-	tried := []string{}
-	if pkg != nil {
-		if pre, ok := pkg.RawGetString("preload").(*lua.LTable); ok {
-			loader = pre.RawGetString(name)
-		}
-	}
-	if loader == lua.LNil {
-		path := defaultPackagePath
-		if pkg != nil {
-			if p, ok := pkg.RawGetString("path").(lua.LString); ok {
-				path = string(p)
-			}
-		}
-		file := strings.ReplaceAll(name, ".", "/")
-		for _, pat := range strings.Split(path, ";") {
-			if pat == "" {
-				continue
-			}
-			cand := strings.ReplaceAll(pat, "?", file)
-			if f, ok := v.set.modules[cand]; ok {
-				loader = L.NewFunctionFromProto(f.proto)
-				break
-			}
-			tried = append(tried, "\n\tno file '"+cand+"'")
-		}
-	}
-	if loader == lua.LNil {
-		L.RaiseError("module '%s' not found:%s", name, strings.Join(tried, ""))
-	}
-	L.Push(loader)
-	L.Push(lua.LString(name))
-	L.Call(1, 1)
-	m := L.Get(-1)
-	if m == lua.LNil {
-		m = lua.LTrue
-	}
-	loaded.RawSetString(name, m)
-	L.Push(m)
-	return 1
 }
 
 // paramsTable converts configured params to a Lua table.

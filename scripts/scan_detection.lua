@@ -26,7 +26,23 @@
 -- refused) is counted twice, so the peer figure is an upper bound of the
 -- distinct peers (at most twice their number); the alert message gives the
 -- two counts rather than a total that would read as distinct peers.
+--
+-- Under sampling (host.getSamplingInfo().exact is false, 1-in-N), the sets
+-- hold what the samples showed (docs/lua-api.md, "Under sampling"): a scan
+-- of P ports shows about 2P/N of them (its SYN or the RST answering it)
+-- and a benign host at most a couple. The thresholds then apply to the
+-- counts scaled down by N, but never below sampled_min_ports and
+-- sampled_min_peers sampled ports or peers, the evidence below which a
+-- careful operator would not page anyone. Ports are then the sum of the
+-- two port counts: a sampled contact is one-sided or refused, never both,
+-- so one peer's ports do not meet in the two sets.
 local host_consts = require("host_consts")
+
+-- threshold returns the sampled-evidence threshold for a count threshold t
+-- at 1-in-n: t/n rounded up, at least floor.
+local function threshold(t, n, floor)
+  return math.max(floor, math.ceil(t / n))
+end
 
 local scan_detection = {}
 
@@ -59,16 +75,32 @@ function scan_detection.check(host_info)
     sweep_peers = sweep_peers + d_nr_peers
   end
 
+  local vertical_ports = p.vertical_ports or 100
+  local horizontal_peers = p.horizontal_peers or 16
+  local vports = ports
+  local sampling = host.getSamplingInfo()
+  local n = sampling.rate
+  if not sampling.exact then
+    vports = d_nr_ports + d_ref_ports
+    vertical_ports = threshold(vertical_ports, n, p.sampled_min_ports or 8)
+    horizontal_peers = threshold(horizontal_peers, n, p.sampled_min_peers or 6)
+  end
+
   local kind
-  if ports >= (p.vertical_ports or 100) and ports >= (p.vertical_ports_per_peer or 4) * all_peers then
+  if vports >= vertical_ports and vports >= (p.vertical_ports_per_peer or 4) * all_peers then
     kind = "vertical scan"
-  elseif sweep_peers >= (p.horizontal_peers or 16) and ports <= (p.horizontal_max_ports or 8) then
+    ports = vports
+  elseif sweep_peers >= horizontal_peers and ports <= (p.horizontal_max_ports or 8) then
     kind = "horizontal sweep"
   end
   if kind then
-    host.triggerAlert(p.value or host_consts.score.critical, string.format(
+    local msg = string.format(
       "%s: %d ports, %d no-reply + %d refused peers (no-reply ports %d, refused ports %d)",
-      kind, ports, d_nr_peers, d_ref_peers, d_nr_ports, d_ref_ports))
+      kind, ports, d_nr_peers, d_ref_peers, d_nr_ports, d_ref_ports)
+    if not sampling.exact then
+      msg = msg .. string.format(", sampled 1-in-%d: figures are what the samples showed", n)
+    end
+    host.triggerAlert(p.value or host_consts.score.critical, msg)
   end
 end
 

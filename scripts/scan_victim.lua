@@ -1,6 +1,12 @@
 -- scan_victim: this host, as a server, is scanned or probed: many clients got
 -- no reply or a refusal (RST) from it, or many of its inbound conversations
 -- went unanswered or refused, over the last window_ticks runs.
+--
+-- Under sampling (host.getSamplingInfo().exact is false, 1-in-N) the client
+-- sets hold what the samples showed, and each sampled conversation counts N:
+-- the thresholds apply to the sampled clients and conversations, scaled
+-- down by N but never below sampled_min_peers clients or
+-- sampled_min_conversations sampled conversations (see scan_detection).
 local host_consts = require("host_consts")
 
 local scan_victim = {}
@@ -25,10 +31,20 @@ function scan_victim.check(host_info)
   local d_nr = growth(st, "nr_cli", nr_cli, w)
   local d_ref = growth(st, "ref_cli", ref_cli, w)
   local d_conv = growth(st, "conv", conv, w)
-  if d_nr + d_ref >= (p.peers or 16) or d_conv >= (p.conversations or 100) then
+  local peers, conversations = p.peers or 16, p.conversations or 100
+  local sampling = host.getSamplingInfo()
+  local n, seen = sampling.rate, d_conv
+  local suffix = ""
+  if not sampling.exact then
+    seen = d_conv / n
+    peers = math.max(p.sampled_min_peers or 6, math.ceil(peers / n))
+    conversations = math.max(p.sampled_min_conversations or 8, math.ceil(conversations / n))
+    suffix = string.format(" (estimated, sampled 1-in-%d)", n)
+  end
+  if d_nr + d_ref >= peers or seen >= conversations then
     host.triggerAlert(p.value or host_consts.score.warning, string.format(
-      "scan victim: %d no-reply + %d refused clients, %d conversations without reply or refused",
-      d_nr, d_ref, d_conv))
+      "scan victim: %d no-reply + %d refused clients, %d conversations without reply or refused%s",
+      d_nr, d_ref, d_conv, suffix))
   end
 end
 
