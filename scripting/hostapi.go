@@ -114,7 +114,7 @@ func (v *vm) hostTable() *lua.LTable {
 //
 // As a flowcheck extension, host.l7(name) returns only that protocol's
 // table (nil when the host has none), without building the others; like
-// flowsStats, that table is one per VM, refilled by every call.
+// flowsStats, that table is one per check and VM, refilled by every call.
 func (v *vm) luaL7(L *lua.LState) int {
 	if v.snap == nil || len(v.snap.L7) == 0 {
 		L.Push(lua.LNil)
@@ -124,7 +124,13 @@ func (v *vm) luaL7(L *lua.LState) int {
 	if name, ok := L.Get(1).(lua.LString); ok {
 		for i := range l7 {
 			if l7[i].Name == string(name) {
-				L.Push(fillL7(v.l7One, &l7[i]))
+				var one *lua.LTable
+				if v.check != nil {
+					one = v.check.l7One
+				} else {
+					one = L.CreateTable(0, 5)
+				}
+				L.Push(fillL7(one, &l7[i]))
 				return 1
 			}
 		}
@@ -201,7 +207,7 @@ func fillL7(p *lua.LTable, s *aggregate.L7Stat) *lua.LTable {
 
 // flowsStats is the result table of getUnidirectionalTCPUDPFlowsStats or
 // getRefusedTCPFlowsStats, { num_egress=, num_ingress=, as_client={tcp=,udp=},
-// as_server={tcp=,udp=} }. Each VM keeps one per function and refills it on
+// as_server={tcp=,udp=} }. Each check keeps one per function and refills it on
 // every call: building three fresh tables cost about 26 allocations per call,
 // most of a tick's garbage. A script that keeps the table across calls sees
 // it change (documented in docs/lua-api.md: copy the fields you keep).
@@ -237,7 +243,13 @@ func (v *vm) luaUnidirectional(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	L.Push(v.uniStats.fill(v.snap.Unidirectional))
+	var f *flowsStats
+	if v.check != nil {
+		f = v.check.uni
+	} else {
+		f = newFlowsStats(L)
+	}
+	L.Push(f.fill(v.snap.Unidirectional))
 	return 1
 }
 
@@ -248,7 +260,13 @@ func (v *vm) luaRefusedFlows(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	}
-	L.Push(v.refusedStats.fill(v.snap.RefusedFlows))
+	var f *flowsStats
+	if v.check != nil {
+		f = v.check.refused
+	} else {
+		f = newFlowsStats(L)
+	}
+	L.Push(f.fill(v.snap.RefusedFlows))
 	return 1
 }
 
