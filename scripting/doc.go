@@ -32,9 +32,18 @@
 // key list and ~10 the VMs; it was 2.2 KB with one Lua table per (check,
 // host).
 //
-// The per-call budget (call_timeout, 50 ms) is a context set once on each VM
-// whose Done channel a watchdog goroutine closes when a call overruns; a call
-// costs two atomic increments, no timer. A stopped or failing call is counted
+// The per-call budget is a context set once on each VM (budget.go): its
+// Done, which gopher-lua calls before every instruction, counts them against
+// max_instructions (deterministic, also in replay), and the built-ins that
+// work in Go charge their work to it (pattern matching through our own
+// matcher, pattern.go; unpack, concat, sort, rep, ...: sandbox.go). A
+// watchdog goroutine closes its Done channel when a live call overruns
+// call_timeout of its thread's CPU time, when a call allocates more than
+// max_memory, or when the tick is cancelled. A call costs two atomic
+// increments, no timer. What a check keeps is measured by a bounded walk
+// every max_memory the process allocates (memory.go); a check over the
+// ceiling is disabled at once and the VMs holding it rebuilt. Each check
+// runs in its own environment (sandbox.go). A stopped or failing call is counted
 // per check, logged rate-limited with the host and the Lua traceback, and
 // leaves that check's alert for that host unchanged. After max_failures
 // consecutive failures a check is disabled (logged) until its file changes.
