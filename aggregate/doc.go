@@ -13,7 +13,9 @@
 // from the well-known port of the lower port then the higher, with nDPI's
 // names, else "Unknown". An application's flows count conversations, as
 // ntopng's bidirectional flows do: of the two unidirectional records of a
-// conversation only the client's counts. A host keeps at most
+// conversation only the client's counts (the higher port's, for UDP); a
+// one-sided UDP conversation whose only datagram came from the lower port
+// counts when the tracker decides it, on both hosts. A host keeps at most
 // max_l7_protocols names; the rest go to "Other". Names are interned per
 // table into small ids (the hot path compares two bytes, snapshots return
 // names): every name the package can guess is known from the start, and at
@@ -97,6 +99,44 @@
 // Sets are exact up to exact_set_size members (addresses as 64-bit
 // hashes), then a HyperLogLog sketch of precision 14 (0.81 % standard
 // error).
+//
+// # Under sampling
+//
+// A record whose SamplingRate N is above 1 shows about one packet in N. A
+// reply of k packets then goes unseen with probability (1 - 1/N)^k, so
+// the absence of a reply on a 5-tuple proves nothing: at 1-in-10 most
+// short benign conversations would look one-sided. Such records are
+// therefore judged on what was sampled, not on what was not:
+//
+//   - Only TCP is judged. A sampled UDP record changes no set (a reply
+//     may be one unsampled datagram, and there is no handshake to tell
+//     an attempt): UDP scans are not seen under sampling.
+//   - The unit is the service contact: one client, one server address
+//     and port, any client port, over one reply window (opened by its
+//     first sampled record), at one rate. Its sampled packets' flags are
+//     ORed per side, and it is decided when the window ends, never
+//     earlier. The sender is the client when its flags show SYN without
+//     ACK, else when it has the higher port (as countsFlow).
+//   - Refused: the server sent RST, and neither SYN nor data flags (PSH,
+//     FIN, URG), and the client acknowledged nothing (no ACK): a sampled
+//     RST answering an attempt, whether the attempt was sampled or not.
+//   - One-sided: the client sent only attempts (SYN without ACK or RST)
+//     and no packet of the server was sampled. This is an attempt whose
+//     answer was not seen: it may have been refused or answered unseen.
+//   - Anything else is answered: a SYN-ACK or data from the server, or an
+//     ACK from the client (an established connection), was sampled.
+//
+// A benign client's contact looks one-sided only when its attempt alone
+// was sampled out of the whole service contact; a scan shows about 2P/N
+// of P probed ports (the SYN or the RST). The sets hold what was seen (a
+// lower bound: a distinct count cannot be scaled by N, a port probed 20
+// times shows once or twice); each sampled verdict counts N conversations
+// in the unidirectional and refused counters (an estimate, as bytes and
+// packets are scaled; a refused conversation whose SYN and RST were both
+// sampled in different windows counts twice). The snapshot's Sampling
+// tells the largest rate behind a host's verdicts and how many sampled
+// verdicts there were (host.getSamplingInfo()). A rate of 0 (unknown) or 1
+// is exact: the 5-tuple semantics above.
 //
 // # Keys
 //
