@@ -40,12 +40,14 @@ def cflow(path):
                   "cflow.sampler_id", "cflow.sampler_mode", "cflow.sampler_random_interval")
     recs = sum(len(r[1]) for r in rows)
     pk, by = sum(nums(rows, 2)), sum(nums(rows, 3))
-    ids = Counter(nums(rows, 4))
     modes = sorted(set(nums(rows, 5)))
     ivals = sorted(set(nums(rows, 6)))
     nopt = len(nums(rows, 6))
+    # FLOW_SAMPLER_ID is in every options record and in every flow record
+    sid = nums(rows, 4)
+    ids = {"values": sorted(set(sid)), "flow_records": len(sid) - nopt} if sid else {}
     return {"datagrams": len(rows), "records": recs, "packets": pk, "bytes": by,
-            "sampler_ids": dict(ids), "sampler_modes": modes, "intervals": ivals, "option_records": nopt}
+            "sampler_ids": ids, "sampler_modes": modes, "intervals": ivals, "option_records": nopt}
 
 
 def sflow(path):
@@ -73,8 +75,9 @@ def main():
             continue
         c = cflow(p)
         opt = f"{c['option_records']} ({c['sampler_modes']}, {c['intervals']})" if c["option_records"] else "none"
-        print(f"| {f} | {c['datagrams']} | {c['records']} | {c['packets']:,} | {c['bytes']:,} | {opt} | "
-              f"{c['sampler_ids'] or 'absent'} |")
+        ids = c["sampler_ids"]
+        sid = f"{ids['values']} in {ids['flow_records']} records" if ids else "absent"
+        print(f"| {f} | {c['datagrams']} | {c['records']} | {c['packets']:,} | {c['bytes']:,} | {opt} | {sid} |")
     print()
     print("| file | datagrams | flow samples | counter samples | sampling_rate | last sample_pool | "
           "sum frame_length | samples x rate | sum frame_length x rate | same less 18 B/packet (IP bytes) |")

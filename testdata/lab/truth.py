@@ -129,12 +129,28 @@ def flow_keys(path, max_packets=None):
     return keys
 
 
+def sumsq(path):
+    """per address, the sums of squared IP lengths sent and received: under Bernoulli sampling
+    at 1/N the scaled byte count has variance (N-1) * sumsq"""
+    tx, rx = defaultdict(int), defaultdict(int)
+    for ts, lt, pkt, orig in nt.read_packets(path):
+        r = nt.l3(lt, pkt)
+        ip = r and nt.parse_ip(pkt, r[1], r[0])
+        if ip:
+            tx[ip[1]] += ip[5] ** 2
+            rx[ip[2]] += ip[5] ** 2
+    return tx, rx
+
+
 def host_bytes(path, max_packets=None):
     _, stats, (btx, brx, ptx, prx), _ = nt.analyse(path, 30.0, False, max_packets)
+    qtx, qrx = sumsq(path) if max_packets is None else ({}, {})
     out = {}
     for a in set(btx) | set(brx):
         out[nt.ipstr(a)] = {"bytes_sent": btx[a], "bytes_received": brx[a],
                             "packets_sent": ptx[a], "packets_received": prx[a]}
+        if max_packets is None:
+            out[nt.ipstr(a)].update({"bytes_sent_sumsq": qtx.get(a, 0), "bytes_received_sumsq": qrx.get(a, 0)})
     return out, stats
 
 
@@ -171,7 +187,7 @@ def main():
         }
     # what the 1-in-1 sFlow export can show: the first SFLOW1_PACKETS packets
     hb1, st1 = host_bytes(path, SFLOW1_PACKETS)
-    delta = {a: {k: hb[a][k] - hb1.get(a, {}).get(k, 0) for k in hb[a]} for a in hb}
+    delta = {a: {k: hb[a][k] - hb1.get(a, {}).get(k, 0) for k in hb1.get(a, hb[a]) if not k.endswith("sumsq")} for a in hb}
     delta = {a: d for a, d in delta.items() if any(d.values())}
     c1, _, _, _ = nt.analyse(path, 30.0, False, SFLOW1_PACKETS)
     same_sets = {a: view(v) for a, v in host_sets(c1).items()} == {a: view(v) for a, v in full.items()}
@@ -187,7 +203,9 @@ def main():
         "semantics": "conversation = TCP/UDP 5-tuple (client: sender of the first bare SYN, else of the first packet); "
                      "one-sided = no packet back on the 5-tuple within 30 s (RST counts as a reply, ICMP errors do not); "
                      "refused = TCP answered only by RST; bytes = IP total length; ICMP counts in bytes/packets only. "
-                     "without_scanners = the same figures over conversations with neither end a scanner.",
+                     "without_scanners = the same figures over conversations with neither end a scanner. "
+                     "bytes_*_sumsq = sum of squared IP lengths: at 1-in-N Bernoulli sampling the scaled byte count "
+                     "has standard deviation sqrt((N-1) * sumsq).",
         "stats": stats,
         "scanners": {VERTICAL: {"kind": "vertical", "targets": [ "10.77.0.13"]},
                      HORIZONTAL: {"kind": "horizontal", "targets": CLIENTS}},
