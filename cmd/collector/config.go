@@ -124,6 +124,7 @@ func loadConfig(path string, lookup func(string) (string, bool)) (Config, error)
 		return Config{}, err
 	}
 	cfg.Scripting.Instance = cfg.Instance
+	cfg.Scripting.HostExpiry = cfg.Aggregate.IdleTimeout
 	return cfg, nil
 }
 
