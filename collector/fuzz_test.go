@@ -3,6 +3,7 @@ package collector
 import (
 	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/flowcheck/flowcheck/flow"
 )
@@ -149,5 +150,40 @@ func FuzzSFlow(f *testing.F) {
 			copy(b, []byte{0, 0, 0, 5})
 		}
 		fuzzDecode(t, nil, b)
+	})
+}
+
+// FuzzTemplateFlood sends the input, as NetFlow v9 or IPFIX (by its first
+// byte), after datagrams of real exports into a registry of 8 templates,
+// at receive times that expire templates, through both decode paths (the
+// compiled plans, and goflow2's data set decoder reading the registry
+// through GetTemplate): the paths must agree, and the registry stay
+// consistent and within its cap.
+func FuzzTemplateFlood(f *testing.F) {
+	rec := v4FlowRecord("10.0.0.1", "10.0.0.2", 1, 2, 3, 4)
+	for _, v := range []uint16{9, 10} {
+		f.Add(floodTemplates(v, 0, 256, 40)[0])
+		f.Add(floodTemplates(v, 5, 1024, 40)[0])
+		f.Add(msg(v, 0, templateSet(v, 256, v4Flow...), dataSet(256, rec), templateSet(v, 1024, v4Flow...), dataSet(1024, rec)))
+	}
+	f.Add(ipfixMsg(0, 1000, set(setIPFIXTemplate, cat(be16(2), be16(0))), templateSet(10, 256, v4Flow...)))
+	f.Add(ipfixMsg(0, 1000, ipfixOptionsTemplateSet(300, []ie{{302, 0, 4}}, []ie{{305, 0, 4}}), set(setIPFIXOptions, cat(be16(300), be16(0)))))
+	f.Add(v9Msg(0, 1000, 1000, v9OptionsTemplateSet(301, []ie{{1, 0, 4}}, []ie{{34, 0, 4}}), dataSet(301, cat(be32(1), be32(100)))))
+	v9, _ := seeds(f, "softflowd-v9", 2)
+	ipfix, _ := seeds(f, "softflowd-ipfix", 2)
+	prime := append(v9, ipfix...)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) >= 2 {
+			b[0], b[1] = 0, 9+b[0]&1
+		}
+		h := newHarness(t, func(c *Configuration) {
+			c.Templates.Max = 8
+			c.Templates.Lifetime = time.Minute
+		})
+		for _, at := range []time.Duration{0, time.Second, 2 * time.Minute} {
+			h.send(exp1, t0.Add(at), prime...)
+			h.send(exp1, t0.Add(at), b)
+			checkRegistry(t, h.c.known(exp1.Addr()))
+		}
 	})
 }

@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/flowcheck/flowcheck/clock"
 	"github.com/flowcheck/flowcheck/flow"
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,17 +44,27 @@ func floodTemplates(version uint16, domain uint32, first uint16, n int) [][]byte
 }
 
 // TestTemplateFloodUDP sends, over a real UDP socket on loopback, a burst
-// of 2 000 templates from the exporter's own address into its own
-// observation domain, then the exporter's real export: every record of the
-// export must decode, as many as without the flood.
+// of 2 000 templates (more than templates.max) from the exporter's own
+// address, then the exporter's real export: every record of the export
+// must decode, as many as without the flood. When the export began before
+// the flood, the templates it had used or re-sent must have outlived the
+// flood (it re-sends them all within its first 20 datagrams); when
+// the flood's templates have expired, they must not count against the cap.
 func TestTemplateFloodUDP(t *testing.T) {
 	cases := []struct {
 		name    string
 		capture string
 		version uint16
+		domain  uint32 // of the flood
+		before  int    // datagrams of the export sent before the flood
+		wait    time.Duration
 	}{
-		{"v9", "softflowd-v9", 9},
-		{"ipfix", "softflowd-ipfix", 10},
+		{"v9", "softflowd-v9", 9, 0, 0, 0},
+		{"ipfix", "softflowd-ipfix", 10, 0, 0, 0},
+		{"v9 during the export", "softflowd-v9", 9, 0, 20, 0},
+		{"ipfix during the export", "softflowd-ipfix", 10, 0, 20, 0},
+		{"v9 into another domain during the export", "softflowd-v9", 9, 7, 20, 0},
+		{"ipfix after the flood expired", "softflowd-ipfix", 10, 0, 0, 31 * time.Minute},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -65,7 +77,8 @@ func TestTemplateFloodUDP(t *testing.T) {
 			cfg.Listeners = []ListenerConfiguration{{URL: "auto://127.0.0.1:0", Sockets: 1, ReceiveBuffer: 4 << 20}}
 			cfg.Workers = 1
 			var records atomic.Int64
-			c, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(),
+			clk := clock.NewManual(t0)
+			c, err := New(cfg, Dependencies{Registerer: prometheus.NewRegistry(), Clock: clk,
 				Flows: func(b []flow.Record) { records.Add(int64(len(b))) }})
 			if err != nil {
 				t.Fatal(err)
@@ -79,21 +92,44 @@ func TestTemplateFloodUDP(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			flood := floodTemplates(tc.version, 0, 40000, 2000)
 			var export [][]byte
 			for _, d := range loadCapture(t, path) {
 				export = append(export, d.payload)
 			}
 			exporter := conn.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-			sent := sendPaced(t, c, conn, exporter, 0, flood)
-			if v := metricValue(c.metrics.templateEvents.WithLabelValues(exporter.String(), "evicted")); v < 2000-float64(cfg.Templates.Max) {
-				t.Errorf("%v templates evicted by the flood, want at least %d", v, 2000-cfg.Templates.Max)
+			events := func(ev string) float64 {
+				return metricValue(c.metrics.templateEvents.WithLabelValues(exporter.String(), ev))
 			}
-			sendPaced(t, c, conn, exporter, sent, export)
+			sent := sendPaced(t, c, conn, exporter, 0, export[:tc.before])
+			var held []TemplateInfo
+			if tc.before > 0 {
+				held = c.Exporters()[0].Templates
+			}
+			sent = sendPaced(t, c, conn, exporter, sent, floodTemplates(tc.version, tc.domain, 40000, 2000))
+			evicted := events("evicted")
+			if evicted < float64(2000-cfg.Templates.Max) {
+				t.Errorf("%v templates evicted by the flood, want at least %d", evicted, 2000-cfg.Templates.Max)
+			}
+			if tc.before > 0 {
+				after := c.Exporters()[0].Templates
+				for _, h := range held {
+					if !slices.ContainsFunc(after, func(a TemplateInfo) bool { return a.Domain == h.Domain && a.ID == h.ID }) {
+						t.Errorf("template %d of domain %d, held before the flood, evicted by it", h.ID, h.Domain)
+					}
+				}
+			}
+			clk.Advance(tc.wait)
+			sendPaced(t, c, conn, exporter, sent, export[tc.before:])
 			c.Stop()
-			t.Logf("%d of %d records decoded after a flood of 2000 templates", records.Load(), want.records)
+			t.Logf("%d of %d records decoded, %v templates evicted, %v expired", records.Load(), want.records, events("evicted"), events("expired"))
 			if got := records.Load(); got != int64(want.records) {
-				t.Errorf("%d records decoded after the flood, %d without it", got, want.records)
+				t.Errorf("%d records decoded with the flood, %d without it", got, want.records)
+			}
+			if tc.wait > 0 && events("evicted") != evicted {
+				t.Errorf("%v templates evicted after the flood expired", events("evicted")-evicted)
+			}
+			if v := metricValue(c.metrics.decodeErrors.WithLabelValues(exporter.String(), "template_missing")); v != 0 {
+				t.Errorf("%v data sets without their template", v)
 			}
 		})
 	}
@@ -125,7 +161,7 @@ func sendPaced(t *testing.T, c *Component, conn *net.UDPConn, exporter netip.Add
 }
 
 // checkRegistry fails t when an exporter's template registry is
-// inconsistent: every template is on its domain's fresh or used list and
+// inconsistent: every template is on its domain's fresh or confirmed list and
 // on the age list, once, with links both ways, and on nothing else.
 func checkRegistry(t testing.TB, e *exporterState) {
 	t.Helper()
@@ -152,14 +188,14 @@ func checkRegistry(t testing.TB, e *exporterState) {
 		if d.idx != i || e.domains[d.scope] != d {
 			t.Fatalf("domain %+v misplaced", d.scope)
 		}
-		on := func(used bool) func(*tmplEntry) {
+		on := func(confirmed bool) func(*tmplEntry) {
 			return func(x *tmplEntry) {
-				if x.dom != d || x.used != used || e.templates[x.key] != x {
+				if x.dom != d || x.confirmed != confirmed || e.templates[x.key] != x {
 					t.Fatalf("template %+v on the wrong list", x.key)
 				}
 			}
 		}
-		n := walk(d.fresh, useLinks, on(false)) + walk(d.used, useLinks, on(true))
+		n := walk(d.fresh, useLinks, on(false)) + walk(d.confirmed, useLinks, on(true))
 		if n != d.n || n == 0 {
 			t.Fatalf("domain %+v: %d templates listed, %d counted", d.scope, n, d.n)
 		}
@@ -180,8 +216,9 @@ func checkRegistry(t testing.TB, e *exporterState) {
 
 // TestTemplateEviction checks what a full template registry keeps: the
 // new template always, expired templates never, and, to make room, a
-// template of the domain holding the most, one no data set used before
-// one used, the least recently used first. Every step also runs through
+// template of the domain holding the most, one not confirmed (neither used
+// by data nor re-sent) before one confirmed, the least recently used
+// first. Every step also runs through
 // the reference path (goflow2's data set decoder reading the registry
 // through GetTemplate), which must agree.
 func TestTemplateEviction(t *testing.T) {
@@ -209,7 +246,7 @@ func TestTemplateEviction(t *testing.T) {
 			expired: 4,
 		},
 		{
-			name: "least recently used first, re-sent counts as used", max: 3,
+			name: "not confirmed first, least recently used first", max: 3,
 			steps: func(v uint16) []step {
 				return []step{
 					{0, [][]byte{msg(v, 0, templateSet(v, 256, v4Flow...), templateSet(v, 257, v4Flow...), templateSet(v, 258, v4Flow...))}, 0},
@@ -221,12 +258,24 @@ func TestTemplateEviction(t *testing.T) {
 			evicted: 1,
 		},
 		{
-			name: "templates used by data outlive a flood of templates", max: 4,
+			name: "templates used by data outlive a flood", max: 4,
 			steps: func(v uint16) []step {
 				return []step{
 					{0, [][]byte{msg(v, 0, templateSet(v, 256, v4Flow...), dataSet(256, rec))}, 1},
 					{time.Second, floodTemplates(v, 0, 1000, 100), 0},
 					{2 * time.Second, [][]byte{msg(v, 0, dataSet(256, rec), dataSet(1099, rec), dataSet(1000, rec))}, 2},
+				}
+			},
+			evicted: 97,
+		},
+		{
+			name: "re-sent templates outlive a flood", max: 4,
+			steps: func(v uint16) []step {
+				return []step{
+					{0, [][]byte{msg(v, 0, templateSet(v, 256, v4Flow...))}, 0},
+					{time.Second, [][]byte{msg(v, 0, templateSet(v, 256, v4Flow...))}, 0},
+					{2 * time.Second, floodTemplates(v, 0, 1000, 100), 0},
+					{3 * time.Second, [][]byte{msg(v, 0, dataSet(256, rec))}, 1},
 				}
 			},
 			evicted: 97,

@@ -23,14 +23,16 @@ import (
 //   - At the cap, the new template takes the place of one template of the
 //     observation domain (with its protocol version) that holds the most
 //     templates, so that a flood into one domain evicts that domain's
-//     templates and not another's. Within the domain, the victim is the
-//     least recently used (by a data set, or re-sent) among the templates
-//     that no data set has used yet, else the least recently used one: a
-//     flood of templates alone never evicts a template the exporter's data
-//     uses. A flood that also sends data for its templates evicts the
-//     least recently used ones; the exporter's own come back with its next
-//     template refresh, its data sets waiting for them meanwhile
-//     (templates.pending_bytes, pending_ttl).
+//     templates and not another's.
+//   - Within that domain, the victim is the least recently used (by a data
+//     set, or re-sent) of the templates not yet confirmed, else the least
+//     recently used. A template is confirmed once a data set has used it
+//     or it was re-sent: an exporter's own templates are, within a
+//     template refresh, and a flood of templates each sent once never
+//     evicts them. A flood that re-sends its templates, or sends data for
+//     them, evicts the least recently used; the exporter's own come back
+//     with its next template refresh, its data sets waiting for them
+//     meanwhile (templates.pending_bytes, pending_ttl).
 // Evictions are counted (template_events_total{event="evicted"}) and
 // logged, rate-limited per exporter.
 
@@ -59,15 +61,16 @@ type tmplEntry struct {
 	options  bool
 	lastSeen time.Time
 	dom      *tmplDomain
-	// used is set once a data set has used the template; it is then on
-	// its domain's used list rather than on its fresh list.
-	used  bool
-	links [2]tmplLink // useLinks, ageLinks
+	// confirmed is set once a data set has used the template or it was
+	// re-sent; it is then on its domain's confirmed list rather than on
+	// its fresh list.
+	confirmed bool
+	links     [2]tmplLink // useLinks, ageLinks
 }
 
 // Which of a template's links a list uses.
 const (
-	useLinks = iota // its domain's fresh or used list
+	useLinks = iota // its domain's fresh or confirmed list
 	ageLinks        // the exporter's age list
 )
 
@@ -115,15 +118,15 @@ type tmplDomain struct {
 	scope tmplScope
 	n     int
 	idx   int // in exporterState.domainList
-	// fresh lists the templates no data set has used yet, used the
-	// others, each the most recently used first.
-	fresh, used tmplList
+	// fresh lists the templates not confirmed yet, confirmed the others,
+	// each the most recently used first.
+	fresh, confirmed tmplList
 }
 
 // list returns the list of d that t is on.
 func (d *tmplDomain) list(t *tmplEntry) *tmplList {
-	if t.used {
-		return &d.used
+	if t.confirmed {
+		return &d.confirmed
 	}
 	return &d.fresh
 }
@@ -227,24 +230,24 @@ func (e *exporterState) store(t *tmplEntry) {
 	e.m.templates.Set(float64(len(e.templates)))
 }
 
-// refreshed records that a template was (re)sent now: its lifetime starts
-// again, and it counts as recently used.
+// refreshed records that a template was re-sent now: its lifetime starts
+// again, and it is confirmed and recently used.
 func (e *exporterState) refreshed(t *tmplEntry) {
 	t.lastSeen = e.now
 	e.age.toFront(t, ageLinks)
-	t.dom.list(t).toFront(t, useLinks)
+	e.confirm(t)
 }
 
-// use records that a data set used a template.
-func (e *exporterState) use(t *tmplEntry) {
+// confirm records that a template was used by a data set or re-sent.
+func (e *exporterState) confirm(t *tmplEntry) {
 	d := t.dom
-	if t.used {
-		d.used.toFront(t, useLinks)
+	if t.confirmed {
+		d.confirmed.toFront(t, useLinks)
 		return
 	}
 	d.fresh.remove(t, useLinks)
-	t.used = true
-	d.used.pushFront(t, useLinks)
+	t.confirmed = true
+	d.confirmed.pushFront(t, useLinks)
 }
 
 // drop forgets a template, counting event unless it is empty.
@@ -279,8 +282,8 @@ func (e *exporterState) expireTemplates() {
 
 // evictFor makes room at templates.max for the new template key: it
 // evicts a template of the scope holding the most (key's own on a tie),
-// the least recently used among those no data set used, else the least
-// recently used.
+// the least recently used of those not confirmed, else the least recently
+// used.
 func (e *exporterState) evictFor(key tmplKey) {
 	scope := tmplScope{key.version, key.domain}
 	var d *tmplDomain
@@ -291,13 +294,13 @@ func (e *exporterState) evictFor(key tmplKey) {
 	}
 	t := d.fresh.back
 	if t == nil {
-		t = d.used.back
+		t = d.confirmed.back
 	}
 	e.drop(t, "evicted")
 	e.c.logs.Warn(e.now, e.label+"\x00template_evicted",
 		"template cache full: least recently used template evicted to make room (a template flood, or collector.templates.max too low for this exporter)",
 		"exporter", e.label, "templates_max", e.c.config.Templates.Max,
-		"evicted_template", t.key.id, "evicted_domain", t.key.domain, "evicted_version", t.key.version, "evicted_used", t.used,
+		"evicted_template", t.key.id, "evicted_domain", t.key.domain, "evicted_version", t.key.version, "evicted_confirmed", t.confirmed,
 		"template", key.id, "domain", key.domain, "version", key.version)
 }
 
@@ -309,8 +312,8 @@ func (e *exporterState) withdraw(key tmplKey) {
 			for d.fresh.front != nil {
 				e.drop(d.fresh.front, "withdrawn")
 			}
-			for d.used.front != nil {
-				e.drop(d.used.front, "withdrawn")
+			for d.confirmed.front != nil {
+				e.drop(d.confirmed.front, "withdrawn")
 			}
 		}
 	} else if t, ok := e.templates[key]; ok {
@@ -332,14 +335,15 @@ func (e *exporterState) lookup(key tmplKey) *tmplEntry {
 		e.drop(t, "expired")
 		return nil
 	}
-	e.use(t)
+	e.confirm(t)
 	return t
 }
 
 // GetTemplate implements goflow2's NetFlowTemplateSystem (goflow2 calls it
 // only for data sets, which the collector decodes itself; the differential
 // tests' reference path decodes them with goflow2). It is lookup: an
-// evicted or expired template is not found, and a found one counts as used.
+// evicted or expired template is not found, and a found one is confirmed
+// and recently used.
 func (e *exporterState) GetTemplate(version uint16, domain uint32, id uint16) (any, error) {
 	t := e.lookup(tmplKey{version, domain, id})
 	if t == nil {
