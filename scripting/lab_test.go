@@ -181,3 +181,35 @@ func TestLabExports(t *testing.T) {
 		})
 	}
 }
+
+// TestSamplingInfoLab reads host.getSamplingInfo() from Lua on the lab's
+// scanner, unsampled and at 1-in-10 and 1-in-100, and on a host without
+// any verdict.
+func TestSamplingInfoLab(t *testing.T) {
+	probe := `return { check = function(info)
+		if info.ip ~= "10.77.0.66" and info.ip ~= "10.77.0.53" then return end
+		local s = host.getSamplingInfo()
+		local again = host.getSamplingInfo()
+		host.triggerAlert(1, string.format("%s %d %d %s", tostring(s.exact), s.rate, s.samples, tostring(s ~= again)))
+	end }`
+	for _, tc := range []struct{ file, scanner string }{
+		{"softflowd-v9.pcap", "true 1 0 true"},
+		{"pmacctd-nf9-10.pcap", "false 10 175 true"},
+		{"pmacctd-sflow-100.pcap", "false 100 17 true"},
+	} {
+		tbl, end := ingestExport(t, "lab/"+tc.file, nil)
+		e, pub, _ := newRealEngine(t, DefaultConfiguration(), map[string]string{"probe": probe}, tbl, end)
+		if st := e.Tick(context.Background(), end, false); st.Errors != 0 {
+			t.Fatalf("%s: tick: %+v", tc.file, st)
+		}
+		got := map[string]string{}
+		for _, ev := range pub.take() {
+			got[ev.Host.IP] = ev.Message
+		}
+		// The DNS server has no verdict: exact.
+		if got["10.77.0.66"] != tc.scanner || got["10.77.0.53"] != "true 1 0 true" {
+			t.Errorf("%s: getSamplingInfo() = %q on the scanner, %q on the DNS server; want %q and \"true 1 0 true\"",
+				tc.file, got["10.77.0.66"], got["10.77.0.53"], tc.scanner)
+		}
+	}
+}
