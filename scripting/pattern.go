@@ -289,6 +289,10 @@ func (ms *matchState) endCapture(s, p int) int {
 
 func (ms *matchState) matchCapture(s int, l byte) int {
 	i := ms.checkCapture(l)
+	if ms.capture[i].len < 0 {
+		// A position capture: as in Lua, its length (size_t)-2 never fits.
+		return -1
+	}
 	c := ms.src[ms.capture[i].init : ms.capture[i].init+ms.capture[i].len]
 	if len(ms.src)-s >= len(c) && ms.src[s:s+len(c)] == c {
 		return s + len(c)

@@ -374,6 +374,9 @@ func TestSandboxLibraries(t *testing.T) {
 		{`type(debug)`, "nil"},
 		{`type(string.dump)`, "nil"},
 		{`pcall(string.find, "a", "[a")`, "false"},
+		// Found by FuzzPatternDifferential: a back-reference to a position
+		// capture sliced out of range.
+		{`string.find("[[00", "%[()%100")`, "nil"},
 	}
 	for _, c := range cases {
 		t.Run(c.expr, func(t *testing.T) {
