@@ -5,6 +5,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -417,5 +418,32 @@ func TestStopReleasesWithoutStateFile(t *testing.T) {
 	}
 	if got := counterValue(h.e.metrics.released.WithLabelValues("t", "shutdown")); got != 2 {
 		t.Errorf("released_total{reason=shutdown} = %v, want 2", got)
+	}
+}
+
+// BenchmarkWriteStateFile writes a state file of n alerts (what a tick
+// that changed them, and a stop, cost), and reports its size per alert.
+func BenchmarkWriteStateFile(b *testing.B) {
+	for _, n := range []int{1000, 100_000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			recs := make([]savedAlert, n)
+			for i := range recs {
+				recs[i] = savedAlert{ID: "3f9c2a7d1e4b8c05", Check: "scan_detection",
+					Host:  alert.Host{IP: "192.0.2.17", MAC: "02:42:ac:11:00:05", Name: "192.0.2.17", IsLocal: true},
+					Value: 80, Message: "horizontal sweep: 2 ports, 180 no-reply + 132 refused peers (no-reply ports 2, refused ports 1)",
+					FirstSeen: t0, LastSeen: t0}
+			}
+			path := filepath.Join(b.TempDir(), "alerts.state")
+			for b.Loop() {
+				if _, err := writeStateFile(path, stateMeta{Instance: "x", Saved: t0}, recs, maxStatePayload); err != nil {
+					b.Fatal(err)
+				}
+			}
+			st, err := os.Stat(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(st.Size())/float64(n), "B/alert")
+		})
 	}
 }
