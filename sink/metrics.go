@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"sink", "topic"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowcheck_sink_alerts_dropped_total",
-			Help: "Alerts lost, by reason (queue_full, spool_ceiling, spool_error, stopped, encode, write_error).",
+			Help: "Alerts lost, by reason (queue_full, spool_ceiling, spool_error, spool_corrupt, stopped, encode, write_error, too_large, corrupt).",
 		}, []string{"sink", "topic", "reason"}),
 		spoolBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowcheck_sink_spool_bytes",
@@ -60,7 +60,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"sink", "kind"}),
 		spoolCorrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowcheck_sink_spool_corrupt_bytes_total",
-			Help: "Bytes of corrupt or truncated spool records discarded at start.",
+			Help: "Bytes of corrupt or truncated spool records skipped (the alerts they held count as dropped, reason spool_corrupt).",
 		}, []string{"sink"}),
 	}
 	for _, c := range []prometheus.Collector{
