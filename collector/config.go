@@ -51,6 +51,9 @@ type ListenerConfiguration struct {
 type ExportersConfiguration struct {
 	// Allow lists the CIDR prefixes exporters may send from. Empty allows
 	// any source (and start-up warns if a listener is not on loopback).
+	// Datagrams from elsewhere are dropped, counted and logged: one line
+	// per sender every 10 s with the count left untold, for at most 64
+	// senders told apart (the others together).
 	Allow []string `mapstructure:"allow"`
 	// Max caps the number of exporters tracked. At the cap, a new
 	// exporter takes the place of the least recently seen exporter silent
@@ -88,7 +91,11 @@ type SamplingOverride struct {
 
 // TemplatesConfiguration bounds the NetFlow v9/IPFIX template state.
 type TemplatesConfiguration struct {
-	// Max is the number of templates kept per exporter.
+	// Max is the number of templates kept per exporter. Expired templates
+	// do not count. At the cap a new template is accepted in place of one
+	// of the observation domain holding the most templates: one neither
+	// used by data nor re-sent first, the least recently used first
+	// (counted as evicted, logged).
 	Max int `mapstructure:"max"`
 	// Lifetime is how long a template lives without being refreshed.
 	Lifetime time.Duration `mapstructure:"lifetime"`

@@ -81,7 +81,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name: "templates", Help: "NetFlow v9/IPFIX templates currently known, by exporter."},
 			[]string{"exporter"}),
 		templateEvents: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "template_events_total", Help: "Template events (added, updated, withdrawn, expired, rejected, capped), by exporter."},
+			Name: "template_events_total", Help: "Template events (added; withdrawn; expired: not re-sent for templates.lifetime; evicted: at templates.max, to make room for a new one; rejected: unusable), by exporter."},
 			[]string{"exporter", "event"}),
 		samplingUnk: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "sampling_unknown_total", Help: "Flow records whose sampling rate is unknown (counters left unscaled), by exporter."},
