@@ -255,7 +255,7 @@ func (d *decoder) dataSet(e *exporterState, hdr *exportHeader, set []byte, fresh
 	key := tmplKey{hdr.version, hdr.domain, id}
 	t := e.lookup(key)
 	switch {
-	case t != nil && t.plan.options:
+	case t != nil && t.compiled().options:
 		d.optionsSet(e, hdr, t.plan, set)
 	case t != nil:
 		d.data = append(d.data, queuedSet{set: set, plan: t.plan, hdr: hdr})

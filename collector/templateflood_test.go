@@ -405,3 +405,25 @@ func TestTemplateEvictionLogged(t *testing.T) {
 		t.Errorf("%v evictions counted, want 296", v)
 	}
 }
+
+// BenchmarkTemplateFlood measures the decode of a continuous flood of new
+// templates from one exporter at templates.max (40 templates a datagram,
+// template IDs cycling through 256-65 535), per template.
+func BenchmarkTemplateFlood(b *testing.B) {
+	c := newTestComponent(b, DefaultConfiguration(), func([]flow.Record) {})
+	d := newDecoder(c)
+	var flood [][]byte
+	for _, v := range []uint16{9, 10} {
+		flood = append(flood, floodTemplates(v, 0, 256, 1<<16-256)...)
+	}
+	for _, dg := range flood {
+		d.handle(exp1, dg, t0, kindAuto) // fill the registry
+	}
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		d.handle(exp1, flood[n%len(flood)], t0, kindAuto)
+		n++
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(40*n), "ns/template")
+}

@@ -55,7 +55,9 @@ type tmplEntry struct {
 	tmpl any // one of goflow2's template record types
 	// raw is tmpl's wire form: a resent record equal to it is the same
 	// template, refreshed without parsing.
-	raw      []byte
+	raw []byte
+	// plan is compiled at the template's first data set (compiled): the
+	// templates of a flood, never used, cost none.
 	plan     *plan
 	fields   int
 	options  bool
@@ -75,6 +77,14 @@ const (
 )
 
 type tmplLink struct{ prev, next *tmplEntry }
+
+// compiled returns the template's plan, compiled once.
+func (t *tmplEntry) compiled() *plan {
+	if t.plan == nil {
+		t.plan = compilePlan(t.key.version, t.tmpl)
+	}
+	return t.plan
+}
 
 // tmplList is an intrusive doubly linked list of templates, the most
 // recent at the front; k says which of a template's links it uses. Its
@@ -170,7 +180,7 @@ func (e *exporterState) AddTemplate(version uint16, domain uint32, id uint16, te
 		// Exporters resend their templates every few datagrams or
 		// minutes, nearly always unchanged: the plan is kept then.
 		if !sameTemplate(cur.tmpl, template) {
-			cur.tmpl, cur.plan, cur.fields, cur.options = template, compilePlan(version, template), len(fields), options
+			cur.tmpl, cur.plan, cur.fields, cur.options = template, nil, len(fields), options
 			cur.raw = encodeTemplate(version, template)
 		}
 		e.refreshed(cur)
@@ -180,7 +190,7 @@ func (e *exporterState) AddTemplate(version uint16, domain uint32, id uint16, te
 	if len(e.templates) >= e.c.config.Templates.Max {
 		e.evictFor(key)
 	}
-	e.store(&tmplEntry{key: key, tmpl: template, raw: encodeTemplate(version, template), plan: compilePlan(version, template),
+	e.store(&tmplEntry{key: key, tmpl: template, raw: encodeTemplate(version, template),
 		fields: len(fields), options: options, lastSeen: e.now})
 	e.added = append(e.added, key)
 	e.templateEvent("added")
