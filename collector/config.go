@@ -92,9 +92,9 @@ type SamplingOverride struct {
 // TemplatesConfiguration bounds the NetFlow v9/IPFIX template state.
 type TemplatesConfiguration struct {
 	// Max is the number of templates kept per exporter. Expired templates
-	// do not count. At the cap a new template is accepted in place of one
-	// of the observation domain holding the most templates: one neither
-	// used by data nor re-sent first, the least recently used first
+	// do not count. At the cap a new template is accepted in place of
+	// another: one neither used by data nor re-sent first, taken from the
+	// observation domain holding the most, the least recently used first
 	// (counted as evicted, logged).
 	Max int `mapstructure:"max"`
 	// Lifetime is how long a template lives without being refreshed.

@@ -296,6 +296,21 @@ func TestTemplateEviction(t *testing.T) {
 			evicted: 196,
 		},
 		{
+			name: "a flood over many domains keeps confirmed templates", max: 8,
+			steps: func(v uint16) []step {
+				var flood [][]byte
+				for dom := range uint32(100) {
+					flood = append(flood, msg(v, 10+dom, templateSet(v, 256, v4Flow...)))
+				}
+				return []step{
+					{0, [][]byte{msg(v, 0, templateSet(v, 256, v4Flow...), templateSet(v, 257, v4Flow...), dataSet(256, rec), dataSet(257, rec))}, 2},
+					{time.Second, flood, 0},
+					{2 * time.Second, [][]byte{msg(v, 0, dataSet(256, rec), dataSet(257, rec)), msg(v, 109, dataSet(256, rec))}, 3},
+				}
+			},
+			evicted: 94,
+		},
+		{
 			name: "a new template is accepted at once after a flood", max: 4,
 			steps: func(v uint16) []step {
 				return []step{

@@ -20,17 +20,19 @@ import (
 //   - A template not (re)sent for templates.lifetime is forgotten when the
 //     exporter's next datagram arrives, so expired templates never count
 //     against the cap.
-//   - At the cap, the new template takes the place of one template of the
-//     observation domain (with its protocol version) that holds the most
-//     templates, so that a flood into one domain evicts that domain's
-//     templates and not another's.
-//   - Within that domain, the victim is the least recently used (by a data
-//     set, or re-sent) of the templates not yet confirmed, else the least
-//     recently used. A template is confirmed once a data set has used it
-//     or it was re-sent: an exporter's own templates are, within a
-//     template refresh, and a flood of templates each sent once never
-//     evicts them. A flood that re-sends its templates, or sends data for
-//     them, evicts the least recently used; the exporter's own come back
+//   - At the cap, the new template takes the place of a template not yet
+//     confirmed if there is one, else of a confirmed one. A template is
+//     confirmed once a data set has used it or it was re-sent: an
+//     exporter's own templates are, within a template refresh, so a flood
+//     of templates each sent once never evicts them, whatever domains it
+//     spreads over.
+//   - The victim is taken from the observation domain (with its protocol
+//     version) that holds the most templates among those holding
+//     candidates, so that a flood into one domain evicts that domain's
+//     templates and not another's; within it, the least recently used (by
+//     a data set, or re-sent) goes first.
+//   - A flood that re-sends its templates, or sends data for them, evicts
+//     the least recently used confirmed ones; the exporter's own come back
 //     with its next template refresh, its data sets waiting for them
 //     meanwhile (templates.pending_bytes, pending_ttl).
 // Evictions are counted (template_events_total{event="evicted"}) and
@@ -291,20 +293,27 @@ func (e *exporterState) expireTemplates() {
 }
 
 // evictFor makes room at templates.max for the new template key: it
-// evicts a template of the scope holding the most (key's own on a tie),
-// the least recently used of those not confirmed, else the least recently
-// used.
+// evicts the least recently used template not confirmed of the scope
+// holding the most templates among those holding such; when every template
+// is confirmed, the least recently used of the scope holding the most. On
+// a tie, key's own scope is preferred.
 func (e *exporterState) evictFor(key tmplKey) {
 	scope := tmplScope{key.version, key.domain}
-	var d *tmplDomain
+	larger := func(c, d *tmplDomain) bool { return d == nil || c.n > d.n || c.n == d.n && c.scope == scope }
+	var withFresh, largest *tmplDomain
 	for _, c := range e.domainList {
-		if d == nil || c.n > d.n || c.n == d.n && c.scope == scope {
-			d = c
+		if c.fresh.back != nil && larger(c, withFresh) {
+			withFresh = c
+		}
+		if larger(c, largest) {
+			largest = c
 		}
 	}
-	t := d.fresh.back
-	if t == nil {
-		t = d.confirmed.back
+	var t *tmplEntry
+	if withFresh != nil {
+		t = withFresh.fresh.back
+	} else {
+		t = largest.confirmed.back
 	}
 	e.drop(t, "evicted")
 	e.c.logs.Warn(e.now, e.label+"\x00template_evicted",
