@@ -413,3 +413,12 @@ func eventHost(s *aggregate.HostSnapshot) alert.Host {
 	}
 	return alert.Host{IP: s.Key.Addr.String(), VLAN: s.Key.VLAN, MAC: s.MAC.String(), Name: name, IsLocal: s.Local}
 }
+
+// newVMs builds one VM per worker of cfg for a set.
+func (e *Engine) newVMs(set *scriptSet, cfg Configuration) []*vm {
+	vms := make([]*vm, cfg.workers())
+	for i := range vms {
+		vms[i] = newVM(e, set, cfg.limits())
+	}
+	return vms
+}

@@ -1,0 +1,154 @@
+package scripting
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/flowcheck/flowcheck/alert"
+)
+
+// runHost runs the due checks of one host. It returns false when the host
+// table no longer has the host.
+func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dead {
+		return true
+	}
+	if !v.e.deps.Hosts.Snapshot(h.key(), &v.snapBuf) {
+		return false
+	}
+	if h.ext != nil && h.ext.host.IP != "" {
+		h.ext.setIdentity(&v.snapBuf)
+	}
+	v.entry, v.snap, v.now = h, &v.snapBuf, now
+	v.ipLV, v.macLV, v.nameLV = nil, nil, nil
+	unix := now.Unix()
+	for i, sc := range set.checks {
+		if !due[i] || (sc.cfg.LocalOnly && !v.snapBuf.Local) {
+			continue
+		}
+		vc := &v.checks[i]
+		if sc.disabled.Load() {
+			// A disabled check's states are freed.
+			h.dropState(sc.slot)
+			continue
+		}
+		if vc.fn == nil {
+			continue
+		}
+		if x := h.peek(sc.slot); x != nil && x.skipUntil != 0 {
+			if unix < x.skipUntil {
+				continue
+			}
+			x.skipUntil = 0
+		}
+		v.call(sc, vc, h, i)
+	}
+	// A check that was removed or disabled, or no longer runs on this host
+	// (local_only), leaves no engaged alert behind.
+	if h.ext != nil {
+		for i := range h.ext.slots {
+			if h.ext.slots[i].alert != nil && !set.active(i, v.snapBuf.Local) {
+				v.e.release(h, i, v.e.slotName(i), set.inactiveReason(i), now)
+			}
+		}
+		h.compact()
+	}
+	v.entry, v.snap, v.check = nil, nil, nil
+	v.ipLV, v.macLV, v.nameLV = nil, nil, nil
+	return true
+}
+
+// call runs check(host_info) for the bound host and applies the alert
+// lifecycle: a triggering run engages or updates the alert, a run that does
+// not trigger releases it, a failed run leaves it as it was (what it wrote
+// in its state is kept either way, as a live table's would be).
+func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int) {
+	L := v.L
+	v.slot, v.check = sc.slot, vc
+	v.triggered = false
+	if v.l7All != nil {
+		// The previous call's host.l7() result is the script's now.
+		v.l7All = nil
+		clear(v.l7Protos)
+		v.l7Protos = v.l7Protos[:0]
+	}
+	state := v.stateFor(h, sc.slot, vc)
+	L.Push(vc.fn)
+	L.Push(vc.info)
+	v.budget.arm(v.lim.steps)
+	err := L.PCall(1, 0, nil)
+	stopped := v.budget.disarm()
+	if !v.freeze(h, sc.slot, vc, state) && err == nil {
+		err = fmt.Errorf("host_info.state larger than %d bytes: emptied", maxStateBytes)
+	}
+	h.setRun(sc.slot)
+	st := &v.stats[i]
+	st.calls++
+	if v.budget.walk.Load() {
+		v.measureChecks(v.set)
+	}
+	if err != nil {
+		st.errors++
+		if stopped != stopNone {
+			st.timeouts++
+		}
+		if stopped == stopMemory {
+			v.e.overMemory(sc, -1)
+		}
+		v.e.failed(sc, h, err, stopped != stopNone)
+		return
+	}
+	if sc.fails.Load() != 0 {
+		sc.fails.Store(0)
+	}
+	if v.triggered {
+		v.e.engage(h, v.snap, sc.slot, sc.name, v.tValue, v.tMsg, v.now)
+		v.tMsg = ""
+	} else {
+		v.e.release(h, sc.slot, sc.name, alert.Cleared, v.now)
+	}
+}
+
+// failed counts a failed call, logs it (rate-limited per check) and disables
+// the check after MaxFailures consecutive failures.
+func (e *Engine) failed(sc *script, h *hostEntry, err error, stopped bool) {
+	n := sc.fails.Add(1)
+	what := "error"
+	if stopped {
+		what = "timeout"
+	}
+	if ok, suppressed := e.limiter.allow(sc.name); ok {
+		e.logger.Warn("host check failed", "check", sc.name, "host", h.key().String(), "kind", what,
+			"consecutive", n, "suppressed", suppressed, "error", err.Error())
+	}
+	if e.cfg.MaxFailures > 0 && n >= int64(e.cfg.MaxFailures) && sc.disabled.CompareAndSwap(false, true) {
+		e.metrics.disabled.WithLabelValues(sc.name).Inc()
+		e.logger.Error("host check disabled after consecutive failures; fix the script to re-enable it",
+			"check", sc.name, "file", sc.file.path, "failures", n)
+	}
+}
+
+// overMemory disables a check that went over the memory ceiling, at once:
+// the next tick rebuilds the VMs that held it (holdsDisabled), which frees
+// its memory, and frees its host states (runHost). n is its measured size, -1 when a call allocated
+// too much.
+func (e *Engine) overMemory(sc *script, n int64) {
+	if n >= 0 {
+		// Found by a measure, outside the call's own accounting.
+		e.metrics.errors.WithLabelValues(sc.name).Inc()
+	}
+	if sc.disabled.CompareAndSwap(false, true) {
+		e.metrics.disabled.WithLabelValues(sc.name).Inc()
+		e.logger.Error("host check disabled: over the memory ceiling (scripting.max_memory); fix the script to re-enable it",
+			"check", sc.name, "file", sc.file.path, "bytes", n, "max_memory", e.cfg.MaxMemory)
+	}
+}
+
+// logFailure logs a problem of a check outside a call (rate-limited).
+func (e *Engine) logFailure(sc *script, host string, err error) {
+	if ok, suppressed := e.limiter.allow(sc.name); ok {
+		e.logger.Warn("host check failed", "check", sc.name, "host", host, "suppressed", suppressed, "error", err.Error())
+	}
+}
