@@ -1,5 +1,45 @@
 package aggregate
 
+import (
+	"encoding/binary"
+	"net/netip"
+)
+
+// hkey is the host map's key: HostKey with the address in its 16-byte
+// form (IPv4 v4-mapped). Unlike netip.Addr it holds no zone pointer, so
+// the map hashes and compares it as one 18-byte block.
+type hkey struct {
+	addr [16]byte
+	vlan uint16
+}
+
+// keyOf is the map key of a host key; a v4-mapped IPv6 address is the same
+// host as its IPv4 address.
+func keyOf(k HostKey) hkey { return hkey{k.Addr.Unmap().As16(), k.VLAN} }
+
+// hostKey turns a map key back into the host key.
+func (k hkey) hostKey() HostKey { return HostKey{addrOf16(k.addr), k.vlan} }
+
+// hostHash spreads host keys over shards and index slots. The VLAN is
+// spread by a multiplication before it meets the address: XORed in place
+// it would cancel against address bits, so that 10.0.5.1 on VLAN 5 and
+// 10.0.0.1 untagged would always collide. The key's upper half and the
+// VLAN go through a mix of their own only when not both zero (mix64(0) is
+// 0): the commonest key, an untagged IPv4 address, costs one mix.
+func hostHash(k hkey) uint64 {
+	hi := binary.LittleEndian.Uint64(k.addr[:8])
+	lo := binary.LittleEndian.Uint64(k.addr[8:])
+	x := hi ^ uint64(k.vlan)*0x9e3779b97f4a7c15
+	if x != 0 {
+		x = mix64(x)
+	}
+	return mix64(lo ^ x)
+}
+
+// addrOf16 turns a key's 16-byte address back into an address: v4-mapped
+// forms are IPv4, since keys never hold a mapped IPv6 address.
+func addrOf16(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }
+
 // hostIndex is one shard's map from host key to host. It is keyed by the
 // key's 64-bit hash (hostHash), which the shard choice computes anyway: a
 // lookup then probes 16-byte slots (the hash and the host, no key) and

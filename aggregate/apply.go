@@ -1,0 +1,432 @@
+package aggregate
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/flowcheck/flowcheck/flow"
+)
+
+// hostOp is one host update of Apply: the shard and hash of the host's
+// key, record i, and whether the host is its source.
+type hostOp struct {
+	shardOp
+	hash uint64
+}
+
+// applyScratch holds Apply's per-call buffers, pooled.
+type applyScratch struct {
+	apps       []l7ID
+	keys       []hkey // record i's source is keys[2i], its destination keys[2i+1]
+	hosts      []*host
+	touch      uint64 // sinks of Apply's prefetching loads
+	touched    bool
+	hostOps    []hostOp
+	hostSort   []hostOp
+	convOps    []shardOp
+	convKeys   []convKey
+	convHashes []uint64 // convKeys[i].hash()
+	convFlags  []uint8
+	convApps   []l7ID
+	sortBuf    []shardOp
+	counts     []int
+	decisions  []decision
+	commits    []hostOp
+}
+
+// shardOp is one unit of work on a shard: index i into a batch, and a role
+// flag (source / client).
+type shardOp struct {
+	shard uint32
+	i     int32
+	flag  bool
+}
+
+// sortOps orders ops by shard, stably (records of one shard keep their
+// order), with a counting sort into tmp; it returns the sorted slice and
+// the buffer to reuse next time.
+func sortOps[O interface{ shardOf() uint32 }](ops, tmp []O, counts []int) (sorted, spare []O) {
+	clear(counts)
+	for _, op := range ops {
+		counts[op.shardOf()]++
+	}
+	pos := 0
+	for i, c := range counts {
+		counts[i] = pos
+		pos += c
+	}
+	tmp = slices.Grow(tmp[:0], len(ops))[:len(ops)]
+	for _, op := range ops {
+		tmp[counts[op.shardOf()]] = op
+		counts[op.shardOf()]++
+	}
+	return tmp, ops
+}
+
+func (op shardOp) shardOf() uint32 { return op.shard }
+
+// noApp marks a record Apply skips (an address missing); interned ids stay
+// below maxL7Names.
+const noApp l7ID = 1<<16 - 1
+
+// Apply accounts a batch of records: traffic, L7 and MAC of both hosts,
+// then conversation stitching. It is a flow.Handler and safe for concurrent
+// use; each shard is locked once per batch, and each host looked up once
+// per record.
+func (t *HostTable) Apply(batch []flow.Record) {
+	if len(batch) == 0 {
+		return
+	}
+	now := t.clock.Now().UnixNano()
+	sc := t.scratch.Get().(*applyScratch)
+	defer t.scratch.Put(sc)
+	t.applyTraffic(sc, batch, now)
+	t.applyConversations(sc, batch, now)
+}
+
+// ApplyTrafficOnly accounts a batch's traffic, L7 and MAC as Apply does,
+// but does not stitch its conversations: the cheaper path of an ingest
+// that has fallen behind (the collector's Dependencies.Shed), so that host
+// traffic stays complete instead of whole datagrams being dropped. The
+// batch's conversations are never seen, so it counts as a loss for the
+// no-reply verdicts: those whose window overlaps it are withheld (with
+// withhold_after_ingest_loss). It is a flow.Handler, safe for concurrent
+// use.
+func (t *HostTable) ApplyTrafficOnly(batch []flow.Record) {
+	if len(batch) == 0 {
+		return
+	}
+	now := t.clock.Now().UnixNano()
+	t.markLoss(now)
+	sc := t.scratch.Get().(*applyScratch)
+	defer t.scratch.Put(sc)
+	t.applyTraffic(sc, batch, now)
+}
+
+// applyTraffic is Apply's first part: the traffic of both hosts of each
+// record. It leaves in sc each record's application (sc.apps[i], noApp
+// when the record is skipped) and host keys (sc.keys[2i], sc.keys[2i+1])
+// for applyConversations.
+func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int64) {
+	nc := t.nc.Load()
+	sc.apps, sc.keys, sc.hostOps = sc.apps[:0], sc.keys[:0], sc.hostOps[:0]
+	for i := range batch {
+		r := &batch[i]
+		if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
+			t.metrics.recordsInvalid.Inc()
+			sc.apps = append(sc.apps, noApp)
+			sc.keys = append(sc.keys, hkey{}, hkey{})
+			continue
+		}
+		// As16 maps IPv4 as Unmap would have it: 4in6 records meet
+		// their IPv4 hosts.
+		src, dst := hkey{r.SrcAddr.As16(), r.VLAN}, hkey{r.DstAddr.As16(), r.VLAN}
+		sc.apps = append(sc.apps, t.l7.appOf(r))
+		sc.keys = append(sc.keys, src, dst)
+		hs, hd := hostHash(src), hostHash(dst)
+		sc.hostOps = append(sc.hostOps,
+			hostOp{shardOp{uint32(hs & t.mask), int32(i), true}, hs},
+			hostOp{shardOp{uint32(hd & t.mask), int32(i), false}, hd})
+	}
+	if len(sc.counts) != len(t.shards) {
+		sc.counts = make([]int, len(t.shards))
+	}
+	sc.hostOps, sc.hostSort = sortOps(sc.hostOps, sc.hostSort, sc.counts)
+	for start := 0; start < len(sc.hostOps); {
+		shard := sc.hostOps[start].shard
+		sh := &t.shards[shard]
+		end := start + 1
+		for end < len(sc.hostOps) && sc.hostOps[end].shard == shard {
+			end++
+		}
+		ops := sc.hostOps[start:end]
+		sh.mu.Lock()
+		// Look the shard's hosts up first, then touch them, then update
+		// them: the loads of each pass do not depend on each other, so
+		// their cache misses overlap instead of queueing behind each
+		// update.
+		sc.hosts = slices.Grow(sc.hosts[:0], len(ops))[:len(ops)]
+		for j, op := range ops {
+			sc.hosts[j] = sh.hosts.find(op.hash)
+		}
+		for _, h := range sc.hosts {
+			if h != nil {
+				// Its first line, then each L7 entry's last word: the
+				// second inline entry straddles two lines, and its id
+				// lies in the first, which the first entry touched.
+				for i := range h.l7 {
+					sc.touch += h.l7[i].flows
+				}
+			}
+		}
+		for j, op := range ops {
+			h := sc.hosts[j]
+			if k := &sc.keys[opKey(op.shardOp)]; h == nil || h.key != *k {
+				// New, colliding, or refused at the ceiling:
+				// getOrCreate looks again, since an earlier op may
+				// have created it.
+				if h = t.getOrCreate(sh, *k, op.hash, now, nc); h == nil {
+					continue
+				}
+			}
+			r := &batch[op.i]
+			h.lastSeen = now
+			if op.flag {
+				h.addTraffic(r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, sc.apps[op.i], t.maxL7, countsFlow(r))
+				if r.SrcMAC != ([6]byte{}) {
+					h.mac = r.SrcMAC
+				}
+			} else {
+				h.addTraffic(r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, sc.apps[op.i], t.maxL7, countsFlow(r))
+				if r.DstMAC != ([6]byte{}) {
+					h.mac = r.DstMAC
+				}
+			}
+		}
+		sh.mu.Unlock()
+		clear(sc.hosts) // drop host pointers: the pool must not keep expired hosts alive
+		start = end
+	}
+}
+
+// applyConversations is Apply's second part: biflow records decide at once;
+// unidirectional ones go through the tracker. It reads what applyTraffic
+// left in sc.
+func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, now int64) {
+	sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
+	sc.convApps = sc.convApps[:0]
+	sc.decisions = sc.decisions[:0]
+	for i := range batch {
+		r := &batch[i]
+		if (r.Proto != flow.ProtoTCP && r.Proto != flow.ProtoUDP) || sc.apps[i] == noApp {
+			continue
+		}
+		if r.SamplingRate > 1 {
+			t.addSampled(sc, r, i)
+			continue
+		}
+		k, srcIsA := makeConvKey(sc.keys[2*i].addr, r.SrcPort, sc.keys[2*i+1].addr, r.DstPort, r.Proto, r.VLAN)
+		if r.Biflow {
+			if d, ok := decideBiflow(r, &k, srcIsA); ok {
+				sc.decisions = append(sc.decisions, d)
+			}
+			continue
+		}
+		if r.Packets == 0 {
+			continue
+		}
+		t.addConvOp(sc, k, srcIsA, r.TCPFlags, sc.apps[i])
+	}
+	sc.convOps, sc.sortBuf = sortOps(sc.convOps, sc.sortBuf, sc.counts)
+	overflows := 0
+	for start := 0; start < len(sc.convOps); {
+		tl := &t.trackers[sc.convOps[start].shard]
+		end := start + 1
+		for end < len(sc.convOps) && sc.convOps[end].shard == sc.convOps[start].shard {
+			end++
+		}
+		tl.mu.Lock()
+		// As for hosts: a pass of independent loads first.
+		ops := sc.convOps[start:end]
+		for _, op := range ops {
+			sc.touched = tl.t.touch(&sc.convKeys[op.i], sc.convHashes[op.i]) != sc.touched
+		}
+		sc.touched = tl.t.touchHeads(len(ops)) != sc.touched
+		for j := 0; j < len(ops); j++ {
+			op := ops[j]
+			// Both directions of a conversation, next to each other (a
+			// shard keeps its records in order).
+			if j+1 < len(ops) && ops[j+1].flag != op.flag && sc.convKeys[ops[j+1].i] == sc.convKeys[op.i] {
+				sc.decisions = tl.t.observePair(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, sc.decisions)
+				j++
+				continue
+			}
+			var overflow bool
+			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convApps[op.i], now, sc.decisions)
+			if overflow {
+				overflows++
+			}
+		}
+		tl.mu.Unlock()
+		start = end
+	}
+	if overflows > 0 {
+		t.metrics.pendingOverflow.Add(float64(overflows))
+	}
+	t.commit(sc, sc.decisions)
+}
+
+// addConvOp queues one direction of conversation k (srcIsA: sent by
+// endpoint a) for the tracker.
+func (t *HostTable) addConvOp(sc *applyScratch, k convKey, srcIsA bool, flags uint8, app l7ID) {
+	h := k.hash()
+	sc.convOps = append(sc.convOps, shardOp{uint32(h & t.mask), int32(len(sc.convKeys)), srcIsA})
+	sc.convKeys = append(sc.convKeys, k)
+	sc.convHashes = append(sc.convHashes, h)
+	sc.convFlags = append(sc.convFlags, flags)
+	sc.convApps = append(sc.convApps, app)
+}
+
+// addSampled queues record i, sampled 1-in-N (N > 1), as evidence about
+// its TCP service contact (see makeSampledKey and decideSampled). The
+// sender is the client when its flags show SYN without ACK, else when it
+// has the higher port (the lower address on equal ports), as countsFlow
+// has it. A sampled UDP record is no evidence: without a handshake an
+// unsampled reply cannot be told from none. A biflow gives its two sides.
+func (t *HostTable) addSampled(sc *applyScratch, r *flow.Record, i int) {
+	if r.Proto != flow.ProtoTCP {
+		return
+	}
+	src, dst := sc.keys[2*i].addr, sc.keys[2*i+1].addr
+	fwd := sideState{seen: r.Packets > 0, flags: r.TCPFlags}
+	rev := sideState{seen: r.Biflow && r.ReversePackets > 0, flags: r.ReverseTCPFlags}
+	if r.Biflow && r.ClientTCPFlags|r.ServerTCPFlags != 0 {
+		fwd.flags, rev.flags = r.ClientTCPFlags, r.ServerTCPFlags
+	}
+	var srcClient bool
+	if fwd.seen && rev.seen {
+		srcClient = roleAIsClient(flow.ProtoTCP, fwd, rev, r.SrcPort, r.DstPort)
+	} else {
+		one := fwd
+		if !fwd.seen {
+			one = rev
+		}
+		// A lone reverse side is sent by dst: the port comparison
+		// turns round.
+		higher := r.SrcPort > r.DstPort || (r.SrcPort == r.DstPort && bytesLess(src, dst))
+		if !fwd.seen {
+			higher = r.DstPort > r.SrcPort || (r.SrcPort == r.DstPort && bytesLess(dst, src))
+		}
+		srcClient = (synOnly(one.flags) || higher) == fwd.seen
+	}
+	cli, srv, sport, cs, ss := src, dst, r.DstPort, fwd, rev
+	if !srcClient {
+		cli, srv, sport, cs, ss = dst, src, r.SrcPort, rev, fwd
+	}
+	k := makeSampledKey(cli, srv, sport, r.VLAN, r.SamplingRate)
+	if cs.seen {
+		t.addConvOp(sc, k, true, cs.flags, noApp)
+	}
+	if ss.seen {
+		t.addConvOp(sc, k, false, ss.flags, noApp)
+	}
+}
+
+// bytesLess compares two 16-byte address forms as big-endian numbers.
+func bytesLess(a, b [16]byte) bool {
+	ah, bh := binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])
+	return ah < bh || (ah == bh && binary.BigEndian.Uint64(a[8:]) < binary.BigEndian.Uint64(b[8:]))
+}
+
+// opKey is the index in applyScratch.keys of a host op's key.
+func opKey(op shardOp) int {
+	if op.flag {
+		return 2 * int(op.i)
+	}
+	return 2*int(op.i) + 1
+}
+
+// getOrCreate returns the host of key, creating it unless the table is at
+// its ceiling (remote hosts hit a lower one, keeping room for local hosts).
+// The caller holds sh.mu.
+func (t *HostTable) getOrCreate(sh *hostShard, key hkey, hash uint64, now int64, nc *netClass) *host {
+	if h := sh.hosts.get(key, hash); h != nil {
+		return h
+	}
+	addr := addrOf16(key.addr)
+	flags := nc.classify(addr)
+	limit, refused := t.remoteLimit, t.refusedRemote
+	if flags&flagLocal != 0 {
+		limit, refused = t.localLimit, t.refusedLocal
+	}
+	if t.count.Add(1) > limit {
+		t.count.Add(-1)
+		refused.Inc()
+		return nil
+	}
+	h := newHost(key, flags, now)
+	sh.hosts.put(hash, h)
+	if t.rdns != nil {
+		if _, static := nc.names[addr]; !static {
+			t.rdns.request(addr)
+		}
+	}
+	return h
+}
+
+// commit applies decided conversations to the contact sets of their client
+// and server hosts. Hosts that are gone (expired, or refused at the
+// ceiling) are skipped.
+func (t *HostTable) commit(sc *applyScratch, ds []decision) {
+	if len(ds) == 0 {
+		return
+	}
+	sc.commits = sc.commits[:0]
+	refused, withheld := 0, 0
+	for i := range ds {
+		d := &ds[i]
+		if d.lossy && t.withholdAfterLoss {
+			withheld++
+			if !d.addFlow {
+				continue
+			}
+			// Withheld from the sets, but the L7 flow is traffic,
+			// not a verdict.
+			d.verdict = verdictNone
+		}
+		hc, hs := hostHash(hkey{d.client, d.vlan}), hostHash(hkey{d.server, d.vlan})
+		sc.commits = append(sc.commits,
+			hostOp{shardOp{uint32(hc & t.mask), int32(i), true}, hc},
+			hostOp{shardOp{uint32(hs & t.mask), int32(i), false}, hs})
+		if d.verdict == verdictRefused {
+			refused++
+		}
+	}
+	// One atomic add per call, not per decision: the workers share the
+	// counters' cache lines.
+	t.commitRefused.Add(float64(refused))
+	t.commitOneSided.Add(float64(len(ds) - refused - withheld))
+	if withheld > 0 {
+		t.withheld.Add(float64(withheld))
+	}
+	if len(sc.counts) != len(t.shards) {
+		sc.counts = make([]int, len(t.shards))
+	}
+	sc.commits, sc.hostSort = sortOps(sc.commits, sc.hostSort, sc.counts)
+	for start := 0; start < len(sc.commits); {
+		sh := &t.shards[sc.commits[start].shard]
+		end := start + 1
+		for end < len(sc.commits) && sc.commits[end].shard == sc.commits[start].shard {
+			end++
+		}
+		ops := sc.commits[start:end]
+		sh.mu.Lock()
+		// As in Apply: look the hosts up, then read their contact sets,
+		// then commit, so that the cache misses of each pass overlap
+		// (under overload most conversations end here).
+		sc.hosts = slices.Grow(sc.hosts[:0], len(ops))[:len(ops)]
+		for j, op := range ops {
+			d := &ds[op.i]
+			key := hkey{d.server, d.vlan}
+			if op.flag {
+				key.addr = d.client
+			}
+			sc.hosts[j] = sh.hosts.get(key, op.hash)
+		}
+		for _, h := range sc.hosts {
+			if h != nil && h.noReply != nil {
+				// Both of its lines: the client's sets, then the
+				// server's set and the counts.
+				sc.touch += uint64(len(h.noReply.peersAsClient.exact)) + h.noReply.flows.EgressTCP
+			}
+		}
+		for j, op := range ops {
+			if h := sc.hosts[j]; h != nil {
+				h.commit(&ds[op.i], op.flag, t.foldRefused, t.exactSetSize, t.maxL7)
+			}
+		}
+		sh.mu.Unlock()
+		clear(sc.hosts) // drop host pointers: the pool must not keep expired hosts alive
+		start = end
+	}
+}
