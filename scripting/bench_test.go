@@ -67,7 +67,7 @@ func benchmarkTick(b *testing.B, workers, nHosts int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer e.Stop()
+	defer e.Stop(context.Background())
 	now := t0
 	e.Tick(context.Background(), now, false) // create per-host state outside the measure
 	b.ReportAllocs()

@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
@@ -153,7 +154,7 @@ func TestReload(t *testing.T) {
 
 func TestReloadOnFileChange(t *testing.T) {
 	h := newHarness(t, map[string]string{"c": counterScript("10")}, newFakeHosts(hostA()), nil)
-	if err := h.e.Start(); err != nil {
+	if err := h.e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	writeScripts(t, h.dir, map[string]string{"c": counterScript("30")})
@@ -180,7 +181,7 @@ func TestCompileErrorAtStart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Stop()
+	defer e.Stop(context.Background())
 	if !strings.Contains(logs.String(), "broken.lua:3:") {
 		t.Errorf("log does not name file:line: %s", logs.String())
 	}
@@ -300,11 +301,11 @@ func TestEmbeddedFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Stop()
+	defer e.Stop(context.Background())
 	if n := len(e.set.checks); n != 7 {
 		t.Errorf("%d embedded checks, want 7", n)
 	}
-	if err := e.Start(); err != nil {
+	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 }

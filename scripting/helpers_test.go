@@ -172,7 +172,7 @@ func newHarness(t testing.TB, files map[string]string, hosts *fakeHosts, tweak f
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Stop)
+	t.Cleanup(func() { e.Stop(context.Background()) })
 	h.e = e
 	return h
 }

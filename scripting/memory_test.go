@@ -103,7 +103,7 @@ func BenchmarkStateMemory(b *testing.B) {
 					}
 				}
 				b.ReportMetric(float64(heapAlloc()-before)/n, "B/host")
-				e.Stop()
+				e.Stop(context.Background())
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"os"
@@ -84,7 +85,7 @@ func TestReleaseReasons(t *testing.T) {
 			h.tick()
 		}, alert.CheckRemoved},
 		{"stop without a state file", func(t *testing.T, h *harness) {
-			h.e.Stop()
+			h.e.Stop(context.Background())
 		}, alert.Shutdown},
 	}
 	for _, tc := range cases {
@@ -135,7 +136,7 @@ func stateHarness(t *testing.T, path string, hosts *fakeHosts, now time.Time, tw
 	})
 	h.now = now
 	h.clock.Set(now)
-	if err := h.e.Start(); err != nil {
+	if err := h.e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return h
@@ -178,7 +179,7 @@ func TestResumeAfterRestart(t *testing.T) {
 			if len(engaged) != 6 {
 				t.Fatalf("first engine engaged %d alerts, want 6", len(engaged))
 			}
-			first.e.Stop()
+			first.e.Stop(context.Background())
 			if evs := first.pub.take(); len(evs) != 0 {
 				t.Fatalf("stop with a state file published %+v", evs)
 			}
@@ -234,7 +235,7 @@ func TestResumeAfterRestart(t *testing.T) {
 			}
 
 			// A third start resumes what the second left: 10.0.0.1 only.
-			second.e.Stop()
+			second.e.Stop(context.Background())
 			third := stateHarness(t, path, newFakeHosts(), second.now, nil)
 			eng = byHostCheck(third.e.Engaged())
 			if len(eng) != 1 || eng["10.0.0.1 t"].ID != engaged["10.0.0.1 t"].ID || !eng["10.0.0.1 t"].FirstSeen.Equal(engaged["10.0.0.1 t"].FirstSeen) {
@@ -270,7 +271,7 @@ func TestCorruptStateFile(t *testing.T) {
 	valid := filepath.Join(dir, "valid.state")
 	h := stateHarness(t, valid, newFakeHosts(trafficHost("10.0.0.1")), t0, nil)
 	h.tick()
-	h.e.Stop()
+	h.e.Stop(context.Background())
 	good, err := os.ReadFile(valid)
 	if err != nil {
 		t.Fatal(err)
@@ -323,7 +324,7 @@ func TestCorruptStateFile(t *testing.T) {
 			if evs := h.pub.take(); len(evs) != 2 {
 				t.Errorf("tick after a corrupt file: %+v", evs)
 			}
-			h.e.Stop()
+			h.e.Stop(context.Background())
 			if _, recs, err := readStateFile(path); err != nil || len(recs) != 2 {
 				t.Errorf("state file after stop: %d alerts, %v", len(recs), err)
 			}
@@ -338,7 +339,7 @@ func TestStateFileUnwritable(t *testing.T) {
 	h := newHarness(t, map[string]string{"t": bytesScript}, newFakeHosts(trafficHost("10.0.0.1")), func(c *Configuration) {
 		c.AlertStateFile = filepath.Join(t.TempDir(), "missing", "alerts.state")
 	})
-	if err := h.e.Start(); err == nil || !strings.Contains(err.Error(), "alert_state_file") {
+	if err := h.e.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "alert_state_file") {
 		t.Errorf("Start with a missing directory: %v", err)
 	}
 
@@ -352,7 +353,7 @@ func TestStateFileUnwritable(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	h.e.Stop()
+	h.e.Stop(context.Background())
 	evs := h.pub.take()
 	if len(evs) != 2 {
 		t.Fatalf("stop with an unwritable state file: %+v, want 2 releases", evs)
@@ -401,12 +402,12 @@ func TestStateFileLimit(t *testing.T) {
 func TestStopReleasesWithoutStateFile(t *testing.T) {
 	hosts := newFakeHosts(trafficHost("10.0.0.1"), trafficHost("10.0.0.2"))
 	h := newHarness(t, map[string]string{"t": bytesScript}, hosts, nil)
-	if err := h.e.Start(); err != nil {
+	if err := h.e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	h.tick()
 	engaged := byHostCheck(h.pub.take())
-	h.e.Stop()
+	h.e.Stop(context.Background())
 	released := byHostCheck(h.pub.take())
 	if len(released) != 2 {
 		t.Fatalf("released %+v", released)

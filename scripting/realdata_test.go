@@ -83,7 +83,7 @@ func newRealEngine(t testing.TB, cfg Configuration, files map[string]string, hos
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(e.Stop)
+	t.Cleanup(func() { e.Stop(context.Background()) })
 	return e, pub, clk
 }
 

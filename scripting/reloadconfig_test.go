@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"context"
 	"errors"
 	"path/filepath"
 	"strings"
@@ -168,7 +169,7 @@ func TestReloadConfigRefused(t *testing.T) {
 
 func TestReloadConfigDirsAndInterval(t *testing.T) {
 	h := reloadHarness(t)
-	if err := h.e.Start(); err != nil {
+	if err := h.e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	h.tick()

@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -174,8 +175,12 @@ func (e *Engine) Configuration() Configuration {
 	return e.cfg
 }
 
-// Start watches the script directories and reloads on change.
-func (e *Engine) Start() error {
+// Start reads back the engaged alerts of the state file, then watches the
+// script directories and reloads on change.
+func (e *Engine) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	if err := e.resumeAlerts(); err != nil {
@@ -187,19 +192,21 @@ func (e *Engine) Start() error {
 
 // Stop stops the watcher and releases the VMs, then saves the engaged
 // alerts to the state file, or releases them (reason shutdown) when there
-// is none: call it before the publisher stops.
-func (e *Engine) Stop() {
+// is none: call it before the publisher stops. ctx bounds the wait for a
+// reload in progress; the alerts are saved or released even past it.
+func (e *Engine) Stop(ctx context.Context) error {
 	e.reloadMu.Lock()
 	stop, w := e.stop, e.watcher
 	e.stop, e.watcher = nil, nil
 	e.reloadMu.Unlock()
+	var err error
 	// Outside reloadMu: the watch goroutine may be in Reload.
 	if stop != nil {
 		close(stop)
 		if w != nil {
 			w.Close()
 		}
-		e.wg.Wait()
+		err = waitGroup(ctx, &e.wg)
 	}
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
@@ -208,4 +215,20 @@ func (e *Engine) Stop() {
 	}
 	e.vms = nil
 	e.shutdownAlerts()
+	return err
+}
+
+// waitGroup waits for wg, or for ctx to end (its error).
+func waitGroup(ctx context.Context, wg *sync.WaitGroup) error {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -277,7 +277,7 @@ func (p *pipeline) start(listen bool) error {
 	}
 	steps := []step{
 		{"sinks", p.sinks.Start},
-		{"scripting", p.engine.Start},
+		{"scripting", func() error { return p.engine.Start(context.Background()) }},
 		{"aggregate", p.table.Start},
 	}
 	if listen {
@@ -310,7 +310,13 @@ func (p *pipeline) stop(logger *slog.Logger) error {
 		case "aggregate":
 			p.table.Stop()
 		case "scripting":
-			p.engine.Stop()
+			// The deadline bounds the wait for a reload in progress; the
+			// engaged alerts are saved (or released) whatever it says.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := p.engine.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("scripting: %w", err))
+			}
+			cancel()
 		case "sinks":
 			// The sinks bound their own flush by shutdown_grace; the
 			// extra second lets them spool what they could not send.

@@ -38,7 +38,7 @@ func TestReloadScripting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.engine.Stop)
+	t.Cleanup(func() { p.engine.Stop(context.Background()) })
 
 	cases := []struct {
 		name string
