@@ -25,6 +25,8 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/ratelog"
 	"github.com/flowcheck/flowcheck/sink/spool"
 )
 
@@ -94,11 +96,11 @@ func decodeRecord(b []byte) (kafkaRecord, error) {
 // broker holds a write for several write_timeouts): what a crash can lose
 // is bounded by spool_after, not by the broker.
 type kafkaSink struct {
-	cfg     KafkaConfiguration
-	m       *metrics
-	log     *slog.Logger
-	limiter *logLimiter
-	spool   *spool.Spool
+	cfg   KafkaConfiguration
+	m     *metrics
+	log   *slog.Logger
+	logs  *ratelog.Logger[logKey]
+	spool *spool.Spool
 
 	queue chan kafkaRecord
 	wake  chan struct{} // poked after a spool append
@@ -123,18 +125,18 @@ type kafkaSink struct {
 	mechanism   sasl.Mechanism
 }
 
-func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, limiter *logLimiter) (*kafkaSink, error) {
+func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk clock.Clock) (*kafkaSink, error) {
 	k := &kafkaSink{
 		cfg:        cfg,
 		m:          m,
 		log:        log.With("sink", "kafka"),
-		limiter:    limiter,
 		queue:      make(chan kafkaRecord, cfg.QueueSize),
 		wake:       make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		needTopics: cfg.CreateTopics.Enabled,
 	}
+	k.logs = newLogs(k.log, clk)
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
 	var err error
 	if k.tlsConfig, err = tlsConfig(cfg.TLS); err != nil {
@@ -310,9 +312,7 @@ func (k *kafkaSink) Enqueue(ev *alert.Event, value []byte) {
 			return
 		default:
 			k.spooling.Store(true)
-			if ok, _ := k.limiter.allow("kafka-queue-full"); ok {
-				k.log.Warn("kafka queue full, spooling alerts to disk", "queue_size", k.cfg.QueueSize)
-			}
+			k.logs.Log(slog.LevelWarn, logKey{event: "queue-full"}, "kafka queue full, spooling alerts to disk", "queue_size", k.cfg.QueueSize)
 		}
 	}
 	k.appendSpool(rec)
@@ -329,9 +329,7 @@ func (k *kafkaSink) appendSpool(rec kafkaRecord) {
 	if err != nil {
 		k.ready.Store(false)
 		k.drop(rec.topic, "spool_error", 1)
-		if ok, n := k.limiter.allow("kafka-spool-error"); ok {
-			k.log.Error("cannot spool alert, dropped", "error", err, "suppressed", n)
-		}
+		k.logs.Log(slog.LevelError, logKey{event: "spool-error"}, "cannot spool alert, dropped", "error", err)
 		return
 	}
 	k.ready.Store(true)
@@ -349,9 +347,7 @@ func (k *kafkaSink) spoolDrops(n int) {
 
 func (k *kafkaSink) drop(topic, reason string, n int) {
 	k.m.dropped.WithLabelValues("kafka", topic, reason).Add(float64(n))
-	if ok, held := k.limiter.allow("kafka-drop-" + reason); ok {
-		k.log.Error("alerts dropped", "reason", reason, "topic", topic, "count", n, "suppressed", held)
-	}
+	k.logs.Log(slog.LevelError, logKey{"drop", reason}, "alerts dropped", "reason", reason, "topic", topic, "count", n)
 }
 
 func (k *kafkaSink) gauges() {
@@ -641,18 +637,14 @@ func (k *kafkaSink) spill(recs []kafkaRecord) (spool.Cursor, []kafkaRecord, bool
 	k.ready.Store(true)
 	countByTopic(k.m.spooled, recs)
 	k.gauges()
-	if ok, n := k.limiter.allow("kafka-spill"); ok {
-		k.log.Warn("kafka write unacknowledged after spool_after, alerts spooled meanwhile",
-			"spool_after", k.cfg.SpoolAfter, "alerts", len(recs)+len(queued), "suppressed", n)
-	}
+	k.logs.Log(slog.LevelWarn, logKey{event: "spill"}, "kafka write unacknowledged after spool_after, alerts spooled meanwhile",
+		"spool_after", k.cfg.SpoolAfter, "alerts", len(recs)+len(queued))
 	return cur, nil, true
 }
 
 func (k *kafkaSink) spillFailed(err error) {
 	k.ready.Store(false)
-	if ok, n := k.limiter.allow("kafka-spool-error"); ok {
-		k.log.Error("cannot spool alerts of a slow write, kept in memory", "error", err, "suppressed", n)
-	}
+	k.logs.Log(slog.LevelError, logKey{event: "spool-error"}, "cannot spool alerts of a slow write, kept in memory", "error", err)
 }
 
 func encodeAll(recs []kafkaRecord) [][]byte {
@@ -669,10 +661,8 @@ func (k *kafkaSink) finish(recs []kafkaRecord, start time.Time, err error, repla
 	if err != nil {
 		kind := errorKind(err)
 		k.m.errors.WithLabelValues("kafka", kind).Inc()
-		if ok, n := k.limiter.allow("kafka-write-" + kind); ok {
-			k.log.Warn("kafka write failed, alerts kept in the spool", "kind", kind, "error", err,
-				"alerts", len(recs), "suppressed", n)
-		}
+		k.logs.Log(slog.LevelWarn, logKey{"write", kind}, "kafka write failed, alerts kept in the spool", "kind", kind, "error", err,
+			"alerts", len(recs))
 		// Start over with a fresh Writer (fresh metadata, connections);
 		// the old one finishes its in-flight attempts in the background.
 		old := k.writer

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/ratelog"
 )
 
 // lineBatch is how many queued alerts one write takes at most.
@@ -27,12 +29,12 @@ type lineWriter interface {
 // one goroutine. There is no spool behind it: stdout and a local file are
 // not expected to go away, so a full queue is a counted, logged drop.
 type lineSink struct {
-	name    string
-	out     lineWriter
-	queue   chan []byte
-	m       *metrics
-	log     *slog.Logger
-	limiter *logLimiter
+	name  string
+	out   lineWriter
+	queue chan []byte
+	m     *metrics
+	log   *slog.Logger
+	logs  *ratelog.Logger[logKey]
 
 	mu      sync.RWMutex // guards closed against Enqueue racing with Close
 	closed  bool
@@ -41,16 +43,16 @@ type lineSink struct {
 	done    chan struct{}
 }
 
-func newLineSink(name string, out lineWriter, queueSize int, m *metrics, log *slog.Logger, limiter *logLimiter) *lineSink {
+func newLineSink(name string, out lineWriter, queueSize int, m *metrics, log *slog.Logger, clk clock.Clock) *lineSink {
 	s := &lineSink{
-		name:    name,
-		out:     out,
-		queue:   make(chan []byte, queueSize),
-		m:       m,
-		log:     log.With("sink", name),
-		limiter: limiter,
-		done:    make(chan struct{}),
+		name:  name,
+		out:   out,
+		queue: make(chan []byte, queueSize),
+		m:     m,
+		log:   log.With("sink", name),
+		done:  make(chan struct{}),
 	}
+	s.logs = newLogs(s.log, clk)
 	s.healthy.Store(true)
 	return s
 }
@@ -84,9 +86,7 @@ func (s *lineSink) Enqueue(_ *alert.Event, value []byte) {
 
 func (s *lineSink) drop(reason string, n int) {
 	s.m.dropped.WithLabelValues(s.name, "", reason).Add(float64(n))
-	if ok, held := s.limiter.allow(s.name + "-" + reason); ok {
-		s.log.Warn("alerts dropped", "reason", reason, "count", n, "suppressed", held)
-	}
+	s.logs.Log(slog.LevelWarn, logKey{"drop", reason}, "alerts dropped", "reason", reason, "count", n)
 }
 
 func (s *lineSink) run() {
@@ -110,9 +110,7 @@ func (s *lineSink) run() {
 		if err := s.out.writeLines(lines); err != nil {
 			s.healthy.Store(false)
 			s.m.dropped.WithLabelValues(s.name, "", "write_error").Add(float64(len(lines)))
-			if ok, held := s.limiter.allow(s.name + "-write"); ok {
-				s.log.Error("cannot write alerts, dropped", "count", len(lines), "error", err, "suppressed", held)
-			}
+			s.logs.Log(slog.LevelError, logKey{event: "write"}, "cannot write alerts, dropped", "count", len(lines), "error", err)
 			continue
 		}
 		s.healthy.Store(true)

@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/ratelog"
 )
 
 // AlertSink is one destination of alert events.
@@ -44,6 +46,8 @@ type Dependencies struct {
 	Registerer prometheus.Registerer
 	// Stdout is where the stdout sink writes; main passes os.Stdout.
 	Stdout io.Writer
+	// Clock paces the rate-limited log lines; nil is the wall clock.
+	Clock clock.Clock
 }
 
 // Component fans alert events out to the configured sinks.
@@ -53,7 +57,7 @@ type Component struct {
 	metrics *metrics
 	sinks   []AlertSink
 	stopped atomic.Bool
-	limiter *logLimiter
+	logs    *ratelog.Logger[logKey]
 	stop    sync.Once
 }
 
@@ -72,6 +76,9 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	if deps.Stdout == nil {
 		deps.Stdout = os.Stdout
 	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Live{}
+	}
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("sinks: metrics: %w", err)
@@ -80,23 +87,23 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 		config:  config,
 		log:     deps.Logger.With("component", "sinks"),
 		metrics: m,
-		limiter: newLogLimiter(10 * time.Second),
 	}
+	c.logs = newLogs(c.log, deps.Clock)
 	kafkaOn := len(config.Kafka.Brokers) > 0
 	stdoutOn, _ := config.Stdout.Enabled.resolve(!kafkaOn)
 	if stdoutOn {
 		c.sinks = append(c.sinks, newLineSink("stdout", writerLines{deps.Stdout},
-			config.Stdout.QueueSize, m, c.log, c.limiter))
+			config.Stdout.QueueSize, m, c.log, deps.Clock))
 	}
 	if config.File.Enabled {
 		f, err := openRotating(config.File.Path, config.File.MaxBytes, config.File.MaxFiles)
 		if err != nil {
 			return nil, fmt.Errorf("sinks: file.path: %w", err)
 		}
-		c.sinks = append(c.sinks, newLineSink("file", f, config.File.QueueSize, m, c.log, c.limiter))
+		c.sinks = append(c.sinks, newLineSink("file", f, config.File.QueueSize, m, c.log, deps.Clock))
 	}
 	if kafkaOn {
-		k, err := newKafkaSink(config.Kafka, m, c.log, c.limiter)
+		k, err := newKafkaSink(config.Kafka, m, c.log, deps.Clock)
 		if err != nil {
 			for _, s := range c.sinks {
 				_ = s.Close(context.Background())
@@ -132,10 +139,8 @@ func (c *Component) Publish(ev alert.Event) {
 		for _, s := range c.sinks {
 			c.metrics.dropped.WithLabelValues(s.Name(), "", "stopped").Inc()
 		}
-		if ok, n := c.limiter.allow("publish-stopped"); ok {
-			c.log.Warn("alert published after shutdown or without sink, dropped",
-				"id", ev.ID, "check", ev.Check, "suppressed", n)
-		}
+		c.logs.Log(slog.LevelWarn, logKey{event: "publish-stopped"},
+			"alert published after shutdown or without sink, dropped", "id", ev.ID, "check", ev.Check)
 		return
 	}
 	value, err := json.Marshal(&ev)
@@ -144,9 +149,7 @@ func (c *Component) Publish(ev alert.Event) {
 		for _, s := range c.sinks {
 			c.metrics.dropped.WithLabelValues(s.Name(), "", "encode").Inc()
 		}
-		if ok, n := c.limiter.allow("encode"); ok {
-			c.log.Error("cannot encode alert, dropped", "id", ev.ID, "error", err, "suppressed", n)
-		}
+		c.logs.Log(slog.LevelError, logKey{event: "encode"}, "cannot encode alert, dropped", "id", ev.ID, "error", err)
 		return
 	}
 	for _, s := range c.sinks {
@@ -190,32 +193,14 @@ func (c *Component) Ready() bool {
 	return true
 }
 
-// logLimiter lets one message per key through per interval and counts the
-// ones it held back, so that a per-alert problem cannot flood the log. Keys
-// are a small fixed set (reasons), so its maps stay small.
-type logLimiter struct {
-	interval   time.Duration
-	mu         sync.Mutex
-	last       map[string]time.Time
-	suppressed map[string]int
-}
+// logKey names a rate-limited log line: an event and, for some, its reason
+// or kind. A struct rather than a joined string, so that a line held back
+// allocates nothing.
+type logKey struct{ event, detail string }
 
-func newLogLimiter(interval time.Duration) *logLimiter {
-	return &logLimiter{interval: interval, last: map[string]time.Time{}, suppressed: map[string]int{}}
-}
-
-// allow tells whether to log now, and how many messages were held back
-// since the last one.
-func (l *logLimiter) allow(key string) (bool, int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := time.Now()
-	if last, ok := l.last[key]; ok && now.Sub(last) < l.interval {
-		l.suppressed[key]++
-		return false, 0
-	}
-	n := l.suppressed[key]
-	l.last[key] = now
-	l.suppressed[key] = 0
-	return true, n
+// newLogs returns the rate-limited logger of a sink or of the component:
+// one line per key every 10 s. Its keys are events × a bounded set of
+// reasons and error kinds.
+func newLogs(log *slog.Logger, clk clock.Clock) *ratelog.Logger[logKey] {
+	return ratelog.New[logKey](log, clk, 10*time.Second, 64)
 }
