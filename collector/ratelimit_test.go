@@ -70,10 +70,10 @@ func TestNotAllowedLoggedUDP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer stopCollector(t, c)
 	var conns []*net.UDPConn
 	for _, src := range []string{"127.0.0.1", "127.0.0.2"} {
 		conn, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(src), 0)),

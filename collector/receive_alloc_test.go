@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -23,10 +24,10 @@ func loopbackCollector(tb testing.TB, url string) (*Component, *net.UDPConn, cha
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(c.Stop)
+	tb.Cleanup(func() { stopCollector(tb, c) })
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.ListenAddrs()[0]))
 	if err != nil {
 		tb.Fatal(err)
@@ -127,10 +128,10 @@ func BenchmarkReceiveThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	defer c.Stop()
+	defer stopCollector(b, c)
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.ListenAddrs()[0]))
 	if err != nil {
 		b.Fatal(err)

@@ -35,7 +35,7 @@ const maxDatagram = 65535
 
 // bind opens the listener's SO_REUSEPORT sockets. With port 0, the first
 // socket picks the port and the others join it.
-func (c *Component) bind(l *listener) error {
+func (c *Component) bind(ctx context.Context, l *listener) error {
 	addr := l.addr
 	for i := 0; i < l.sockets; i++ {
 		var granted int
@@ -60,7 +60,7 @@ func (c *Component) bind(l *listener) error {
 		if addr.Addr().Is6() {
 			network = "udp6"
 		}
-		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
+		pc, err := lc.ListenPacket(ctx, network, addr.String())
 		if err != nil {
 			return fmt.Errorf("collector: listen %s: %w", l.url, err)
 		}

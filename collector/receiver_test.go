@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net"
@@ -24,6 +25,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// stopCollector stops c within a generous deadline, failing the test if it
+// does not.
+func stopCollector(tb testing.TB, c *Component) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Stop(ctx); err != nil {
+		tb.Error(err)
 	}
 }
 
@@ -51,10 +63,10 @@ func TestReceiverLoopback(t *testing.T) {
 	if c.Ready() {
 		t.Fatal("ready before Start")
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer stopCollector(t, c)
 	if !c.Ready() {
 		t.Fatal("not ready after Start")
 	}
@@ -96,7 +108,7 @@ func TestReceiverLoopback(t *testing.T) {
 		}
 	}
 	waitFor(t, "all datagrams decoded", func() bool { return packets() == uint64(sent) })
-	c.Stop()
+	stopCollector(t, c)
 	if c.Ready() {
 		t.Error("ready after Stop")
 	}
@@ -123,10 +135,10 @@ func TestReceiverQueueOverflow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer c.Stop()
+	defer stopCollector(t, c)
 	defer once.Do(func() { close(release) })
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.ListenAddrs()[0]))
 	if err != nil {
@@ -169,6 +181,42 @@ func TestReceiverQueueOverflow(t *testing.T) {
 	once.Do(func() { close(release) })
 }
 
+// TestStopDeadline holds a worker in the flow handler: Stop returns its
+// context's error when the context ends first, and nil once the worker is
+// let go.
+func TestStopDeadline(t *testing.T) {
+	cfg := DefaultConfiguration()
+	cfg.Listeners = []ListenerConfiguration{{URL: "auto://127.0.0.1:0", Sockets: 1}}
+	cfg.Workers = 1
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	c := newTestComponent(t, cfg, func([]flow.Record) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+	})
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.ListenAddrs()[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(v5Msg(10000, 1000, 0, v5Record("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 120, 9000, 9500))); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := c.Stop(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Stop with a worker held and its context ended: %v", err)
+	}
+	close(release)
+	stopCollector(t, c)
+}
+
 func TestStartBindError(t *testing.T) {
 	cfg := DefaultConfiguration()
 	cfg.Listeners = []ListenerConfiguration{
@@ -176,7 +224,7 @@ func TestStartBindError(t *testing.T) {
 		{URL: "auto://192.0.2.1:2055", Sockets: 1}, // TEST-NET: not on this host
 	}
 	c := newTestComponent(t, cfg, func([]flow.Record) {})
-	err := c.Start()
+	err := c.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "192.0.2.1:2055") {
 		t.Fatalf("Start: %v", err)
 	}

@@ -5,7 +5,9 @@
 package collector
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
@@ -78,6 +80,8 @@ type Component struct {
 	ready    atomic.Bool
 	started  bool
 	stopOnce sync.Once
+	// stopped is closed when the workers have exited after Stop.
+	stopped chan struct{}
 }
 
 type parsedOverride struct {
@@ -128,18 +132,20 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		c.listeners = append(c.listeners, &listener{url: l.URL, kind: kind, addr: addr, sockets: l.Sockets, rcvbuf: l.ReceiveBuffer})
 	}
 	c.free = make(chan *packet, cfg.Workers*cfg.QueueSize+readBatch)
+	c.stopped = make(chan struct{})
 	c.decoders.New = func() any { return newDecoder(c) }
 	return c, nil
 }
 
 // Start binds every listener (returning the first bind error, with nothing
-// left bound) and starts the decode workers and socket readers.
-func (c *Component) Start() error {
+// left bound) and starts the decode workers and socket readers. ctx bounds
+// the binding only: the readers and workers run until Stop.
+func (c *Component) Start(ctx context.Context) error {
 	if c.started {
 		return errors.New("collector: already started")
 	}
 	for _, l := range c.listeners {
-		if err := c.bind(l); err != nil {
+		if err := c.bind(ctx, l); err != nil {
 			for _, l := range c.listeners {
 				l.close()
 			}
@@ -168,19 +174,29 @@ func (c *Component) Start() error {
 }
 
 // Stop closes the sockets, lets the workers decode what is queued, and
-// returns when they have exited.
-func (c *Component) Stop() {
+// returns when they have exited, or with ctx's error when ctx ends first
+// (the workers then finish in the background).
+func (c *Component) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() {
 		c.ready.Store(false)
 		for _, l := range c.listeners {
 			l.close()
 		}
-		c.readers.Wait()
-		for _, q := range c.queues {
-			close(q)
-		}
-		c.workers.Wait()
+		go func() {
+			c.readers.Wait()
+			for _, q := range c.queues {
+				close(q)
+			}
+			c.workers.Wait()
+			close(c.stopped)
+		}()
 	})
+	select {
+	case <-c.stopped:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("workers still decoding: %w", ctx.Err())
+	}
 }
 
 // Ready tells whether every listener is bound and being read.

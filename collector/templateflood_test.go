@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,10 +84,10 @@ func TestTemplateFloodUDP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := c.Start(); err != nil {
+			if err := c.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			defer c.Stop()
+			defer stopCollector(t, c)
 			conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(c.ListenAddrs()[0]))
 			if err != nil {
 				t.Fatal(err)
@@ -120,7 +121,7 @@ func TestTemplateFloodUDP(t *testing.T) {
 			}
 			clk.Advance(tc.wait)
 			sendPaced(t, c, conn, exporter, sent, export[tc.before:])
-			c.Stop()
+			stopCollector(t, c)
 			t.Logf("%d of %d records decoded, %v templates evicted, %v expired", records.Load(), want.records, events("evicted"), events("expired"))
 			if got := records.Load(); got != int64(want.records) {
 				t.Errorf("%d records decoded with the flood, %d without it", got, want.records)

@@ -281,7 +281,7 @@ func (p *pipeline) start(listen bool) error {
 		{"aggregate", p.table.Start},
 	}
 	if listen {
-		steps = append(steps, step{"collector", p.collector.Start})
+		steps = append(steps, step{"collector", func() error { return p.collector.Start(context.Background()) }})
 	}
 	if p.server != nil {
 		steps = append(steps, step{"http", p.server.Start})
@@ -306,7 +306,12 @@ func (p *pipeline) stop(logger *slog.Logger) error {
 			errs = append(errs, p.server.Stop(ctx))
 			cancel()
 		case "collector":
-			p.collector.Stop()
+			// The deadline bounds the decode of what is queued.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := p.collector.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("collector: %w", err))
+			}
+			cancel()
 		case "aggregate":
 			p.table.Stop()
 		case "scripting":
