@@ -144,12 +144,12 @@
 // v4-mapped, zone dropped), and looked up by a 64-bit hash of that key, so
 // a v4-mapped IPv6 address is the same host as its IPv4 address, in records
 // and in Snapshot/ResetContacts alike; keys handed out (AppendKeys,
-// OnExpire, snapshots) are always unmapped.
+// the ExpiryListener, snapshots) are always unmapped.
 //
 // # Bounds
 //
 // The table holds at most max_hosts hosts; new remote hosts are refused
 // earlier, leaving local_reserve_percent of the room to local hosts, and
 // refusals are counted. Hosts idle longer than idle_timeout.local or
-// .remote are removed by Advance, which reports each to OnExpire.
+// .remote are removed by Advance, which reports each to the ExpiryListener.
 package aggregate

@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,9 +20,6 @@ type Dependencies struct {
 	// Clock is the only time source (live or replay): windows, expiry and
 	// first/last seen read it, never record timestamps.
 	Clock clock.Clock
-	// OnExpire is called, outside the table's locks, for each host that
-	// expires. It may be nil.
-	OnExpire func(key HostKey)
 	// LookupAddr resolves an address to names for the optional reverse
 	// DNS; nil means net.DefaultResolver.LookupAddr.
 	LookupAddr LookupAddrFunc
@@ -30,10 +28,9 @@ type Dependencies struct {
 // HostTable holds the state of every host, sharded by a hash of the host
 // key so that ingest workers update it in parallel.
 type HostTable struct {
-	log      *slog.Logger
-	clock    clock.Clock
-	onExpire func(HostKey)
-	metrics  *metrics
+	log     *slog.Logger
+	clock   clock.Clock
+	metrics *metrics
 	// refusedLocal and refusedRemote are hostsRefused's two series,
 	// commitOneSided and commitRefused committed's.
 	refusedLocal, refusedRemote   prometheus.Counter
@@ -65,8 +62,14 @@ type HostTable struct {
 	scratch sync.Pool
 	l7      l7Names
 
-	// reloadMu serializes Reload, blacklist reloads and Start/Stop.
+	// expiry is told of expired hosts (ListenExpiry); nil tells nobody.
+	// It is set before Start, so sweep reads it without a lock.
+	expiry ExpiryListener
+
+	// reloadMu serializes Reload, blacklist reloads, ListenExpiry and
+	// Start/Stop.
 	reloadMu sync.Mutex
+	started  bool
 	cfg      Configuration
 	black    *prefixSet
 	watch    *blacklistWatcher
@@ -103,7 +106,6 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	t := &HostTable{
 		log:          deps.Logger.With("component", "aggregate"),
 		clock:        deps.Clock,
-		onExpire:     deps.OnExpire,
 		shards:       make([]hostShard, cfg.Shards),
 		trackers:     make([]trackerLock, cfg.Shards),
 		mask:         uint64(cfg.Shards - 1),
@@ -128,7 +130,7 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	}
 	m, err := newMetrics(deps.Registerer, t)
 	if err != nil {
-		return nil, fmt.Errorf("aggregate: metrics: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	t.metrics = m
 	t.refusedLocal = m.hostsRefused.WithLabelValues("local")
@@ -147,35 +149,69 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	return t, nil
 }
 
+// ExpiryListener is told of each host that expires, outside the table's
+// locks: the check engine, which releases the host's alerts.
+type ExpiryListener interface {
+	HostExpired(key HostKey)
+}
+
+// ListenExpiry makes l the table's expiry listener. The listener (the
+// check engine) is built from the table, so it cannot be a Dependency of
+// New: it is set here, before Start, and an error after.
+func (t *HostTable) ListenExpiry(l ExpiryListener) error {
+	t.reloadMu.Lock()
+	defer t.reloadMu.Unlock()
+	if t.started {
+		return errors.New("expiry listener set after Start")
+	}
+	t.expiry = l
+	return nil
+}
+
 // Start starts the blacklist file watcher and the reverse DNS workers.
-func (t *HostTable) Start() error {
+func (t *HostTable) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	t.reloadMu.Lock()
 	defer t.reloadMu.Unlock()
 	if t.watch != nil {
-		return errors.New("aggregate: already started")
+		return errors.New("already started")
 	}
 	w, err := newBlacklistWatcher(t.log, t.reloadBlacklists)
 	if err != nil {
-		return fmt.Errorf("aggregate: blacklist watcher: %w", err)
+		return fmt.Errorf("blacklist watcher: %w", err)
 	}
 	w.setFiles(t.cfg.Blacklists)
 	t.watch = w
+	t.started = true
 	if t.rdns != nil {
 		t.rdns.start()
 	}
 	return nil
 }
 
-// Stop stops the watcher and the reverse DNS workers.
-func (t *HostTable) Stop() {
+// Stop stops the watcher and the reverse DNS workers (whose lookups it
+// cancels). It returns ctx's error if they have not stopped by its end.
+func (t *HostTable) Stop(ctx context.Context) error {
 	t.reloadMu.Lock()
 	w := t.watch
 	t.watch = nil
 	t.reloadMu.Unlock()
-	if w != nil {
-		w.close()
-	}
-	if t.rdns != nil {
-		t.rdns.stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if w != nil {
+			w.close()
+		}
+		if t.rdns != nil {
+			t.rdns.stop()
+		}
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -27,7 +27,7 @@ func (t *HostTable) Advance(now time.Time) {
 }
 
 // sweep removes the hosts idle for longer than their timeout and tells
-// OnExpire, outside the locks.
+// the expiry listener, outside the locks.
 func (t *HostTable) sweep(now int64) {
 	t.sweepMu.Lock()
 	defer t.sweepMu.Unlock()
@@ -57,9 +57,9 @@ func (t *HostTable) sweep(now int64) {
 	}
 	t.count.Add(-int64(len(expired)))
 	t.metrics.hostsExpired.Add(float64(len(expired)))
-	if t.onExpire != nil {
+	if t.expiry != nil {
 		for _, k := range expired {
-			t.onExpire(k)
+			t.expiry.HostExpired(k)
 		}
 	}
 }

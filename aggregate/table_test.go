@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -297,29 +298,56 @@ func TestCeilingFlood(t *testing.T) {
 	}
 }
 
+// expiryRecorder is an ExpiryListener that keeps what it is told.
+type expiryRecorder struct {
+	mu      sync.Mutex
+	expired []HostKey
+}
+
+func (r *expiryRecorder) HostExpired(k HostKey) {
+	r.mu.Lock()
+	r.expired = append(r.expired, k)
+	r.mu.Unlock()
+}
+
 func TestIdleExpiry(t *testing.T) {
-	var mu sync.Mutex
-	var expired []HostKey
-	tbl, clk, _ := newTestTable(t, DefaultConfiguration(), Dependencies{OnExpire: func(k HostKey) {
-		mu.Lock()
-		expired = append(expired, k)
-		mu.Unlock()
-	}})
+	lis := &expiryRecorder{}
+	tbl, clk, _ := newTestTable(t, DefaultConfiguration(), Dependencies{})
+	if err := tbl.ListenExpiry(lis); err != nil {
+		t.Fatal(err)
+	}
+	expired := func() []HostKey {
+		lis.mu.Lock()
+		defer lis.mu.Unlock()
+		return slices.Clone(lis.expired)
+	}
 	tbl.Apply([]flow.Record{rec("10.0.0.1", 1000, "8.8.8.8", 53, flow.ProtoUDP, 0)})
 	clk.Advance(61 * time.Second)
 	tbl.Advance(clk.Now())
-	if len(expired) != 1 || expired[0] != key("8.8.8.8") || tbl.Len() != 1 {
-		t.Fatalf("after 61 s: expired %v, Len %d", expired, tbl.Len())
+	if got := expired(); len(got) != 1 || got[0] != key("8.8.8.8") || tbl.Len() != 1 {
+		t.Fatalf("after 61 s: expired %v, Len %d", got, tbl.Len())
 	}
 	clk.Advance(200 * time.Second)
 	tbl.Advance(clk.Now())
-	if len(expired) != 1 {
-		t.Fatalf("local host expired early: %v", expired)
+	if got := expired(); len(got) != 1 {
+		t.Fatalf("local host expired early: %v", got)
 	}
 	clk.Advance(40 * time.Second)
 	tbl.Advance(clk.Now())
-	if len(expired) != 2 || tbl.Len() != 0 {
-		t.Fatalf("after 301 s: expired %v, Len %d", expired, tbl.Len())
+	if got := expired(); len(got) != 2 || tbl.Len() != 0 {
+		t.Fatalf("after 301 s: expired %v, Len %d", got, tbl.Len())
+	}
+	// The listener is a dependency set before Start, not after.
+	if err := tbl.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := tbl.Stop(t.Context()); err != nil {
+			t.Error(err)
+		}
+	}()
+	if err := tbl.ListenExpiry(lis); err == nil {
+		t.Fatal("ListenExpiry after Start succeeded")
 	}
 }
 
@@ -376,10 +404,14 @@ func TestBlacklist(t *testing.T) {
 	check(map[string]bool{"203.0.113.6": true})
 
 	// The watcher reloads on file change.
-	if err := tbl.Start(); err != nil {
+	if err := tbl.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	defer tbl.Stop()
+	defer func() {
+		if err := tbl.Stop(t.Context()); err != nil {
+			t.Error(err)
+		}
+	}()
 	write("203.0.113.5\n")
 	deadline := time.Now().Add(10 * time.Second)
 	for snap(t, tbl, key("203.0.113.5")).Blacklisted != true {
@@ -435,10 +467,14 @@ func TestReverseDNS(t *testing.T) {
 		}
 		return nil, errors.New("NXDOMAIN")
 	}})
-	if err := tbl.Start(); err != nil {
+	if err := tbl.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	defer tbl.Stop()
+	defer func() {
+		if err := tbl.Stop(t.Context()); err != nil {
+			t.Error(err)
+		}
+	}()
 	tbl.Apply([]flow.Record{rec("10.0.0.1", 1, "10.0.0.2", 2, flow.ProtoUDP, 0)})
 	deadline := time.Now().Add(10 * time.Second)
 	for snap(t, tbl, key("10.0.0.1")).Name != "one.example" {

@@ -206,26 +206,28 @@ func build(ctx context.Context, cfg Config, clk clock.Clock, logger *slog.Logger
 		return nil, fmt.Errorf("sinks: %w", err)
 	}
 
-	// The host table. Its expiry tells the check engine (built next) to
-	// release the host's alerts; the engine exists before anything expires.
-	var engine *scripting.Engine
+	// The host table.
 	p.table, err = aggregate.New(cfg.Aggregate, aggregate.Dependencies{
 		Logger: logger, Registerer: p.registry, Clock: clk,
-		OnExpire: func(key aggregate.HostKey) { engine.HostExpired(key) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("aggregate: %w", err)
 	}
 
 	// The Lua host checks: read the table each tick, publish to the sinks.
-	engine, err = scripting.New(cfg.Scripting, scripting.Dependencies{
+	p.engine, err = scripting.New(cfg.Scripting, scripting.Dependencies{
 		Logger: logger, Registerer: p.registry, Clock: clk,
 		Hosts: p.table, Alerts: p.sinks, EmbeddedScripts: flowcheck.Scripts,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("scripting: %w", err)
 	}
-	p.engine = engine
+	// Host expiry tells the engine to release the host's alerts. The
+	// engine is built from the table, so the table learns of it now,
+	// before either starts.
+	if err := p.table.ListenExpiry(p.engine); err != nil {
+		return nil, fmt.Errorf("aggregate: %w", err)
+	}
 
 	// Ingest: datagrams in, batches of flow records into the table.
 	p.collector, err = collector.New(cfg.Collector, collector.Dependencies{
@@ -278,7 +280,7 @@ func (p *pipeline) start(listen bool) error {
 	steps := []step{
 		{"sinks", p.sinks.Start},
 		{"scripting", func() error { return p.engine.Start(context.Background()) }},
-		{"aggregate", p.table.Start},
+		{"aggregate", func() error { return p.table.Start(context.Background()) }},
 	}
 	if listen {
 		steps = append(steps, step{"collector", func() error { return p.collector.Start(context.Background()) }})
@@ -313,7 +315,11 @@ func (p *pipeline) stop(logger *slog.Logger) error {
 			}
 			cancel()
 		case "aggregate":
-			p.table.Stop()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := p.table.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("aggregate: %w", err))
+			}
+			cancel()
 		case "scripting":
 			// The deadline bounds the wait for a reload in progress; the
 			// engaged alerts are saved (or released) whatever it says.
