@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"log/slog"
 	"net/netip"
 	"time"
 )
@@ -8,11 +9,20 @@ import (
 // logInterval is how often a rate-limited log line may repeat.
 const logInterval = 10 * time.Second
 
+// maxLogKeys bounds the rate-limited lines told apart (exporter × reason,
+// listener × event); the lines of any others share one key.
+const maxLogKeys = 4096
+
+// maxDeniedSenders bounds the senders outside exporters.allow told apart
+// in the log, and so the lines per interval: sources are spoofable. The
+// datagrams of any others are told together, in one line per interval.
+const maxDeniedSenders = 64
+
 // notAllowed counts and logs (rate-limited per sender) a datagram from a
 // sender outside exporters.allow, dropped at now.
 func (c *Component) notAllowed(addr netip.Addr, now time.Time) {
 	c.metrics.drops[dropNotAllowed].Inc()
-	c.denied.dropped(addr, now)
+	c.denied.LogAt(now, slog.LevelWarn, addr, "datagram from a sender outside collector.exporters.allow dropped", "sender", addr)
 }
 
 // dropped counts a datagram dropped before decoding, by reason, and by
@@ -30,6 +40,6 @@ func (c *Component) dropped(addr netip.Addr, reason int) {
 func (c *Component) decodeError(e *exporterState, reason string, args ...any) {
 	e.errors++
 	c.metrics.decodeErrors.WithLabelValues(e.label, reason).Inc()
-	c.logs.Warn(e.now, e.label+"\x00"+reason, "bad flow export",
+	c.logs.LogAt(e.now, slog.LevelWarn, e.label+"\x00"+reason, "bad flow export",
 		append([]any{"exporter", e.label, "reason", reason}, args...)...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -116,7 +117,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			c.logs.Warn(c.deps.Clock.Now(), "read\x00"+l.url, "UDP read error", "listener", l.url, "err", err)
+			c.logs.LogAt(c.deps.Clock.Now(), slog.LevelWarn, "read\x00"+l.url, "UDP read error", "listener", l.url, "err", err)
 			continue
 		}
 		// One clock reading per batch: its datagrams arrived together.
@@ -124,14 +125,14 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		kernelDrops := br.socketDrops(n)
 		if kernelDrops > 0 {
 			c.metrics.drops[dropSocketBuffer].Add(float64(kernelDrops))
-			c.logs.Warn(now, rcvbufKey, "socket receive buffer overflowed: datagrams dropped by the kernel (raise the listener's rcvbuf, or add workers or CPU)",
+			c.logs.LogAt(now, slog.LevelWarn, rcvbufKey, "socket receive buffer overflowed: datagrams dropped by the kernel (raise the listener's rcvbuf, or add workers or CPU)",
 				"listener", l.url, "dropped", kernelDrops)
 		}
 		queueDrops, queued := 0, 0
 		for i := range n {
 			from, err := br.from(i)
 			if err != nil {
-				c.logs.Warn(now, "addr\x00"+l.url, "UDP read error", "listener", l.url, "err", err)
+				c.logs.LogAt(now, slog.LevelWarn, "addr\x00"+l.url, "UDP read error", "listener", l.url, "err", err)
 				continue
 			}
 			addr := from.Addr().Unmap()
@@ -154,7 +155,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		if queueDrops > 0 {
 			// Once per read, not per datagram: logging boxes its
 			// arguments, and an overloaded reader must not allocate.
-			c.logs.Warn(now, queueKey, "decode queue full: datagrams dropped (the workers are behind: add workers or CPU)",
+			c.logs.LogAt(now, slog.LevelWarn, queueKey, "decode queue full: datagrams dropped (the workers are behind: add workers or CPU)",
 				"listener", l.url, "dropped", queueDrops)
 		}
 		if lost, received, ok := loss.add(now, int(kernelDrops)+queueDrops, queued); ok && c.deps.Lost != nil {

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"log/slog"
 	"net/netip"
 	"slices"
 	"time"
@@ -168,6 +169,6 @@ func (c *Component) evict(e *exporterState, reason string, now time.Time) {
 	c.metrics.evictions.WithLabelValues(reason).Inc()
 	c.metrics.evictedPending.Add(float64(len(e.pending)))
 	c.metrics.forget(e.label)
-	c.logs.Info(now, "evict\x00"+e.label, "exporter forgotten", "exporter", e.label, "reason", reason,
+	c.logs.LogAt(now, slog.LevelInfo, "evict\x00"+e.label, "exporter forgotten", "exporter", e.label, "reason", reason,
 		"last_seen", e.lastSeen, "templates", len(e.templates), "pending_sets", len(e.pending), "pending_bytes", e.pendingBytes)
 }

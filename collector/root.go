@@ -16,6 +16,7 @@ import (
 
 	"github.com/flowcheck/flowcheck/clock"
 	"github.com/flowcheck/flowcheck/flow"
+	"github.com/flowcheck/flowcheck/internal/ratelog"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -49,8 +50,8 @@ type Component struct {
 	config    Configuration
 	deps      Dependencies
 	metrics   *metrics
-	logs      *logLimiter
-	denied    *deniedLog
+	logs      *ratelog.Logger[string]
+	denied    *ratelog.Logger[netip.Addr]
 	allow     []netip.Prefix
 	overrides []parsedOverride
 	listeners []*listener
@@ -114,8 +115,8 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		config:    cfg,
 		deps:      deps,
 		metrics:   m,
-		logs:      newLogLimiter(deps.Logger, logInterval),
-		denied:    newDeniedLog(deps.Logger, logInterval),
+		logs:      ratelog.New[string](deps.Logger, deps.Clock, logInterval, maxLogKeys),
+		denied:    ratelog.New[netip.Addr](deps.Logger, deps.Clock, logInterval, maxDeniedSenders),
 		exporters: make(map[netip.Addr]*exporterState),
 		// Idle exporters are forgotten at most a quarter of the timeout
 		// (or a minute) late.

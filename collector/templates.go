@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"encoding/binary"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -316,7 +317,7 @@ func (e *exporterState) evictFor(key tmplKey) {
 		t = largest.confirmed.back
 	}
 	e.drop(t, "evicted")
-	e.c.logs.Warn(e.now, e.label+"\x00template_evicted",
+	e.c.logs.LogAt(e.now, slog.LevelWarn, e.label+"\x00template_evicted",
 		"template cache full: least recently used template evicted to make room (a template flood, or collector.templates.max too low for this exporter)",
 		"exporter", e.label, "templates_max", e.c.config.Templates.Max,
 		"evicted_template", t.key.id, "evicted_domain", t.key.domain, "evicted_version", t.key.version, "evicted_confirmed", t.confirmed,

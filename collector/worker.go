@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"log/slog"
 	"net/netip"
 	"time"
 )
@@ -53,10 +54,10 @@ func (c *Component) work(q chan *packet) {
 				shedding = backlog > shedHigh || (shedding && backlog > shedLow)
 				switch {
 				case shedding && !was:
-					c.logs.Warn(at, "shed\x00on", "decode worker behind: conversation stitching suspended until it catches up (no-reply verdicts of the time are withheld)",
+					c.logs.LogAt(at, slog.LevelWarn, "shed\x00on", "decode worker behind: conversation stitching suspended until it catches up (no-reply verdicts of the time are withheld)",
 						"queued", backlog, "queue_size", cap(q))
 				case was && !shedding:
-					c.logs.Info(at, "shed\x00off", "decode worker caught up: conversation stitching resumed", "queued", backlog)
+					c.logs.LogAt(at, slog.LevelInfo, "shed\x00off", "decode worker caught up: conversation stitching resumed", "queued", backlog)
 				}
 			}
 			if shedding {
