@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/flowcheck/flowcheck/scripting"
 	"github.com/flowcheck/flowcheck/server"
 	"github.com/flowcheck/flowcheck/sink"
+	"go.yaml.in/yaml/v3"
 )
 
 // Config is the whole configuration file: a few keys of the program's own,
@@ -117,10 +121,13 @@ func loadConfig(path string, lookup func(string) (string, bool)) (Config, error)
 		document = b
 	}
 	cfg := DefaultConfig()
-	if err := loadInto(&cfg, document, lookup, switchHook); err != nil {
+	if err := loadInto(&cfg, document, lookup, switchHook, listedCheckHook); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	if err := checkScriptNames(cfg.Scripting, listedChecks(document), flowcheck.Scripts); err != nil {
 		return Config{}, err
 	}
 	cfg.Scripting.Instance = cfg.Instance
@@ -137,4 +144,86 @@ func switchHook(from, to reflect.Type, data any) (any, error) {
 		}
 	}
 	return data, nil
+}
+
+// listedCheckHook lays an entry of scripting.checks over
+// scripting.DefaultCheck, so that a check listed with only some of its keys
+// (`local_only: true`) runs, as an unlisted one does, unless it says
+// `enabled: false`. Entries of the shipped checks already hold their
+// defaults.
+func listedCheckHook(_, to reflect.Type, data any) (any, error) {
+	m, ok := data.(map[string]any)
+	if to != reflect.TypeFor[scripting.CheckConfiguration]() || !ok {
+		return data, nil
+	}
+	entry, _ := toTree(reflect.ValueOf(scripting.DefaultCheck())).(map[string]any)
+	merge(entry, m)
+	return entry, nil
+}
+
+// listedChecks lists the names under scripting.checks in a document as
+// written: viper drops an entry whose value is null or empty, which still
+// names a check.
+func listedChecks(document []byte) []string {
+	var doc struct {
+		Scripting struct {
+			Checks map[string]any `yaml:"checks"`
+		} `yaml:"scripting"`
+	}
+	if yaml.Unmarshal(document, &doc) != nil {
+		return nil
+	}
+	names := make([]string, 0, len(doc.Scripting.Checks))
+	for k := range doc.Scripting.Checks {
+		names = append(names, strings.ToLower(k))
+	}
+	return names
+}
+
+// checkScriptNames refuses a check option whose name matches no script in
+// the script directories or among the scripts embedded in the binary: a
+// misspelt `scan_detecton: {enabled: false}` would otherwise leave
+// scan_detection running. A directory that cannot be read is left for the
+// scripting engine to report.
+func checkScriptNames(cfg scripting.Configuration, listed []string, embedded fs.FS) error {
+	known := map[string]bool{}
+	addDir := func(fsys fs.FS) error {
+		entries, err := fs.ReadDir(fsys, ".")
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if name, ok := strings.CutSuffix(e.Name(), ".lua"); ok && !e.IsDir() {
+				known[name] = true
+			}
+		}
+		return nil
+	}
+	if sub, err := fs.Sub(embedded, scripting.DefaultDir); err == nil {
+		_ = addDir(sub) // an empty embedded set only makes more names unknown
+	}
+	for _, d := range cfg.Dirs {
+		if err := addDir(os.DirFS(d)); err != nil && !(errors.Is(err, fs.ErrNotExist) && d == scripting.DefaultDir) {
+			return nil
+		}
+	}
+	names := slices.Clone(listed)
+	for name := range cfg.Checks {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
+		if known[name] {
+			continue
+		}
+		candidates := make([]string, 0, len(known))
+		for k := range known {
+			candidates = append(candidates, k)
+		}
+		return &configError{
+			key: "scripting.checks[" + name + "]",
+			msg: "no script " + name + ".lua in " + strings.Join(cfg.Dirs, ", ") + " or the embedded scripts" + didYouMean(name, candidates),
+		}
+	}
+	return nil
 }

@@ -2,15 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/flow"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -36,6 +43,22 @@ func TestStartupConfigErrors(t *testing.T) {
 		{"env out of range", "", map[string]string{"FLOWCHECK_AGGREGATE_MAX_HOSTS": "0"}, "aggregate.max_hosts: must be > 0"},
 		{"env wrong type", "", map[string]string{"FLOWCHECK_SCRIPTING_WORKERS": "two"}, "scripting.workers: wrong type"},
 		{"bad YAML", "aggregate: [\n", nil, "cannot parse YAML"},
+		// viper drops null and empty mappings: these reach the strict
+		// decoder as nothing, and are caught on the document as written.
+		{"misspelt empty section", "sink: {}\n", nil, "sink: unknown key (did you mean sinks?)"},
+		{"misspelt null section", "sink:\n", nil, "sink: unknown key (did you mean sinks?)"},
+		{"misspelt null subsection", "sinks: {kafak: }\n", nil, "sinks.kafak: unknown key (did you mean kafka?)"},
+		// In a flow mapping "kafak:" is one scalar: the key is "kafak:".
+		{"misspelt null subsection, no space", "sinks: {kafak:}\n", nil, "sinks.kafak:: unknown key (did you mean kafka?)"},
+		{"misspelt explicit null", "sinks:\n  kafak: null\n", nil, "sinks.kafak: unknown key (did you mean kafka?)"},
+		{"misspelt empty subsection", "sinks:\n  kafka:\n    spoll: {}\n", nil, "sinks.kafka.spoll: unknown key (did you mean spool?)"},
+		{"misspelt key in a check", "scripting:\n  checks:\n    scan_detection: {enabeld: false}\n", nil, "scripting.checks[scan_detection].enabeld: unknown key (did you mean enabled?)"},
+		{"misspelt key in a list", "collector:\n  listeners:\n    - url: auto://127.0.0.1:2055\n      sokets:\n", nil, "collector.listeners[0].sokets: unknown key (did you mean sockets?)"},
+		{"unknown key, nothing close", "sinks:\n  carrier_pigeon: {}\n", nil, "sinks.carrier_pigeon: unknown key\n"},
+		{"check with no script", "scripting:\n  checks:\n    scan_detecton: {enabled: false}\n", nil, "scripting.checks[scan_detecton]: no script scan_detecton.lua in scripts or the embedded scripts (did you mean scan_detection?)"},
+		{"null check with no script", "scripting:\n  checks:\n    scan_detecton:\n", nil, "scripting.checks[scan_detecton]: no script"},
+		{"env: misspelt key in a check", "", map[string]string{"FLOWCHECK_SCRIPTING_CHECKS": "{scan_detection: {enabeld: }}"}, "scripting.checks[scan_detection].enabeld: unknown key (did you mean enabled?)"},
+		{"env: check with no script", "", map[string]string{"FLOWCHECK_SCRIPTING_CHECKS": "{scan_detecton: {enabled: false}}"}, "scripting.checks[scan_detecton]: no script"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -218,4 +241,103 @@ func isEmpty(v any) bool {
 	}
 	rv := reflect.ValueOf(v)
 	return (rv.Kind() == reflect.Slice || rv.Kind() == reflect.Map) && rv.Len() == 0
+}
+
+// TestGoodConfigs loads configurations that must pass: null and empty
+// sections under their right names keep the defaults, and a listed check
+// takes the options of an unlisted one for the keys it leaves out.
+func TestGoodConfigs(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "custom.lua"), []byte("return {check = function() end}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultConfig()
+	cases := []struct {
+		name  string
+		yaml  string
+		check func(t *testing.T, cfg Config)
+	}{
+		{"null sections", "http:\nsinks:\n  kafka: null\nscripting:\n  checks:\n", func(t *testing.T, cfg Config) {
+			if cfg.HTTP != def.HTTP || cfg.Sinks.Kafka.QueueSize != def.Sinks.Kafka.QueueSize || len(cfg.Scripting.Checks) != len(def.Scripting.Checks) {
+				t.Errorf("null sections lost defaults: %+v", cfg.HTTP)
+			}
+		}},
+		{"empty sections", "sinks: {}\nscripting: {checks: {scan_detection: {}}}\n", func(t *testing.T, cfg Config) {
+			if sd := cfg.Scripting.Checks["scan_detection"]; !sd.Enabled || sd.Params["value"] != 80 {
+				t.Errorf("scan_detection = %+v", sd)
+			}
+		}},
+		{"shipped check disabled", "scripting: {checks: {scan_detection: {enabled: false}}}\n", func(t *testing.T, cfg Config) {
+			if sd := cfg.Scripting.Checks["scan_detection"]; sd.Enabled || sd.Params["value"] != 80 {
+				t.Errorf("scan_detection = %+v", sd)
+			}
+		}},
+		{"custom check listed with only local_only runs", "scripting:\n  dirs: [" + dir + "]\n  checks:\n    custom: {local_only: true}\n", func(t *testing.T, cfg Config) {
+			if c := cfg.Scripting.Checks["custom"]; !c.Enabled || !c.LocalOnly || c.Every != 1 {
+				t.Errorf("custom = %+v, want enabled, local only, every tick", c)
+			}
+		}},
+		{"custom check disabled", "scripting:\n  dirs: [" + dir + "]\n  checks:\n    custom: {enabled: false, every: 3}\n", func(t *testing.T, cfg Config) {
+			if c := cfg.Scripting.Checks["custom"]; c.Enabled || c.Every != 3 {
+				t.Errorf("custom = %+v, want disabled every 3", c)
+			}
+		}},
+		{"shipped names are known beside a custom directory", "scripting:\n  dirs: [" + dir + "]\n  checks:\n    scan_victim: {enabled: false}\n", func(t *testing.T, cfg Config) {
+			if cfg.Scripting.Checks["scan_victim"].Enabled {
+				t.Error("scan_victim enabled")
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(path, noEnv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, cfg)
+		})
+	}
+}
+
+// TestListedCheckRuns builds the pipeline with a custom check listed with
+// only local_only: true and checks that a tick runs it on a local host (it
+// used to load and never run).
+func TestListedCheckRuns(t *testing.T) {
+	dir := t.TempDir()
+	script := "return {check = function(h) host.triggerAlert(10, 'seen ' .. host.ip()) end}\n"
+	if err := os.WriteFile(filepath.Join(dir, "custom.lua"), []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "config.yaml")
+	yaml := "sinks:\n  stdout:\n    enabled: false\nscripting:\n  dirs: [" + dir + "]\n  checks:\n    custom:\n      local_only: true\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(path, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	p, err := build(context.Background(), cfg, clock.NewManual(now), slog.New(slog.DiscardHandler), io.Discard, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.engine.Stop(context.Background()) })
+	p.table.Apply([]flow.Record{{
+		SrcAddr: netip.MustParseAddr("10.0.0.1"), DstAddr: netip.MustParseAddr("192.0.2.1"),
+		SrcPort: 40000, DstPort: 443, Proto: 6, TCPFlags: 0x18, Bytes: 1000, Packets: 2,
+		Start: now, End: now,
+	}})
+	p.engine.Tick(context.Background(), now, false)
+	var got []string
+	for _, ev := range p.engine.Engaged() {
+		got = append(got, ev.Check+"@"+ev.Host.IP)
+	}
+	if !slices.Equal(got, []string{"custom@10.0.0.1"}) {
+		t.Fatalf("engaged %v, want custom on the local host only", got)
+	}
 }

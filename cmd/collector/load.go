@@ -55,7 +55,8 @@ func (e *configError) Error() string {
 // An environment value is read as a YAML scalar or flow collection, so that
 // FLOWCHECK_AGGREGATE_MAX_HOSTS=1000 is a number, ..._ENABLED=false a bool and
 // ..._LOCAL_NETWORKS='[10.0.0.0/8]' a list, with the same strict typing as
-// the file.
+// the file. Unknown keys are refused even when their value is null or an
+// empty mapping (checkKeys), with the closest known key suggested.
 func loadInto(dst any, document []byte, lookup func(string) (string, bool), hooks ...mapstructure.DecodeHookFunc) error {
 	target := reflect.ValueOf(dst).Elem()
 	tree, _ := toTree(target).(map[string]any)
@@ -65,6 +66,15 @@ func loadInto(dst any, document []byte, lookup func(string) (string, bool), hook
 	if len(bytes.TrimSpace(document)) > 0 {
 		if err := v.ReadConfig(bytes.NewReader(document)); err != nil {
 			return &configError{msg: "cannot parse YAML: " + oneLine(err.Error())}
+		}
+		// viper leaves out null and empty mappings: their keys are checked
+		// on the document as written.
+		var raw any
+		if err := yaml.Unmarshal(document, &raw); err != nil {
+			return &configError{msg: "cannot parse YAML: " + oneLine(err.Error())}
+		}
+		if err := checkKeys(target.Type(), raw, ""); err != nil {
+			return err
 		}
 	}
 	merge(tree, v.AllSettings())
@@ -80,6 +90,11 @@ func loadInto(dst any, document []byte, lookup func(string) (string, bool), hook
 			return &configError{key: strings.Join(path, "."), msg: "cannot parse " + name + ": " + oneLine(err.Error())}
 		}
 		t := typeAt(target.Type(), path)
+		if t != nil {
+			if err := checkKeys(t, value, strings.Join(path, ".")); err != nil {
+				return err
+			}
+		}
 		// An empty variable sets an empty string (http.listen="" turns the
 		// server off); for other types it is as if unset.
 		if raw == "" && t != nil && t.Kind() == reflect.String {
