@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/flowcheck/flowcheck/alert"
@@ -119,10 +120,8 @@ func (e *Engine) failed(sc *script, h *hostEntry, err error, stopped bool) {
 	if stopped {
 		what = "timeout"
 	}
-	if ok, suppressed := e.limiter.allow(sc.name); ok {
-		e.logger.Warn("host check failed", "check", sc.name, "host", h.key().String(), "kind", what,
-			"consecutive", n, "suppressed", suppressed, "error", err.Error())
-	}
+	e.logs.Log(slog.LevelWarn, sc.name, "host check failed", "check", sc.name, "host", h.key().String(), "kind", what,
+		"consecutive", n, "error", err)
 	if e.cfg.MaxFailures > 0 && n >= int64(e.cfg.MaxFailures) && sc.disabled.CompareAndSwap(false, true) {
 		e.metrics.disabled.WithLabelValues(sc.name).Inc()
 		e.logger.Error("host check disabled after consecutive failures; fix the script to re-enable it",
@@ -148,7 +147,5 @@ func (e *Engine) overMemory(sc *script, n int64) {
 
 // logFailure logs a problem of a check outside a call (rate-limited).
 func (e *Engine) logFailure(sc *script, host string, err error) {
-	if ok, suppressed := e.limiter.allow(sc.name); ok {
-		e.logger.Warn("host check failed", "check", sc.name, "host", host, "suppressed", suppressed, "error", err.Error())
-	}
+	e.logs.Log(slog.LevelWarn, sc.name, "host check failed", "check", sc.name, "host", host, "error", err)
 }

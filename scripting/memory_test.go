@@ -2,7 +2,9 @@ package scripting
 
 import (
 	"context"
+	"maps"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -73,7 +75,7 @@ func BenchmarkStateMemory(b *testing.B) {
 	const n = 100_000
 	tbl, now := flowgenTable(b, n)
 	shipped := DefaultConfiguration()
-	cases := append(append([]string{"none"}, sortedKeys(shipped.Checks)...), "shipped")
+	cases := append(append([]string{"none"}, slices.Sorted(maps.Keys(shipped.Checks))...), "shipped")
 	for _, only := range cases {
 		b.Run(only, func(b *testing.B) {
 			for range b.N {

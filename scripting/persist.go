@@ -10,6 +10,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -261,6 +262,10 @@ func (e *Engine) sweepPending(now time.Time, set *scriptSet) {
 	p.n.Store(int64(len(p.m)))
 }
 
+// stateLogKey is the rate-limited log key of the state file's lines; no
+// check name starts with a NUL.
+const stateLogKey = "\x00alert_state"
+
 // afterTick ends a tick (with runMu held): resumed alerts past their
 // deadline are released, unless the tick was cancelled before it could
 // adopt every host that is back, and the state file is rewritten when the
@@ -278,17 +283,13 @@ func (e *Engine) afterTick(ctx context.Context, now time.Time, set *scriptSet) {
 	if err != nil {
 		e.store.dirty.Store(true) // try again after the next tick
 		e.metrics.stateErrors.WithLabelValues("save").Inc()
-		if ok, suppressed := e.limiter.allow("\x00alert_state"); ok {
-			e.logger.Error("cannot write the alert state file", "file", e.store.path, "error", err, "suppressed", suppressed)
-		}
+		e.logs.Log(slog.LevelError, stateLogKey, "cannot write the alert state file", "file", e.store.path, "error", err)
 		return
 	}
 	if n < len(all) {
 		e.metrics.stateOverflow.Add(float64(len(all) - n))
-		if ok, suppressed := e.limiter.allow("\x00alert_state"); ok {
-			e.logger.Warn("alert state file full: the newest alerts are left out", "file", e.store.path,
-				"saved", n, "left_out", len(all)-n, "suppressed", suppressed)
-		}
+		e.logs.Log(slog.LevelWarn, stateLogKey, "alert state file full: the newest alerts are left out", "file", e.store.path,
+			"saved", n, "left_out", len(all)-n)
 	}
 }
 

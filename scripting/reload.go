@@ -3,6 +3,8 @@ package scripting
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -126,7 +128,7 @@ func (e *Engine) rewatch(old, srcs []source) error {
 			_ = e.watcher.Remove(d) // gone or already unwatched
 		}
 	}
-	for _, d := range sortedKeys(want) {
+	for _, d := range slices.Sorted(maps.Keys(want)) {
 		if had[d] {
 			continue
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/alert"
 	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/ratelog"
 )
 
 // HostSource is what the engine needs of the host table (aggregate.HostTable
@@ -64,7 +65,7 @@ type Engine struct {
 	logger   *slog.Logger
 	metrics  metrics
 	sources  []source
-	limiter  *logLimiter
+	logs     *ratelog.Logger[string]
 
 	// reloadMu serialises Reload and ReloadConfig, and guards sources and
 	// the watcher; runMu serialises a tick with the swap of the script set,
@@ -131,7 +132,8 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 		slots:    map[string]int{},
 	}
 	e.interval.Store(int64(cfg.Interval))
-	e.limiter = newLogLimiter(deps.Clock, 10*time.Second)
+	// One line per check (or for the state file) every 10 s.
+	e.logs = ratelog.New[string](e.logger, deps.Clock, 10*time.Second, 256)
 	if e.metrics, err = newMetrics(deps.Registerer); err != nil {
 		return nil, err
 	}

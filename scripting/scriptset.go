@@ -3,7 +3,9 @@ package scripting
 import (
 	"bytes"
 	"errors"
+	"maps"
 	"reflect"
+	"slices"
 	"sync/atomic"
 
 	lua "github.com/yuin/gopher-lua"
@@ -115,7 +117,7 @@ func (e *Engine) buildSet(prev *scriptSet, cfg Configuration, srcs []source) (*s
 			delete(set.modules, modulePrefix+f.name+".lua")
 		}
 	}
-	for _, name := range sortedKeys(set.files) {
+	for _, name := range slices.Sorted(maps.Keys(set.files)) {
 		if !isCheck[name] {
 			continue
 		}
