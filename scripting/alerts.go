@@ -50,9 +50,10 @@ func (e *Engine) event(h *hostEntry, check string, a *engagedAlert, state alert.
 }
 
 // engage records a triggered run of check slot i on the host of snapshot
-// snap: a new alert publishes an engaged event; an engaged one is updated
-// silently. Called with h.mu held.
-func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check string, value int, msg string, now time.Time) {
+// snap: a new alert appends an engaged event to evs; an engaged one is
+// updated silently. Called with h.mu held; the caller publishes evs once it
+// is released, so that no host waits for the sinks.
+func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check string, value int, msg string, now time.Time, evs *[]alert.Event) {
 	s := h.extSlot(i)
 	if a := s.alert; a != nil {
 		h.ext.score += value - a.value
@@ -69,12 +70,12 @@ func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check
 	}
 	s.alert = a
 	h.ext.score += value
-	e.publish(e.event(h, check, a, alert.Engaged, "", now))
+	*evs = append(*evs, e.event(h, check, a, alert.Engaged, "", now))
 }
 
-// release ends the engaged alert of check slot i, if any, for reason.
-// Called with h.mu held.
-func (e *Engine) release(h *hostEntry, i int, check string, reason alert.Reason, now time.Time) {
+// release ends the engaged alert of check slot i, if any, for reason, and
+// appends its released event to evs. Called with h.mu held.
+func (e *Engine) release(h *hostEntry, i int, check string, reason alert.Reason, now time.Time, evs *[]alert.Event) {
 	s := h.peek(i)
 	if s == nil || s.alert == nil {
 		return
@@ -82,18 +83,18 @@ func (e *Engine) release(h *hostEntry, i int, check string, reason alert.Reason,
 	a := s.alert
 	s.alert = nil
 	h.ext.score -= a.value
-	e.publish(e.event(h, check, a, alert.Released, reason, now))
+	*evs = append(*evs, e.event(h, check, a, alert.Released, reason, now))
 }
 
 // releaseAll releases every alert of an entry (host expiry, shutdown).
 // Called with h.mu held.
-func (e *Engine) releaseAll(h *hostEntry, reason alert.Reason, now time.Time) {
+func (e *Engine) releaseAll(h *hostEntry, reason alert.Reason, now time.Time, evs *[]alert.Event) {
 	if h.ext == nil {
 		return
 	}
 	for i := range h.ext.slots {
 		if h.ext.slots[i].alert != nil {
-			e.release(h, i, e.slotName(i), reason, now)
+			e.release(h, i, e.slotName(i), reason, now, evs)
 		}
 	}
 }
@@ -108,15 +109,24 @@ func (s *scriptSet) inactiveReason(slot int) alert.Reason {
 	return alert.CheckDisabled
 }
 
-// publish hands an event to the publisher and counts it; the engaged
-// alerts changed, so the state file is due for a write (see checkpoint).
-func (e *Engine) publish(ev alert.Event) {
-	e.metrics.events.WithLabelValues(ev.Check, string(ev.State)).Inc()
-	if ev.State == alert.Released {
-		e.metrics.released.WithLabelValues(ev.Check, string(ev.Reason)).Inc()
+// publish hands events to the publisher, in order, and counts them; the
+// engaged alerts changed, so the state file is due for a write (afterTick).
+// Never called with a host's lock held: the publisher may be slow.
+func (e *Engine) publish(evs []alert.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	for i := range evs {
+		ev := &evs[i]
+		e.metrics.events.WithLabelValues(ev.Check, string(ev.State)).Inc()
+		if ev.State == alert.Released {
+			e.metrics.released.WithLabelValues(ev.Check, string(ev.Reason)).Inc()
+		}
 	}
 	e.store.dirty.Store(true)
-	e.deps.Alerts.Publish(ev)
+	for i := range evs {
+		e.deps.Alerts.Publish(evs[i])
+	}
 }
 
 // HostExpired releases the engaged alerts of a host that left the host table
@@ -132,10 +142,12 @@ func (e *Engine) HostExpired(key aggregate.HostKey) {
 			return
 		}
 	}
+	var evs []alert.Event
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	h.dead = true
-	e.releaseAll(h, alert.HostExpired, e.now())
+	e.releaseAll(h, alert.HostExpired, e.now(), &evs)
+	h.mu.Unlock()
+	e.publish(evs)
 }
 
 // Score returns the host's score: the sum of the values of its engaged

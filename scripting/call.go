@@ -8,11 +8,21 @@ import (
 	"github.com/flowcheck/flowcheck/alert"
 )
 
-// runHost runs the due checks of one host. It returns false when the host
-// table no longer has the host.
+// runHost runs the due checks of one host, then publishes their events
+// (after the host's lock is released). It returns false when the host table
+// no longer has the host.
 func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bool {
 	h.mu.Lock()
-	defer h.mu.Unlock()
+	ok := v.runChecks(set, h, due, now, &v.events)
+	h.mu.Unlock()
+	v.e.publish(v.events)
+	clear(v.events) // the sinks have them; keep no strings alive
+	v.events = v.events[:0]
+	return ok
+}
+
+// runChecks is runHost with h.mu held; the events go to evs.
+func (v *vm) runChecks(set *scriptSet, h *hostEntry, due []bool, now time.Time, evs *[]alert.Event) bool {
 	if h.dead {
 		return true
 	}
@@ -44,14 +54,14 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 			}
 			x.skipUntil = 0
 		}
-		v.call(sc, vc, h, i)
+		v.call(sc, vc, h, i, evs)
 	}
 	// A check that was removed or disabled, or no longer runs on this host
 	// (local_only), leaves no engaged alert behind.
 	if h.ext != nil {
 		for i := range h.ext.slots {
 			if h.ext.slots[i].alert != nil && !set.active(i, v.snapBuf.Local) {
-				v.e.release(h, i, v.e.slotName(i), set.inactiveReason(i), now)
+				v.e.release(h, i, v.e.slotName(i), set.inactiveReason(i), now, evs)
 			}
 		}
 		h.compact()
@@ -65,7 +75,7 @@ func (v *vm) runHost(set *scriptSet, h *hostEntry, due []bool, now time.Time) bo
 // lifecycle: a triggering run engages or updates the alert, a run that does
 // not trigger releases it, a failed run leaves it as it was (what it wrote
 // in its state is kept either way, as a live table's would be).
-func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int) {
+func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int, evs *[]alert.Event) {
 	L := v.L
 	v.slot, v.check = sc.slot, vc
 	v.triggered = false
@@ -105,10 +115,10 @@ func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int) {
 		sc.fails.Store(0)
 	}
 	if v.triggered {
-		v.e.engage(h, v.snap, sc.slot, sc.name, v.tValue, v.tMsg, v.now)
+		v.e.engage(h, v.snap, sc.slot, sc.name, v.tValue, v.tMsg, v.now, evs)
 		v.tMsg = ""
 	} else {
-		v.e.release(h, sc.slot, sc.name, alert.Cleared, v.now)
+		v.e.release(h, sc.slot, sc.name, alert.Cleared, v.now, evs)
 	}
 }
 

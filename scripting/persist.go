@@ -56,7 +56,9 @@ type savedAlert struct {
 	LastSeen  time.Time  `json:"last_seen"`
 }
 
-// alertStore keeps the engaged alerts across restarts.
+// alertStore keeps the engaged alerts across restarts. A tick hands the
+// alerts it changed to a writer goroutine (request), so that no tick waits
+// for the disk's fsync; Stop writes the final state itself.
 type alertStore struct {
 	// path is the state file, "" when off; set by Start, read under runMu.
 	path string
@@ -64,6 +66,109 @@ type alertStore struct {
 	dirty atomic.Bool
 	// hosts is a buffer of collectAlerts, reused between writes.
 	hosts []*hostEntry
+
+	// next is the snapshot waiting for the writer, nil when none: a newer
+	// one replaces it (it holds every engaged alert), so that one waits at
+	// most whatever the disk's pace. wake (capacity 1) signals it.
+	mu   sync.Mutex
+	next *stateSnapshot
+	wake chan struct{}
+	// quit stops the writer (started by Start when there is a path); done
+	// is closed when it returns.
+	quit, done chan struct{}
+	// writeMu serialises the writes of the file; closed, under it, is set
+	// once the final state is written at stop, so that no older snapshot
+	// lands after it.
+	writeMu sync.Mutex
+	closed  bool
+}
+
+// stateSnapshot is the content of one write of the state file.
+type stateSnapshot struct {
+	recs []savedAlert
+	at   time.Time
+}
+
+// request hands a snapshot to the writer, replacing one still waiting.
+func (s *alertStore) request(snap *stateSnapshot) {
+	s.mu.Lock()
+	s.next = snap
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // already signalled: the writer takes the latest
+	}
+}
+
+// startWriter starts the writer goroutine. Called with runMu held.
+func (e *Engine) startWriter() {
+	s := &e.store
+	s.wake = make(chan struct{}, 1)
+	s.quit, s.done = make(chan struct{}), make(chan struct{})
+	go e.runWriter(s.quit, s.done)
+}
+
+// runWriter writes the requested snapshots until quit.
+func (e *Engine) runWriter(quit <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	s := &e.store
+	for {
+		select {
+		case <-quit:
+			return // Stop writes the final state
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		snap := s.next
+		s.next = nil
+		s.mu.Unlock()
+		if snap != nil {
+			e.save(snap)
+		}
+	}
+}
+
+// stopWriter stops the writer and waits for it (or for ctx to end: a
+// write in progress still holds writeMu, which the final write waits for).
+// Called with runMu held, so that no tick requests a write meanwhile.
+func (e *Engine) stopWriter(ctx context.Context) error {
+	s := &e.store
+	if s.quit == nil {
+		return nil
+	}
+	close(s.quit)
+	s.quit = nil
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("alert state writer: %w", ctx.Err())
+	}
+}
+
+// save writes a snapshot to the state file, counting and logging (rate
+// limited) what goes wrong; a failed write is tried again after the next
+// tick.
+func (e *Engine) save(snap *stateSnapshot) {
+	s := &e.store
+	s.writeMu.Lock()
+	if s.closed {
+		s.writeMu.Unlock()
+		return
+	}
+	n, err := writeStateFile(s.path, stateMeta{Instance: e.instance, Saved: snap.at}, snap.recs, maxStatePayload)
+	s.writeMu.Unlock()
+	if err != nil {
+		s.dirty.Store(true)
+		e.metrics.stateErrors.WithLabelValues("save").Inc()
+		e.logs.Log(slog.LevelError, stateLogKey, "cannot write the alert state file", "file", s.path, "error", err)
+		return
+	}
+	if n < len(snap.recs) {
+		e.metrics.stateOverflow.Add(float64(len(snap.recs) - n))
+		e.logs.Log(slog.LevelWarn, stateLogKey, "alert state file full: the newest alerts are left out", "file", s.path,
+			"saved", n, "left_out", len(snap.recs)-n)
+	}
 }
 
 // pendingHosts holds the entries of alerts resumed at start whose host no
@@ -150,6 +255,9 @@ func (e *Engine) resumeAlerts() error {
 	if err := probeWritable(path); err != nil {
 		return fmt.Errorf("scripting: alert_state_file: %w", err)
 	}
+	e.runMu.Lock()
+	e.startWriter()
+	e.runMu.Unlock()
 	meta, recs, err := readStateFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -237,6 +345,8 @@ func (e *Engine) sweepPending(now time.Time, set *scriptSet) {
 	if p.n.Load() == 0 {
 		return
 	}
+	var evs []alert.Event
+	defer func() { e.publish(evs) }() // after p.mu
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for k, ph := range p.m {
@@ -244,11 +354,11 @@ func (e *Engine) sweepPending(now time.Time, set *scriptSet) {
 		h.mu.Lock()
 		if !now.Before(ph.until) {
 			h.dead = true
-			e.releaseAll(h, alert.HostExpired, now)
+			e.releaseAll(h, alert.HostExpired, now, &evs)
 		} else if h.ext != nil {
 			for i := range h.ext.slots {
 				if h.ext.slots[i].alert != nil && !set.active(i, h.ext.local) {
-					e.release(h, i, e.slotName(i), set.inactiveReason(i), now)
+					e.release(h, i, e.slotName(i), set.inactiveReason(i), now, &evs)
 				}
 			}
 			h.compact()
@@ -268,29 +378,17 @@ const stateLogKey = "\x00alert_state"
 
 // afterTick ends a tick (with runMu held): resumed alerts past their
 // deadline are released, unless the tick was cancelled before it could
-// adopt every host that is back, and the state file is rewritten when the
-// engaged alerts changed, so that a process killed without a graceful stop
-// still leaves them to the next one.
+// adopt every host that is back, and the state file is rewritten (by the
+// writer) when the engaged alerts changed, so that a process killed
+// without a graceful stop still leaves them to the next one.
 func (e *Engine) afterTick(ctx context.Context, now time.Time, set *scriptSet) {
 	if ctx.Err() == nil {
 		e.sweepPending(now, set)
 	}
-	if e.store.path == "" || !e.store.dirty.Swap(false) {
+	if e.store.wake == nil || !e.store.dirty.Swap(false) {
 		return
 	}
-	all := e.collectAlerts()
-	n, err := e.writeAlerts(all, now)
-	if err != nil {
-		e.store.dirty.Store(true) // try again after the next tick
-		e.metrics.stateErrors.WithLabelValues("save").Inc()
-		e.logs.Log(slog.LevelError, stateLogKey, "cannot write the alert state file", "file", e.store.path, "error", err)
-		return
-	}
-	if n < len(all) {
-		e.metrics.stateOverflow.Add(float64(len(all) - n))
-		e.logs.Log(slog.LevelWarn, stateLogKey, "alert state file full: the newest alerts are left out", "file", e.store.path,
-			"saved", n, "left_out", len(all)-n)
-	}
+	e.store.request(&stateSnapshot{recs: records(e.collectAlerts()), at: now})
 }
 
 // shutdownAlerts ends the alerts at stop (with runMu held): they are saved
@@ -302,7 +400,10 @@ func (e *Engine) shutdownAlerts() {
 	now := e.now()
 	all := e.collectAlerts()
 	if e.store.path != "" {
-		n, err := e.writeAlerts(all, now)
+		e.store.writeMu.Lock()
+		n, err := writeStateFile(e.store.path, stateMeta{Instance: e.instance, Saved: now}, records(all), maxStatePayload)
+		e.store.closed = true // no older snapshot after this one
+		e.store.writeMu.Unlock()
 		if err != nil {
 			e.metrics.stateErrors.WithLabelValues("save").Inc()
 			e.logger.Error("cannot save the engaged alerts: releasing them", "file", e.store.path, "alerts", len(all), "error", err)
@@ -315,11 +416,13 @@ func (e *Engine) shutdownAlerts() {
 			all = all[n:]
 		}
 	}
+	var evs []alert.Event
 	for _, la := range all {
 		la.h.mu.Lock()
-		e.release(la.h, la.slot, la.rec.Check, alert.Shutdown, now)
+		e.release(la.h, la.slot, la.rec.Check, alert.Shutdown, now, &evs)
 		la.h.mu.Unlock()
 	}
+	e.publish(evs)
 	e.store.dirty.Store(false)
 }
 
@@ -360,14 +463,13 @@ func (e *Engine) collectAlerts() []liveAlert {
 	return out
 }
 
-// writeAlerts writes the state file with as many of all as fit and returns
-// how many.
-func (e *Engine) writeAlerts(all []liveAlert, now time.Time) (int, error) {
+// records are the saved forms of alerts.
+func records(all []liveAlert) []savedAlert {
 	recs := make([]savedAlert, len(all))
 	for i := range all {
 		recs[i] = all[i].rec
 	}
-	return writeStateFile(e.store.path, stateMeta{Instance: e.instance, Saved: now}, recs, maxStatePayload)
+	return recs
 }
 
 // keepStateFile keeps the running state file in a reloaded configuration:

@@ -142,6 +142,22 @@ func stateHarness(t *testing.T, path string, hosts *fakeHosts, now time.Time, tw
 	return h
 }
 
+// waitStateFile waits until the state file at path holds n alerts (the
+// writer saves a tick's alerts after the tick).
+func waitStateFile(t *testing.T, path string, n int) {
+	t.Helper()
+	var (
+		recs []savedAlert
+		err  error
+	)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		if _, recs, err = readStateFile(path); err == nil && len(recs) == n {
+			return
+		}
+	}
+	t.Fatalf("state file %s: %d alerts (%v), want %d", path, len(recs), err, n)
+}
+
 // byHostCheck indexes events by "ip check".
 func byHostCheck(evs []alert.Event) map[string]alert.Event {
 	m := map[string]alert.Event{}
@@ -252,6 +268,7 @@ func TestResumeAfterKill(t *testing.T) {
 	first := stateHarness(t, path, newFakeHosts(trafficHost("10.0.0.1")), t0, nil)
 	first.tick()
 	engaged := byHostCheck(first.pub.take())
+	waitStateFile(t, path, 2) // written after the tick, by the writer
 	second := stateHarness(t, path, newFakeHosts(trafficHost("10.0.0.1")), first.now.Add(5*time.Second), nil)
 	second.tick()
 	if evs := second.pub.take(); len(evs) != 0 {
@@ -350,6 +367,7 @@ func TestStateFileUnwritable(t *testing.T) {
 	h = stateHarness(t, filepath.Join(dir, "alerts.state"), newFakeHosts(trafficHost("10.0.0.1")), t0, nil)
 	h.tick()
 	engaged := byHostCheck(h.pub.take())
+	waitStateFile(t, filepath.Join(dir, "alerts.state"), 2)
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}

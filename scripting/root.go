@@ -192,10 +192,11 @@ func (e *Engine) Start(ctx context.Context) error {
 	return e.rewatch(nil, e.sources)
 }
 
-// Stop stops the watcher and releases the VMs, then saves the engaged
-// alerts to the state file, or releases them (reason shutdown) when there
-// is none: call it before the publisher stops. ctx bounds the wait for a
-// reload in progress; the alerts are saved or released even past it.
+// Stop stops the watcher, the VMs and the state file's writer, then saves
+// the engaged alerts to the state file, or releases them (reason shutdown)
+// when there is none: call it before the publisher stops. ctx bounds the
+// wait for a reload or a write in progress; the alerts are saved or
+// released even past it.
 func (e *Engine) Stop(ctx context.Context) error {
 	e.reloadMu.Lock()
 	stop, w := e.stop, e.watcher
@@ -216,6 +217,7 @@ func (e *Engine) Stop(ctx context.Context) error {
 		v.close()
 	}
 	e.vms = nil
+	err = errors.Join(err, e.stopWriter(ctx))
 	e.shutdownAlerts()
 	return err
 }

@@ -145,14 +145,16 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 	for _, h := range e.missing {
 		e.hosts.drop(h)
 	}
+	var evs []alert.Event
 	for _, h := range e.missing {
 		h.mu.Lock()
 		if !h.dead {
 			h.dead = true
-			e.releaseAll(h, alert.HostExpired, now)
+			e.releaseAll(h, alert.HostExpired, now, &evs)
 		}
 		h.mu.Unlock()
 	}
+	e.publish(evs)
 	e.afterTick(ctx, now, set)
 
 	stats := TickStats{Hosts: int(seen)}

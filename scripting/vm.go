@@ -105,6 +105,10 @@ type vm struct {
 	l7All    *lua.LTable
 	l7Protos []*lua.LTable
 
+	// events are the alert events of the host in progress, published once
+	// its lock is released.
+	events []alert.Event
+
 	// stats counts this tick's calls per check, flushed after the tick.
 	stats []checkStats
 	// missing collects the hosts of this tick the host table no longer has.
