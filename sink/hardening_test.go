@@ -77,7 +77,7 @@ func TestKafkaSpoolCorruptMiddle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	defer stop(t, c)

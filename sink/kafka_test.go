@@ -79,7 +79,7 @@ func start(t testing.TB, cfg Configuration) *Component {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(t.Context()); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	return c

@@ -72,7 +72,7 @@ func TestStdoutDefault(t *testing.T) {
 	if len(c.Sinks()) != 1 || c.Sinks()[0].Name() != "stdout" {
 		t.Fatalf("default sinks: %v", c.Sinks())
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	if !c.Ready() {
@@ -140,7 +140,7 @@ func TestStdoutQueueFullCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	const n = 100
@@ -168,7 +168,7 @@ func TestFileRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(); err != nil {
+	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	const n = 200 // ~80 KiB: many rotations

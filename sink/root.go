@@ -20,6 +20,7 @@ import (
 
 	"github.com/flowcheck/flowcheck/alert"
 	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/defaults"
 	"github.com/flowcheck/flowcheck/internal/ratelog"
 )
 
@@ -67,21 +68,15 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	if err := config.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.Registerer == nil {
-		deps.Registerer = prometheus.NewRegistry()
-	}
+	deps.Logger = defaults.Logger(deps.Logger)
+	deps.Registerer = defaults.Registerer(deps.Registerer)
+	deps.Clock = defaults.Clock(deps.Clock)
 	if deps.Stdout == nil {
 		deps.Stdout = os.Stdout
 	}
-	if deps.Clock == nil {
-		deps.Clock = clock.Live{}
-	}
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
-		return nil, fmt.Errorf("sinks: metrics: %w", err)
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	c := &Component{
 		config:  config,
@@ -98,7 +93,7 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	if config.File.Enabled {
 		f, err := openRotating(config.File.Path, config.File.MaxBytes, config.File.MaxFiles)
 		if err != nil {
-			return nil, fmt.Errorf("sinks: file.path: %w", err)
+			return nil, fmt.Errorf("file.path: %w", err)
 		}
 		c.sinks = append(c.sinks, newLineSink("file", f, config.File.QueueSize, m, c.log, deps.Clock))
 	}
@@ -108,7 +103,7 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 			for _, s := range c.sinks {
 				_ = s.Close(context.Background())
 			}
-			return nil, fmt.Errorf("sinks: kafka: %w", err)
+			return nil, fmt.Errorf("kafka: %w", err)
 		}
 		c.sinks = append(c.sinks, k)
 	}
@@ -122,10 +117,14 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 func (c *Component) Sinks() []AlertSink { return c.sinks }
 
 // Start starts every sink; the Kafka sink begins by replaying its spool.
-func (c *Component) Start() error {
+// Nothing in it waits: ctx only stops a start already cancelled.
+func (c *Component) Start(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	for _, s := range c.sinks {
 		if err := s.Start(); err != nil {
-			return fmt.Errorf("sinks: %s: %w", s.Name(), err)
+			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
 	}
 	return nil

@@ -278,7 +278,7 @@ func (p *pipeline) start(listen bool) error {
 		start func() error
 	}
 	steps := []step{
-		{"sinks", p.sinks.Start},
+		{"sinks", func() error { return p.sinks.Start(context.Background()) }},
 		{"scripting", func() error { return p.engine.Start(context.Background()) }},
 		{"aggregate", func() error { return p.table.Start(context.Background()) }},
 	}
