@@ -157,17 +157,12 @@ func TestReloadOnFileChange(t *testing.T) {
 	if err := h.e.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	before := counterValue(h.e.metrics.reloads.WithLabelValues("ok"))
 	writeScripts(t, h.dir, map[string]string{"c": counterScript("30")})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		h.tick()
-		if eng := h.e.Engaged(); len(eng) == 1 && eng[0].Value == 30 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the change was not picked up")
-		}
-		time.Sleep(50 * time.Millisecond)
+	waitReload(t, h, before)
+	h.tick()
+	if eng := h.e.Engaged(); len(eng) != 1 || eng[0].Value != 30 {
+		t.Fatalf("after the reload: %+v, want one alert of value 30", eng)
 	}
 }
 

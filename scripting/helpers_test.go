@@ -198,3 +198,15 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // newTextLogger logs to w.
 func newTextLogger(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+// waitReload waits until the engine counts more reloads of result ok than
+// before (the watcher reloads on its own goroutine).
+func waitReload(t *testing.T, h *harness, before float64) {
+	t.Helper()
+	ok := h.e.metrics.reloads.WithLabelValues("ok")
+	for deadline := time.Now().Add(time.Minute); counterValue(ok) <= before; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the change was not reloaded")
+		}
+	}
+}

@@ -24,11 +24,28 @@ func TestReusedResultTables(t *testing.T) {
 		-- Break them: the next call must not see this.
 		u.as_client = nil; u.num_egress = -1; r.as_client.tcp = -1; l.flows = nil
 	end }`}, newFakeHosts(a, b), func(c *Configuration) { c.Workers = 1 })
-	h.tick()
 	want := map[string]string{"10.99.0.10": "6 0 6 0 1079 336", "10.99.0.11": "7 7 0 2 9 5"}
+	checkMessages(t, h, want)
+}
+
+// checkMessages runs a tick of one check on the hosts of want and checks
+// that it raised one alert per host, with the message wanted, and no error
+// (a check that errors raises none, and must not pass for one that works).
+func checkMessages(t *testing.T, h *harness, want map[string]string) {
+	t.Helper()
+	if st := h.tick(); st.Calls != len(want) || st.Errors != 0 {
+		t.Errorf("tick: %d calls, %d errors; want %d calls, no error", st.Calls, st.Errors, len(want))
+	}
+	got := map[string]string{}
 	for _, ev := range h.pub.take() {
-		if ev.Message != want[ev.Host.IP] {
-			t.Errorf("%s: %q, want %q", ev.Host.IP, ev.Message, want[ev.Host.IP])
+		got[ev.Host.IP] = ev.Message
+	}
+	if len(got) != len(want) {
+		t.Errorf("alerts on %d hosts (%v), want %d", len(got), got, len(want))
+	}
+	for ip, msg := range want {
+		if got[ip] != msg {
+			t.Errorf("%s: %q, want %q", ip, got[ip], msg)
 		}
 	}
 }

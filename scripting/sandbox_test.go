@@ -212,7 +212,14 @@ func TestTickCancelInBuiltin(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan TickStats)
 	go func() { done <- h.e.Tick(ctx, t0, false) }()
-	time.Sleep(100 * time.Millisecond)
+	// Cancel once every worker is in a call (its budget's seq is odd).
+	for busy := 0; busy < len(h.e.vms); {
+		busy = 0
+		for _, v := range h.e.vms {
+			busy += int(v.budget.seq.Load() & 1)
+		}
+		runtime.Gosched()
+	}
 	cancel()
 	select {
 	case st := <-done:

@@ -205,16 +205,10 @@ return { check = function(info)
 	end
 	host.triggerAlert(1, msg)
 end }`}, newFakeHosts(a, b), func(c *Configuration) { c.Workers = 1 })
-	h.tick()
-	want := map[string]string{
+	checkMessages(t, h, map[string]string{
 		"10.99.0.10": "same=true http=true flows=336 fake=nil",
 		"10.99.0.11": "kept=false flows=-2 dns=nil mine=5 n=2",
-	}
-	for _, ev := range h.pub.take() {
-		if ev.Message != want[ev.Host.IP] {
-			t.Errorf("%s: %q, want %q", ev.Host.IP, ev.Message, want[ev.Host.IP])
-		}
-	}
+	})
 }
 
 // TestStateScratchBounded checks that a check whose keys are data (one per
