@@ -181,7 +181,7 @@ func TestLiveSoftflowdToKafka(t *testing.T) {
 			}
 			if a != wantA || c != wantC {
 				// Lost datagrams are the usual cause: say how many arrived.
-				var exporters []map[string]any
+				var exporters struct{ Items []map[string]any }
 				d.getJSON(t, "/api/v1/exporters", &exporters)
 				t.Errorf("host 10.99.0.10 = %+v, want %+v\nhost 10.99.0.30 = %+v, want %+v\n"+
 					"exporters: %v (softflowd sends the capture in a few ms: if datagrams were lost, "+
@@ -190,12 +190,12 @@ func TestLiveSoftflowdToKafka(t *testing.T) {
 			}
 			// The scan alerts may already be released (their window is two
 			// one-second ticks), so only the shape of the answer is checked.
-			var engaged []map[string]any
+			var engaged struct{ Items []map[string]any }
 			if code := d.getJSON(t, "/api/v1/alerts", &engaged); code != 200 {
 				t.Errorf("GET /api/v1/alerts: %d", code)
 			}
-			var exporters []map[string]any
-			if code := d.getJSON(t, "/api/v1/exporters", &exporters); code != 200 || len(exporters) != 1 {
+			var exporters struct{ Items []map[string]any }
+			if code := d.getJSON(t, "/api/v1/exporters", &exporters); code != 200 || len(exporters.Items) != 1 {
 				t.Errorf("GET /api/v1/exporters: %d, %v", code, exporters)
 			}
 			if code := d.getJSON(t, "/readyz", nil); code != 200 {

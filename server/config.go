@@ -1,26 +1,44 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"time"
 )
 
-// Configuration is the `http` section: where the operations surface listens.
+// Configuration is the `http` section: where the operations surface listens,
+// and how much of the machine its JSON API may take from ingest.
 type Configuration struct {
 	// Listen is the host:port of the HTTP server (metrics, health, JSON API).
 	// An empty value disables the server.
 	Listen string `mapstructure:"listen"`
+	// MaxConcurrent is the number of /api/v1 requests served at once. A
+	// request beyond it is answered 503 with Retry-After at once, and
+	// counted, rather than queued: the API must never take the CPU the
+	// decoders need. /metrics and the probes are not limited.
+	MaxConcurrent int `mapstructure:"max_concurrent"`
+	// RequestTimeout bounds one /api/v1 request: a walk over the host table
+	// still running after it stops and answers 503.
+	RequestTimeout time.Duration `mapstructure:"request_timeout"`
 }
 
 // DefaultConfiguration listens on loopback only: the API shows every host's
 // traffic, so exposing it is an explicit choice.
 func DefaultConfiguration() Configuration {
-	return Configuration{Listen: "127.0.0.1:9740"}
+	return Configuration{Listen: "127.0.0.1:9740", MaxConcurrent: 2, RequestTimeout: 5 * time.Second}
 }
 
-// Validate checks that Listen is empty or a host:port with a numeric port.
+// Validate checks that Listen is empty or a host:port with a numeric port,
+// and the API's limits.
 func (c Configuration) Validate() error {
+	switch {
+	case c.MaxConcurrent < 1:
+		return errors.New("max_concurrent: must be >= 1")
+	case c.RequestTimeout <= 0:
+		return errors.New("request_timeout: must be > 0")
+	}
 	if c.Listen == "" {
 		return nil
 	}

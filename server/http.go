@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
+	"reflect"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowcheck/flowcheck/aggregate"
@@ -16,38 +19,38 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
-// Limits of /api/v1/hosts: the answer is built in memory, so it is capped.
-const (
-	defaultHostLimit = 100
-	maxHostLimit     = 10000
-)
-
 func (c *Component) routes() (http.Handler, error) {
 	m, err := newMetrics(c.deps.Registerer)
 	if err != nil {
 		return nil, err
 	}
+	c.metrics = m
 	mux := http.NewServeMux()
 	handle := func(pattern, name string, h http.HandlerFunc) {
 		counter := m.requests.MustCurryWith(prometheus.Labels{"handler": name})
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(counter, h))
 	}
+	// The API walks the host table and copies alerts: it runs within the
+	// http.max_concurrent slots. Metrics and probes do not.
+	api := func(pattern, name string, h http.HandlerFunc) { handle(pattern, name, c.limited(name, h)) }
 	mux.Handle("GET /metrics", c.promHandler())
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	handle("GET /readyz", "readyz", c.readyz)
-	handle("GET /api/v1/hosts", "hosts", c.hosts)
-	handle("GET /api/v1/hosts/{ip}", "host", c.host)
-	handle("GET /api/v1/alerts", "alerts", func(w http.ResponseWriter, _ *http.Request) {
-		events := c.deps.Alerts.Engaged()
-		if events == nil {
-			events = []alert.Event{}
-		}
-		writeJSON(w, http.StatusOK, events)
+	api("GET /api/v1/hosts", "hosts", c.hosts)
+	api("GET /api/v1/hosts/{ip}", "host", c.host)
+	api("GET /api/v1/alerts", "alerts", func(w http.ResponseWriter, r *http.Request) {
+		events := c.alerts.get(c.deps.Alerts)
+		writeOffsetPage(w, r, len(events), func(i int) any { return events[i] })
 	})
-	handle("GET /api/v1/exporters", "exporters", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, c.deps.Exporters())
+	api("GET /api/v1/exporters", "exporters", func(w http.ResponseWriter, r *http.Request) {
+		list := reflect.ValueOf(c.deps.Exporters())
+		if list.Kind() != reflect.Slice {
+			writeError(w, http.StatusInternalServerError, "exporters: not a list")
+			return
+		}
+		writeOffsetPage(w, r, list.Len(), func(i int) any { return list.Index(i).Interface() })
 	})
 	return mux, nil
 }
@@ -75,6 +78,7 @@ type hostSummary struct {
 	// for the hosts answered.
 	key          aggregate.HostKey
 	mac          aggregate.MAC
+	sortValue    uint64
 	IP           string    `json:"ip"`
 	VLAN         uint16    `json:"vlan"`
 	Name         string    `json:"name"`
@@ -108,27 +112,66 @@ func (h *hostSummary) format() {
 	h.MAC = h.mac.String() // zero MAC when unknown, as host.mac() and alerts say
 }
 
-// hosts lists host summaries, sorted by a key, largest first.
+// hostSorts are the orders of /api/v1/hosts: each maps a summary to a
+// value sorted largest first (ties by address, then VLAN).
+var hostSorts = map[string]func(h *hostSummary) uint64{
+	"bytes": func(h *hostSummary) uint64 { return h.BytesSent + h.BytesRcvd },
+	// Flipping the sign bit orders signed scores as unsigned values.
+	"score":         func(h *hostSummary) uint64 { return uint64(int64(h.Score)) ^ 1<<63 },
+	"noreply_ports": func(h *hostSummary) uint64 { return h.NoReplyPorts },
+}
+
+// hostOrder orders two summaries by their sort value, largest first, then
+// by address and VLAN: a total order, so that a cursor is exact.
+func hostOrder(a, b *hostSummary) int {
+	if d := cmp.Compare(b.sortValue, a.sortValue); d != 0 {
+		return d
+	}
+	if d := a.key.Addr.Compare(b.key.Addr); d != 0 {
+		return d
+	}
+	return cmp.Compare(a.key.VLAN, b.key.VLAN)
+}
+
+// hostCursor is where a page of /api/v1/hosts ends: the sort value and key
+// of its last host, written "value_ip_vlan".
+func hostCursor(h *hostSummary) string {
+	return strconv.FormatUint(h.sortValue, 10) + "_" + h.key.Addr.String() + "_" + strconv.Itoa(int(h.key.VLAN))
+}
+
+func parseHostCursor(s string) (hostSummary, bool) {
+	parts := strings.SplitN(s, "_", 3)
+	if len(parts) != 3 {
+		return hostSummary{}, false
+	}
+	v, err1 := strconv.ParseUint(parts[0], 10, 64)
+	addr, err2 := netip.ParseAddr(parts[1])
+	vlan, err3 := strconv.ParseUint(parts[2], 10, 12)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return hostSummary{}, false
+	}
+	return hostSummary{sortValue: v, key: aggregate.HostKey{Addr: addr, VLAN: uint16(vlan)}}, true
+}
+
+// hosts lists host summaries, sorted by a value, largest first, one page
+// at a time: `cursor` (the `next` of the previous page) starts after the
+// last host of that page. Each page walks the whole table, keeping only the
+// best `limit` hosts past the cursor, so that memory follows the page, not
+// the table; values are live, so a host whose value changes between two
+// pages may move across the cursor.
 func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := defaultHostLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxHostLimit {
-			writeError(w, http.StatusBadRequest, "limit must be an integer between 1 and "+strconv.Itoa(maxHostLimit))
-			return
-		}
-		limit = n
+	limit, ok := parseLimit(q)
+	if !ok {
+		writeError(w, http.StatusBadRequest, limitError)
+		return
 	}
-	var less func(a, b *hostSummary) int
-	switch q.Get("sort") {
-	case "", "bytes":
-		less = func(a, b *hostSummary) int { return cmp.Compare(b.BytesSent+b.BytesRcvd, a.BytesSent+a.BytesRcvd) }
-	case "score":
-		less = func(a, b *hostSummary) int { return cmp.Compare(b.Score, a.Score) }
-	case "noreply_ports":
-		less = func(a, b *hostSummary) int { return cmp.Compare(b.NoReplyPorts, a.NoReplyPorts) }
-	default:
+	sortBy := q.Get("sort")
+	if sortBy == "" {
+		sortBy = "bytes"
+	}
+	value, ok := hostSorts[sortBy]
+	if !ok {
 		writeError(w, http.StatusBadRequest, "sort must be bytes, score or noreply_ports")
 		return
 	}
@@ -141,41 +184,71 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 		}
 		localOnly = b
 	}
-
-	// Keep only the best `limit` summaries while walking the table, so
-	// that memory follows the answer's size, not the table's.
-	order := func(a, b *hostSummary) int {
-		if d := less(a, b); d != 0 {
-			return d
+	var after *hostSummary
+	if s := q.Get("cursor"); s != "" {
+		cur, ok := parseHostCursor(s)
+		if !ok {
+			writeError(w, http.StatusBadRequest, "cursor must be the next of a previous page")
+			return
 		}
-		if d := a.key.Addr.Compare(b.key.Addr); d != 0 {
-			return d
-		}
-		return cmp.Compare(a.key.VLAN, b.key.VLAN)
+		after = &cur
 	}
-	top := &topHosts{items: []hostSummary{}, order: order}
-	var snap aggregate.HostSnapshot
-	for _, k := range c.deps.Hosts.AppendKeys(nil) {
-		if !c.deps.Hosts.Snapshot(k, &snap) || (localOnly && !snap.Local) {
+
+	sc := scratchOf(r)
+	sc.keys = c.deps.Hosts.AppendKeys(sc.keys[:0])
+	top := &topHosts{items: make([]hostSummary, 0, min(limit, len(sc.keys))), order: hostOrder}
+	total, remaining := 0, 0
+	for i, k := range sc.keys {
+		if i%yieldEvery == yieldEvery-1 {
+			// The API yields to ingest, and gives up past its deadline.
+			if r.Context().Err() != nil {
+				writeError(w, http.StatusServiceUnavailable, errTimeout.Error())
+				return
+			}
+			runtime.Gosched()
+		}
+		if !c.deps.Hosts.Snapshot(k, &sc.snap) || (localOnly && !sc.snap.Local) {
 			continue
 		}
+		total++
 		// The candidate lives in top, not in a local: its address goes to
 		// an indirect call, which would move every summary to the heap.
-		top.cand = summarize(&snap, c.deps.Alerts.Score(k))
+		// The score is read for all hosts only when it is the order.
+		top.cand = summarize(&sc.snap, 0)
+		if sortBy == "score" {
+			top.cand.Score = c.deps.Alerts.Score(k)
+		}
+		top.cand.sortValue = value(&top.cand)
+		if after != nil && hostOrder(&top.cand, after) <= 0 {
+			continue
+		}
+		remaining++
 		if top.Len() < limit {
 			top.items = append(top.items, top.cand)
 			heap.Fix(top, top.Len()-1)
-		} else if order(&top.cand, &top.items[0]) < 0 {
+		} else if hostOrder(&top.cand, &top.items[0]) < 0 {
 			top.items[0] = top.cand
 			heap.Fix(top, 0)
 		}
 	}
 	out := top.items
-	slices.SortFunc(out, func(a, b hostSummary) int { return order(&a, &b) })
+	slices.SortFunc(out, func(a, b hostSummary) int { return hostOrder(&a, &b) })
 	for i := range out {
+		if sortBy != "score" {
+			out[i].Score = c.deps.Alerts.Score(out[i].key)
+		}
 		out[i].format()
 	}
-	writeJSON(w, http.StatusOK, out)
+	items, err := fill(len(out), limit, func(i int) any { return &out[i] })
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	p := page{Total: total, Limit: limit, Items: items}
+	if len(items) < remaining {
+		p.Next = nextURL(r, "cursor", hostCursor(&out[len(items)-1]), limit)
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 // topHosts is a heap whose root is the worst of the best summaries kept.
@@ -281,12 +354,7 @@ func (c *Component) host(w http.ResponseWriter, r *http.Request) {
 	for _, l := range snap.L7 {
 		d.L7 = append(d.L7, l7JSON{Name: l.Name, BytesSent: l.BytesSent, BytesRcvd: l.BytesRcvd, PacketsSent: l.PacketsSent, PacketsRcvd: l.PacketsRcvd, Flows: l.Flows})
 	}
-	want := alert.Host{IP: key.Addr.String(), VLAN: key.VLAN}.Key()
-	for _, ev := range c.deps.Alerts.Engaged() {
-		if ev.Host.Key() == want {
-			d.Alerts = append(d.Alerts, ev)
-		}
-	}
+	d.Alerts = append(d.Alerts, ofHost(c.alerts.get(c.deps.Alerts), key.Addr.String(), key.VLAN)...)
 	writeJSON(w, http.StatusOK, d)
 }
 

@@ -2,9 +2,12 @@ package server
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// metrics counts API use, so that an operator sees who polls what.
+// metrics counts API use, so that an operator sees who polls what, and how
+// often the API turned requests away to leave the CPU to ingest.
 type metrics struct {
 	requests *prometheus.CounterVec
+	rejected *prometheus.CounterVec
+	timeouts *prometheus.CounterVec
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -15,14 +18,28 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name:      "requests_total",
 			Help:      "HTTP requests served, by route and status code.",
 		}, []string{"handler", "code"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowcheck",
+			Subsystem: "http",
+			Name:      "rejected_total",
+			Help:      "API requests answered 503 because http.max_concurrent requests were already running, by route.",
+		}, []string{"handler"}),
+		timeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "flowcheck",
+			Subsystem: "http",
+			Name:      "timeouts_total",
+			Help:      "API requests cut short by http.request_timeout, by route.",
+		}, []string{"handler"}),
 	}
 	if r == nil {
 		return m, nil
 	}
-	col, err := registerOnce(r, m.requests)
-	if err != nil {
-		return nil, err
+	for _, c := range []**prometheus.CounterVec{&m.requests, &m.rejected, &m.timeouts} {
+		col, err := registerOnce(r, *c)
+		if err != nil {
+			return nil, err
+		}
+		*c = col.(*prometheus.CounterVec)
 	}
-	m.requests = col.(*prometheus.CounterVec)
 	return m, nil
 }

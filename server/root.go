@@ -52,9 +52,10 @@ type Dependencies struct {
 	Registerer prometheus.Registerer
 	Hosts      Hosts
 	Alerts     Alerts
-	// Exporters returns a JSON-encodable description of the exporters
-	// (collector.Component.Exporters). It is a func so that the server does
-	// not depend on the ingest package's types.
+	// Exporters returns a JSON-encodable slice describing the exporters
+	// (collector.Component.Exporters), which /api/v1/exporters pages. It is
+	// a func so that the server does not depend on the ingest package's
+	// types.
 	Exporters func() any
 	// Ready lists the conditions /readyz requires.
 	Ready []ReadyCheck
@@ -64,10 +65,18 @@ type Dependencies struct {
 type Component struct {
 	config  Configuration
 	deps    Dependencies
+	metrics *metrics
 	handler http.Handler
 	srv     *http.Server
 	ln      net.Listener
 	done    chan struct{}
+
+	// slots holds one scratch per API request allowed at once: taking one
+	// is the semaphore, and its buffers are reused by every request it
+	// serves.
+	slots chan *scratch
+	// alerts is the snapshot of the engaged alerts the API pages through.
+	alerts alertSnapshot
 }
 
 // New builds the server; it does not listen until Start.
@@ -84,7 +93,10 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	if deps.Exporters == nil {
 		deps.Exporters = func() any { return []any{} }
 	}
-	c := &Component{config: config, deps: deps, done: make(chan struct{})}
+	c := &Component{config: config, deps: deps, done: make(chan struct{}), slots: make(chan *scratch, config.MaxConcurrent)}
+	for range config.MaxConcurrent {
+		c.slots <- &scratch{}
+	}
 	h, err := c.routes()
 	if err != nil {
 		return nil, err

@@ -63,7 +63,7 @@ func newTestServer(t *testing.T, ready *bool) *httptest.Server {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector())
-	srv, err := New(Configuration{Listen: "127.0.0.1:0"}, Dependencies{
+	srv, err := New(Configuration{Listen: "127.0.0.1:0", MaxConcurrent: 2, RequestTimeout: time.Second}, Dependencies{
 		Gatherer: reg, Registerer: reg, Hosts: hosts, Alerts: alerts,
 		Exporters: func() any { return []map[string]string{{"address": "127.0.0.1"}} },
 		Ready:     []ReadyCheck{{Name: "collector", Ready: func() bool { return *ready }}},
@@ -107,6 +107,11 @@ func TestRoutes(t *testing.T) {
 		{"/api/v1/hosts/10.99.0.10?vlan=5000", 400, []string{"vlan"}},
 		{"/api/v1/hosts?sort=size", 400, []string{"sort must be"}},
 		{"/api/v1/hosts?limit=0", 400, []string{"limit"}},
+		{"/api/v1/hosts?limit=1001", 400, []string{"limit must be an integer between 1 and 1000"}},
+		{"/api/v1/hosts?cursor=nope", 400, []string{"cursor"}},
+		{"/api/v1/alerts?offset=-1", 400, []string{"offset"}},
+		{"/api/v1/alerts?limit=5000", 400, []string{"limit"}},
+		{"/api/v1/alerts?offset=7", 200, []string{`"total": 1`, `"items": []`, `"next": null`}},
 		{"/api/v1/hosts?local=maybe", 400, []string{"local"}},
 		{"/nothing", 404, nil},
 	}
@@ -144,12 +149,12 @@ func TestHostsSortAndFilter(t *testing.T) {
 			if code != 200 {
 				t.Fatalf("code %d: %s", code, body)
 			}
-			var got []hostSummary
+			var got struct{ Items []hostSummary }
 			if err := json.Unmarshal([]byte(body), &got); err != nil {
 				t.Fatal(err)
 			}
 			var ips []string
-			for _, h := range got {
+			for _, h := range got.Items {
 				ips = append(ips, h.IP)
 			}
 			if strings.Join(ips, ",") != strings.Join(tc.want, ",") {
@@ -170,7 +175,7 @@ func TestReadyzNotReady(t *testing.T) {
 
 func TestStartStop(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	srv, err := New(Configuration{Listen: "127.0.0.1:0"}, Dependencies{Gatherer: reg, Registerer: reg, Hosts: fakeHosts{}, Alerts: fakeAlerts{}})
+	srv, err := New(DefaultConfiguration(), Dependencies{Gatherer: reg, Registerer: reg, Hosts: fakeHosts{}, Alerts: fakeAlerts{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +188,7 @@ func TestStartStop(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if strings.TrimSpace(string(body)) != "[]" {
+	if !strings.Contains(string(body), `"total": 0`) || !strings.Contains(string(body), `"items": []`) {
 		t.Fatalf("empty table answers %q", body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -200,7 +205,16 @@ func TestValidate(t *testing.T) {
 		{"127.0.0.1:9740", ""}, {"", ""}, {"[::1]:0", ""},
 		{"localhost", "listen: must be host:port"}, {"127.0.0.1:http", "listen: port must be"}, {"127.0.0.1:70000", "listen: port must be"},
 	} {
-		err := Configuration{Listen: tc.listen}.Validate()
+		c := DefaultConfiguration()
+		c.Listen = tc.listen
+		err := c.Validate()
+		if err == nil {
+			for _, bad := range []Configuration{{Listen: tc.listen, MaxConcurrent: 0, RequestTimeout: time.Second}, {Listen: tc.listen, MaxConcurrent: 1}} {
+				if bad.Validate() == nil {
+					t.Errorf("Validate(%+v) accepted", bad)
+				}
+			}
+		}
 		if (err == nil) != (tc.err == "") || (err != nil && !strings.HasPrefix(err.Error(), tc.err)) {
 			t.Errorf("Validate(%q) = %v, want %q", tc.listen, err, tc.err)
 		}
@@ -215,7 +229,7 @@ func BenchmarkHosts(b *testing.B) {
 		hosts[k] = aggregate.HostSnapshot{Key: k, BytesSent: uint64(i * 7919 % 100_003)}
 	}
 	reg := prometheus.NewRegistry()
-	srv, err := New(Configuration{}, Dependencies{Gatherer: reg, Registerer: reg, Hosts: hosts, Alerts: fakeAlerts{}})
+	srv, err := New(Configuration{MaxConcurrent: 1, RequestTimeout: time.Minute}, Dependencies{Gatherer: reg, Registerer: reg, Hosts: hosts, Alerts: fakeAlerts{}})
 	if err != nil {
 		b.Fatal(err)
 	}
