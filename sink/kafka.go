@@ -100,7 +100,16 @@ type kafkaSink struct {
 	m     *metrics
 	log   *slog.Logger
 	logs  *ratelog.Logger[logKey]
+	clock clock.Clock
 	spool *spool.Spool
+
+	link link
+	// spooledTotal counts the alerts written to the spool, for the line
+	// that tells how many an outage spooled.
+	spooledTotal atomic.Uint64
+	probeCtx     context.Context
+	probeCancel  context.CancelFunc
+	probeDone    chan struct{}
 
 	queue chan kafkaRecord
 	wake  chan struct{} // poked after a spool append
@@ -136,7 +145,9 @@ func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk cloc
 		done:       make(chan struct{}),
 		needTopics: cfg.CreateTopics.Enabled,
 	}
-	k.logs = newLogs(k.log, clk)
+	k.logs, k.clock = newLogs(k.log, clk), clk
+	k.probeCtx, k.probeCancel = context.WithCancel(context.Background())
+	k.probeDone = make(chan struct{})
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
 	var err error
 	if k.tlsConfig, err = tlsConfig(cfg.TLS); err != nil {
@@ -247,13 +258,18 @@ func (k *kafkaSink) newWriter() *kafka.Writer {
 		RequiredAcks:           acks[k.cfg.Acks],
 		Compression:            codecs[k.cfg.Compression],
 		AllowAutoTopicCreation: k.cfg.CreateTopics.Enabled,
-		Transport: &kafka.Transport{
-			DialTimeout: min(k.cfg.WriteTimeout, 5*time.Second),
-			ClientID:    k.cfg.ClientID,
-			TLS:         k.tlsConfig,
-			SASL:        k.mechanism,
-			MetadataTTL: 30 * time.Second,
-		},
+		Transport:              k.newTransport(),
+	}
+}
+
+// newTransport is a Transport to the brokers, with the sink's security.
+func (k *kafkaSink) newTransport() *kafka.Transport {
+	return &kafka.Transport{
+		DialTimeout: min(k.cfg.WriteTimeout, 5*time.Second),
+		ClientID:    k.cfg.ClientID,
+		TLS:         k.tlsConfig,
+		SASL:        k.mechanism,
+		MetadataTTL: 30 * time.Second,
 	}
 }
 
@@ -266,6 +282,7 @@ func (k *kafkaSink) Start() error {
 	k.writer = k.newWriter()
 	k.ready.Store(true)
 	go k.run()
+	go k.probe(k.probeCtx)
 	return nil
 }
 
@@ -334,6 +351,7 @@ func (k *kafkaSink) appendSpool(rec kafkaRecord) {
 	}
 	k.ready.Store(true)
 	k.m.spooled.WithLabelValues("kafka", rec.topic).Inc()
+	k.spooledTotal.Add(1)
 	k.gauges()
 }
 
@@ -506,7 +524,7 @@ func (k *kafkaSink) spoolFront(recs []kafkaRecord) {
 		return
 	}
 	k.ready.Store(true)
-	countByTopic(k.m.spooled, recs)
+	k.countSpooled(recs)
 	k.gauges()
 }
 
@@ -626,7 +644,7 @@ func (k *kafkaSink) spill(recs []kafkaRecord) (spool.Cursor, []kafkaRecord, bool
 			k.spillFailed(err)
 			return spool.Cursor{}, queued, false
 		}
-		countByTopic(k.m.spooled, queued)
+		k.countSpooled(queued)
 	}
 	k.spooling.Store(true)
 	cur, err := k.spool.Prepend(encodeAll(recs)...)
@@ -635,7 +653,7 @@ func (k *kafkaSink) spill(recs []kafkaRecord) (spool.Cursor, []kafkaRecord, bool
 		return spool.Cursor{}, nil, false
 	}
 	k.ready.Store(true)
-	countByTopic(k.m.spooled, recs)
+	k.countSpooled(recs)
 	k.gauges()
 	k.logs.Log(slog.LevelWarn, logKey{event: "spill"}, "kafka write unacknowledged after spool_after, alerts spooled meanwhile",
 		"spool_after", k.cfg.SpoolAfter, "alerts", len(recs)+len(queued))
@@ -645,6 +663,12 @@ func (k *kafkaSink) spill(recs []kafkaRecord) (spool.Cursor, []kafkaRecord, bool
 func (k *kafkaSink) spillFailed(err error) {
 	k.ready.Store(false)
 	k.logs.Log(slog.LevelError, logKey{event: "spool-error"}, "cannot spool alerts of a slow write, kept in memory", "error", err)
+}
+
+// countSpooled counts alerts written to the spool.
+func (k *kafkaSink) countSpooled(recs []kafkaRecord) {
+	countByTopic(k.m.spooled, recs)
+	k.spooledTotal.Add(uint64(len(recs)))
 }
 
 func encodeAll(recs []kafkaRecord) [][]byte {
@@ -661,8 +685,10 @@ func (k *kafkaSink) finish(recs []kafkaRecord, start time.Time, err error, repla
 	if err != nil {
 		kind := errorKind(err)
 		k.m.errors.WithLabelValues("kafka", kind).Inc()
-		k.logs.Log(slog.LevelWarn, logKey{"write", kind}, "kafka write failed, alerts kept in the spool", "kind", kind, "error", err,
-			"alerts", len(recs))
+		if !k.lost(kind, err) {
+			k.logs.Log(slog.LevelWarn, logKey{"write", kind}, "kafka write failed, alerts kept in the spool", "kind", kind, "error", err,
+				"alerts", len(recs))
+		}
 		// Start over with a fresh Writer (fresh metadata, connections);
 		// the old one finishes its in-flight attempts in the background.
 		old := k.writer
@@ -672,6 +698,7 @@ func (k *kafkaSink) finish(recs []kafkaRecord, start time.Time, err error, repla
 		return err
 	}
 	k.ready.Store(true)
+	k.up("write")
 	k.m.latency.WithLabelValues("kafka").Observe(time.Since(start).Seconds())
 	countByTopic(k.m.delivered, recs)
 	if replayed {
@@ -763,7 +790,9 @@ func (k *kafkaSink) Close(ctx context.Context) error {
 		k.closed = true
 		k.mu.Unlock()
 		close(k.stop)
+		k.probeCancel()
 		if k.started.Load() {
+			<-k.probeDone
 			select {
 			case <-k.done:
 			case <-ctx.Done():
