@@ -3,8 +3,13 @@ package scripting
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"runtime"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/flowcheck/flowcheck/aggregate"
@@ -87,9 +92,21 @@ func DefaultCheck() CheckConfiguration {
 	return CheckConfiguration{Enabled: true, Every: 1}
 }
 
-// DefaultConfiguration returns the defaults of the `scripting` section,
-// including the thresholds of every shipped check.
+// ShippedChecks are the names of the checks shipped in scripts/: each has
+// an entry in the default Checks, so that the configuration and its
+// environment keys (FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTION_ENABLED) know
+// them. Their params and defaults are the scripts' own (a `defaults` table).
+var ShippedChecks = []string{"blacklisted_host", "dangerous_host", "large_transfer", "p2p_heavy",
+	"rx_only_contacted", "scan_detection", "scan_victim"}
+
+// DefaultConfiguration returns the defaults of the `scripting` section. The
+// thresholds of the shipped checks are not here: each script declares its
+// own (see checkFor).
 func DefaultConfiguration() Configuration {
+	checks := make(map[string]CheckConfiguration, len(ShippedChecks))
+	for _, name := range ShippedChecks {
+		checks[name] = DefaultCheck()
+	}
 	return Configuration{
 		Interval:        30 * time.Second,
 		Workers:         0,
@@ -99,42 +116,7 @@ func DefaultConfiguration() Configuration {
 		MaxMemory:       64 << 20,
 		MaxFailures:     100,
 		Dirs:            []string{DefaultDir},
-		Checks: map[string]CheckConfiguration{
-			"scan_detection": {Enabled: true, Every: 1, Params: map[string]any{
-				"vertical_ports":          100,
-				"vertical_ports_per_peer": 4,
-				"horizontal_peers":        16,
-				"horizontal_max_ports":    8,
-				"window_ticks":            2,
-				"value":                   80,
-			}},
-			"scan_victim": {Enabled: true, Every: 1, Params: map[string]any{
-				"peers":         16,
-				"conversations": 100,
-				"window_ticks":  2,
-				"value":         40,
-			}},
-			"p2p_heavy": {Enabled: true, Every: 1, Params: map[string]any{
-				"protocols":     []any{"BitTorrent"},
-				"bytes_per_run": 100_000_000,
-				"value":         30,
-			}},
-			"large_transfer": {Enabled: true, Every: 1, Params: map[string]any{
-				"bytes_per_run": 1_000_000_000,
-				"value":         20,
-			}},
-			"blacklisted_host": {Enabled: true, Every: 1, Params: map[string]any{
-				"value": 90,
-			}},
-			"dangerous_host": {Enabled: true, Every: 1, Params: map[string]any{
-				"score": 150,
-				"value": 60,
-			}},
-			"rx_only_contacted": {Enabled: true, Every: 1, Params: map[string]any{
-				"peers": 16,
-				"value": 25,
-			}},
-		},
+		Checks:          checks,
 	}
 }
 
@@ -193,9 +175,13 @@ func (c Configuration) workers() int {
 }
 
 // checkFor returns the effective options of a script: its configured entry
-// (or the defaults of an unlisted script), with params missing from the
-// entry taken from the shipped defaults.
-func (c Configuration) checkFor(name string) CheckConfiguration {
+// (or DefaultCheck for an unlisted script), with its params laid over the
+// defaults the script declares. A script that declares defaults accepts
+// only those names, each with the type of its default, so that a misspelt
+// or mistyped threshold stops the load instead of leaving the default in
+// force unnoticed; a null param takes the default. A script that declares
+// none gets the params as configured.
+func (c Configuration) checkFor(name string, defaults map[string]any) (CheckConfiguration, error) {
 	cc, ok := c.Checks[name]
 	if !ok {
 		cc = DefaultCheck()
@@ -203,17 +189,100 @@ func (c Configuration) checkFor(name string) CheckConfiguration {
 	if cc.Every <= 0 {
 		cc.Every = 1
 	}
-	def, ok := DefaultConfiguration().Checks[name]
-	if !ok || len(def.Params) == 0 {
-		return cc
+	if defaults == nil {
+		return cc, nil
 	}
-	merged := make(map[string]any, len(def.Params)+len(cc.Params))
-	for k, v := range def.Params {
+	merged := make(map[string]any, len(defaults))
+	for k, v := range defaults {
 		merged[k] = v
 	}
-	for k, v := range cc.Params {
+	for _, k := range slices.Sorted(maps.Keys(cc.Params)) {
+		v := cc.Params[k]
+		def, ok := defaults[k]
+		switch {
+		case !ok:
+			return cc, fmt.Errorf("checks.%s.params.%s: unknown param; %s declares %s",
+				name, k, name, strings.Join(slices.Sorted(maps.Keys(defaults)), ", "))
+		case v == nil:
+			continue
+		}
+		if err := sameKind(v, def); err != nil {
+			return cc, fmt.Errorf("checks.%s.params.%s%w", name, k, err)
+		}
 		merged[k] = v
 	}
 	cc.Params = merged
-	return cc
+	return cc, nil
+}
+
+// kindOf names the kind of a param value as a script sees it: number,
+// string, boolean, list or table ("" for a type checkParam refuses).
+func kindOf(v any) string {
+	switch v.(type) {
+	case int, int64, int32, uint64, uint32, uint, float64, float32, time.Duration:
+		return "number"
+	case string:
+		return "string"
+	case bool:
+		return "boolean"
+	case []any, []string:
+		return "list"
+	case map[string]any, map[any]any:
+		return "table"
+	}
+	return ""
+}
+
+// sameKind reports a configured value whose kind differs from its
+// default's. An empty default table takes a list or a table; the elements
+// of a list are checked against those of a default list of one kind.
+// Errors start with the path below the param ("[2]") and ": wrong type".
+func sameKind(v, def any) error {
+	kv, kd := kindOf(v), kindOf(def)
+	if (kd == "list" || kd == "table") && (kv == "list" || kv == "table") && reflect.ValueOf(def).Len() == 0 {
+		return nil
+	}
+	if kv != kd {
+		return fmt.Errorf(": wrong type: %v is a %s, the default %s is a %s", describe(v), kv, describe(def), kd)
+	}
+	dl, ok := def.([]any)
+	if !ok || len(dl) == 0 {
+		return nil
+	}
+	elem := kindOf(dl[0])
+	for _, e := range dl[1:] {
+		if kindOf(e) != elem {
+			return nil
+		}
+	}
+	for i, e := range toList(v) {
+		if k := kindOf(e); k != elem {
+			return fmt.Errorf("[%d]: wrong type: %v is a %s, the default's elements are %ss", i+1, describe(e), k, elem)
+		}
+	}
+	return nil
+}
+
+// toList returns the elements of a list value.
+func toList(v any) []any {
+	if l, ok := v.([]string); ok {
+		out := make([]any, len(l))
+		for i, s := range l {
+			out[i] = s
+		}
+		return out
+	}
+	l, _ := v.([]any)
+	return l
+}
+
+// describe formats a value for an error: strings quoted, numbers plain.
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	return fmt.Sprint(v)
 }

@@ -3,6 +3,7 @@ package scripting
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"maps"
 	"reflect"
 	"slices"
@@ -122,7 +123,10 @@ func (e *Engine) buildSet(prev *scriptSet, cfg Configuration, srcs []source) (*s
 			continue
 		}
 		f := set.files[name]
-		cc := cfg.checkFor(name)
+		cc, err := cfg.checkFor(name, f.defaults)
+		if err != nil {
+			return nil, 0, err
+		}
 		sc := prevChecks[name]
 		switch {
 		case sc != nil && sc.file == f && reflect.DeepEqual(sc.cfg, cc):
@@ -152,9 +156,13 @@ func (e *Engine) probe(set *scriptSet, f *scriptFile, cfg Configuration) (bool, 
 	v := newVM(e, &scriptSet{files: set.files, modules: set.modules}, cfg.limits())
 	defer v.close()
 	stop := v.guardLoad()
-	_, err := v.loadCheck(f, v.newEnv())
+	mod, _, err := v.loadCheck(f, v.newEnv())
 	stop()
 	if err == nil {
+		// The params it declares, for checkFor.
+		if f.defaults, err = readDefaults(mod); err != nil {
+			return false, fmt.Errorf("%s: %w", f.path, err)
+		}
 		return true, nil
 	}
 	var ae *lua.ApiError

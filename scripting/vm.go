@@ -167,7 +167,7 @@ func newVM(e *Engine, set *scriptSet, lim vmLimits) *vm {
 			continue
 		}
 		env := v.newEnv()
-		fn, err := v.loadCheck(sc.file, env)
+		_, fn, err := v.loadCheck(sc.file, env)
 		if err != nil {
 			e.logFailure(sc, "", fmt.Errorf("load: %w", err))
 			continue
@@ -202,8 +202,8 @@ func (v *vm) guardLoad() func() {
 func (v *vm) close() { v.L.Close() }
 
 // loadCheck runs a check module in env (within loadSteps, the load timeout
-// and the memory ceiling) and returns its check function.
-func (v *vm) loadCheck(f *scriptFile, env *lua.LTable) (*lua.LFunction, error) {
+// and the memory ceiling) and returns it and its check function.
+func (v *vm) loadCheck(f *scriptFile, env *lua.LTable) (*lua.LTable, *lua.LFunction, error) {
 	L := v.L
 	chunk := L.NewFunctionFromProto(f.proto)
 	chunk.Env = env
@@ -213,17 +213,17 @@ func (v *vm) loadCheck(f *scriptFile, env *lua.LTable) (*lua.LFunction, error) {
 	err := L.PCall(1, 1, nil)
 	v.budget.disarm()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ret := L.Get(-1)
 	L.Pop(1)
 	mod, ok := ret.(*lua.LTable)
 	if !ok {
-		return nil, fmt.Errorf("%s: module returned %s, not a table", f.path, ret.Type())
+		return nil, nil, fmt.Errorf("%s: module returned %s, not a table", f.path, ret.Type())
 	}
 	fn, ok := mod.RawGetString("check").(*lua.LFunction)
 	if !ok {
-		return nil, fmt.Errorf("%s: module has no check function", f.path)
+		return nil, nil, fmt.Errorf("%s: module has no check function", f.path)
 	}
 	// Like require, remember the module, so that require(own name) gets
 	// this instance.
@@ -232,7 +232,7 @@ func (v *vm) loadCheck(f *scriptFile, env *lua.LTable) (*lua.LFunction, error) {
 			loaded.RawSetString(f.name, mod)
 		}
 	}
-	return fn, nil
+	return mod, fn, nil
 }
 
 // infoMeta is host_info's metatable. params and state are raw fields (state

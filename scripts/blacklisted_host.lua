@@ -3,7 +3,13 @@
 -- is released after a run without traffic.
 local host_consts = require("host_consts")
 
-local blacklisted_host = {}
+local blacklisted_host = {
+  -- Params and their defaults: scripting.checks.blacklisted_host.params
+  -- overrides them, and a name not declared here stops the load.
+  defaults = {
+    value = 90, -- alert value (critical)
+  },
+}
 
 function blacklisted_host.check(host_info)
   if not host.is_blacklisted() then
@@ -15,7 +21,7 @@ function blacklisted_host.check(host_info)
   st.bytes = b
   if prev == nil or b > prev then
     local p = host_info.params
-    host.triggerAlert(p.value or 90, string.format(
+    host.triggerAlert(p.value, string.format(
       "blacklisted host %s active: %d bytes in total", host.ip(), b))
   end
 end

@@ -4,7 +4,14 @@
 -- previous tick's alerts of the others.
 local host_consts = require("host_consts")
 
-local dangerous_host = {}
+local dangerous_host = {
+  -- Params and their defaults: scripting.checks.dangerous_host.params
+  -- overrides them, and a name not declared here stops the load.
+  defaults = {
+    score = 150, -- score of the other checks' engaged alerts
+    value = 60,  -- alert value (error)
+  },
+}
 
 function dangerous_host.check(host_info)
   local score = host.score()
@@ -14,8 +21,8 @@ function dangerous_host.check(host_info)
   local p = host_info.params
   local st = host_info.state
   local others = score - (st.value or 0)
-  local value = p.value or host_consts.score.error
-  if others >= (p.score or 150) then
+  local value = p.value
+  if others >= p.score then
     st.value = value
     host.triggerAlert(value, string.format("dangerous host: score %d from other checks", others))
   else

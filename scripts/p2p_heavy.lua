@@ -4,11 +4,19 @@
 -- host.l7(name) with (host.l7() or {})[name].
 local host_consts = require("host_consts")
 
-local p2p_heavy = {}
+local p2p_heavy = {
+  -- Params and their defaults: scripting.checks.p2p_heavy.params
+  -- overrides them, and a name not declared here stops the load.
+  defaults = {
+    protocols = { "BitTorrent" }, -- nDPI names (host_consts.p2p_protocols lists more)
+    bytes_per_run = 100000000,    -- bytes of those protocols since the last run
+    value = 30,                   -- alert value (warning)
+  },
+}
 
 function p2p_heavy.check(host_info)
   local p = host_info.params
-  local protocols = p.protocols or host_consts.p2p_protocols
+  local protocols = p.protocols
   local total = 0
   -- host.l7(name) is a flowcheck extension: only that protocol's table.
   for i = 1, #protocols do
@@ -26,8 +34,8 @@ function p2p_heavy.check(host_info)
     d = total
   end
   st.bytes = total
-  if d >= (p.bytes_per_run or 100e6) then
-    host.triggerAlert(p.value or host_consts.score.warning, string.format(
+  if d >= p.bytes_per_run then
+    host.triggerAlert(p.value, string.format(
       "heavy P2P traffic: %d bytes since the last check", d))
   end
 end

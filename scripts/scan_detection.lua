@@ -44,7 +44,20 @@ local function threshold(t, n, floor)
   return math.max(floor, math.ceil(t / n))
 end
 
-local scan_detection = {}
+local scan_detection = {
+  -- Params and their defaults: scripting.checks.scan_detection.params
+  -- overrides them, and a name not declared here stops the load.
+  defaults = {
+    vertical_ports = 100,        -- distinct ports in the window ...
+    vertical_ports_per_peer = 4, -- ... and at least this many ports per peer
+    horizontal_peers = 16,       -- distinct peers in the window ...
+    horizontal_max_ports = 8,    -- ... on at most this many ports
+    sampled_min_ports = 8,       -- sampled 1-in-N: the ports threshold is vertical_ports/N, at least this
+    sampled_min_peers = 6,       -- sampled 1-in-N: the peers threshold is horizontal_peers/N, at least this
+    window_ticks = 2,            -- counts are growth over the last N runs
+    value = 80,                  -- alert value (critical)
+  },
+}
 
 function scan_detection.check(host_info)
   local nr_ports = host.getNumContactedTCPUDPServerPortsNoTX()
@@ -55,7 +68,7 @@ function scan_detection.check(host_info)
     return
   end
   local p = host_info.params
-  local w = p.window_ticks or 2
+  local w = p.window_ticks
   local st = host_info.state
   local growth = host_consts.growth
   local uni = host.getUnidirectionalTCPUDPFlowsStats().as_client
@@ -75,22 +88,22 @@ function scan_detection.check(host_info)
     sweep_peers = sweep_peers + d_nr_peers
   end
 
-  local vertical_ports = p.vertical_ports or 100
-  local horizontal_peers = p.horizontal_peers or 16
+  local vertical_ports = p.vertical_ports
+  local horizontal_peers = p.horizontal_peers
   local vports = ports
   local sampling = host.getSamplingInfo()
   local n = sampling.rate
   if not sampling.exact then
     vports = d_nr_ports + d_ref_ports
-    vertical_ports = threshold(vertical_ports, n, p.sampled_min_ports or 8)
-    horizontal_peers = threshold(horizontal_peers, n, p.sampled_min_peers or 6)
+    vertical_ports = threshold(vertical_ports, n, p.sampled_min_ports)
+    horizontal_peers = threshold(horizontal_peers, n, p.sampled_min_peers)
   end
 
   local kind
-  if vports >= vertical_ports and vports >= (p.vertical_ports_per_peer or 4) * all_peers then
+  if vports >= vertical_ports and vports >= p.vertical_ports_per_peer * all_peers then
     kind = "vertical scan"
     ports = vports
-  elseif sweep_peers >= horizontal_peers and ports <= (p.horizontal_max_ports or 8) then
+  elseif sweep_peers >= horizontal_peers and ports <= p.horizontal_max_ports then
     kind = "horizontal sweep"
   end
   if kind then
@@ -100,7 +113,7 @@ function scan_detection.check(host_info)
     if not sampling.exact then
       msg = msg .. string.format(", sampled 1-in-%d: figures are what the samples showed", n)
     end
-    host.triggerAlert(p.value or host_consts.score.critical, msg)
+    host.triggerAlert(p.value, msg)
   end
 end
 
