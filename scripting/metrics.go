@@ -1,6 +1,10 @@
 package scripting
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowcheck/flowcheck/alert"
+)
 
 // metrics are the engine's Prometheus series.
 type metrics struct {
@@ -57,5 +61,27 @@ func newMetrics(r prometheus.Registerer) (metrics, error) {
 			return m, err
 		}
 	}
+	// Series at zero from start-up, so that alert rules on rate() or
+	// increase() see the first failure.
+	for _, result := range []string{"ok", "partial", "error"} {
+		m.reloads.WithLabelValues(result)
+	}
+	for _, op := range []string{"load", "save"} {
+		m.stateErrors.WithLabelValues(op)
+	}
 	return m, nil
+}
+
+// initCheck creates the series of a loaded check at zero (see newMetrics).
+func (m *metrics) initCheck(check string) {
+	m.calls.WithLabelValues(check)
+	m.errors.WithLabelValues(check)
+	m.timeouts.WithLabelValues(check)
+	m.disabled.WithLabelValues(check)
+	for _, state := range []alert.State{alert.Engaged, alert.Released} {
+		m.events.WithLabelValues(check, string(state))
+	}
+	for _, reason := range []alert.Reason{alert.Cleared, alert.HostExpired, alert.CheckDisabled, alert.CheckRemoved, alert.Shutdown} {
+		m.released.WithLabelValues(check, string(reason))
+	}
 }

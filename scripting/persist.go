@@ -253,7 +253,7 @@ func (e *Engine) resumeAlerts() error {
 		return nil
 	}
 	if err := probeWritable(path); err != nil {
-		return fmt.Errorf("scripting: alert_state_file: %w", err)
+		return fmt.Errorf("alert_state_file: %w", err)
 	}
 	e.runMu.Lock()
 	e.startWriter()

@@ -77,6 +77,9 @@ func (e *Engine) reload(cfg Configuration, srcs []source) error {
 	old := e.vms
 	e.set, e.vms, e.cfg = set, vms, cfg
 	e.runMu.Unlock()
+	for _, sc := range set.checks {
+		e.metrics.initCheck(sc.name)
+	}
 	for _, v := range old {
 		v.close()
 	}
@@ -87,7 +90,7 @@ func (e *Engine) reload(cfg Configuration, srcs []source) error {
 	e.metrics.reloads.WithLabelValues(result).Inc()
 	e.logger.Info("host checks reloaded", "checks", len(set.checks), "failed", failed)
 	if failed > 0 {
-		return fmt.Errorf("scripting: %d scripts: %w", failed, ErrScriptsFailed)
+		return fmt.Errorf("%d scripts: %w", failed, ErrScriptsFailed)
 	}
 	return nil
 }
@@ -117,7 +120,7 @@ func (e *Engine) rewatch(old, srcs []source) error {
 		}
 		w, err := fsnotify.NewWatcher()
 		if err != nil {
-			return fmt.Errorf("scripting: watcher: %w", err)
+			return fmt.Errorf("watcher: %w", err)
 		}
 		e.watcher = w
 		e.wg.Add(1)
@@ -133,7 +136,7 @@ func (e *Engine) rewatch(old, srcs []source) error {
 			continue
 		}
 		if err := e.watcher.Add(d); err != nil {
-			return fmt.Errorf("scripting: watch %s: %w", d, err)
+			return fmt.Errorf("watch %s: %w", d, err)
 		}
 	}
 	return nil

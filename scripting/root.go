@@ -99,16 +99,17 @@ type Engine struct {
 
 // New compiles the scripts and builds the VM pool. A script that fails to
 // compile or load is logged with file:line and skipped; New fails only when
-// some script failed and no check at all loaded.
+// some script failed and no check at all loaded. Errors of New, Start and
+// ReloadConfig do not name the package: the caller does.
 func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if deps.Hosts == nil {
-		return nil, errors.New("scripting: Dependencies.Hosts is required")
+		return nil, errors.New("Dependencies.Hosts is required")
 	}
 	if deps.Alerts == nil {
-		return nil, errors.New("scripting: Dependencies.Alerts is required")
+		return nil, errors.New("Dependencies.Alerts is required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -142,12 +143,15 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 		return nil, err
 	}
 	if len(set.checks) == 0 && failed > 0 {
-		return nil, fmt.Errorf("scripting: no host check loaded (%d scripts failed, see log)", failed)
+		return nil, fmt.Errorf("no host check loaded (%d scripts failed, see log)", failed)
 	}
 	if len(set.checks) == 0 {
 		e.logger.Warn("no host check found", "dirs", cfg.Dirs)
 	}
 	e.set = set
+	for _, sc := range set.checks {
+		e.metrics.initCheck(sc.name)
+	}
 	e.vms = e.newVMs(set, cfg)
 	names := make([]string, len(set.checks))
 	for i, sc := range set.checks {

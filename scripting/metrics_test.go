@@ -1,0 +1,76 @@
+package scripting
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestSeriesAtZero: the labelled counters that alert rules use exist at
+// zero from start-up, for every loaded check, and for a check a reload
+// adds.
+func TestSeriesAtZero(t *testing.T) {
+	h := newHarness(t, map[string]string{"a": `return { check = function() end }`}, newFakeHosts(), nil)
+	m := h.e.metrics
+	cases := []struct {
+		name string
+		c    prometheus.Collector
+		want int
+	}{
+		{"reloads_total by result", m.reloads, 3},
+		{"alert_state_errors_total by op", m.stateErrors, 2},
+		{"disabled_total by check", m.disabled, 1},
+		{"errors_total by check", m.errors, 1},
+		{"timeouts_total by check", m.timeouts, 1},
+		{"events_total by check and state", m.events, 2},
+		{"released_total by check and reason", m.released, 5},
+	}
+	for _, tc := range cases {
+		if n := countSeries(tc.c); n != tc.want {
+			t.Errorf("%s: %d series, want %d", tc.name, n, tc.want)
+		}
+	}
+	writeScripts(t, h.dir, map[string]string{"b": `return { check = function() end }`})
+	if err := h.e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := countSeries(m.disabled); n != 2 {
+		t.Errorf("disabled_total after a reload that adds a check: %d series, want 2", n)
+	}
+	if v := counterValue(m.disabled.WithLabelValues("b")); v != 0 {
+		t.Errorf("disabled_total{check=b} = %v, want 0", v)
+	}
+}
+
+// TestErrorsNotPrefixed: the engine's errors do not name the package, so
+// that the caller's prefix is not repeated ("scripting: scripting: ...").
+func TestErrorsNotPrefixed(t *testing.T) {
+	cfg := DefaultConfiguration()
+	cfg.Dirs = []string{t.TempDir()}
+	writeScripts(t, cfg.Dirs[0], map[string]string{"broken": "return {"})
+	for name, deps := range map[string]Dependencies{
+		"no hosts":          {Alerts: &capture{}},
+		"no alerts":         {Hosts: newFakeHosts()},
+		"no check compiles": {Hosts: newFakeHosts(), Alerts: &capture{}},
+	} {
+		_, err := New(cfg, deps)
+		if err == nil || strings.HasPrefix(err.Error(), "scripting:") {
+			t.Errorf("%s: %v, want an error without the package's prefix", name, err)
+		}
+	}
+}
+
+// countSeries is the number of series a collector has.
+func countSeries(c prometheus.Collector) int {
+	ch := make(chan prometheus.Metric)
+	go func() {
+		c.Collect(ch)
+		close(ch)
+	}()
+	n := 0
+	for range ch {
+		n++
+	}
+	return n
+}
