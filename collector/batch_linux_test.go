@@ -143,29 +143,6 @@ func TestSocketDropsWrap(t *testing.T) {
 	}
 }
 
-func TestLossWindow(t *testing.T) {
-	t0 := time.Unix(1_700_000_000, 0)
-	var w lossWindow
-	for i, step := range []struct {
-		at             time.Duration
-		lost, received int
-		wantOK         bool
-		wantL, wantR   int
-	}{
-		{0, 2, 10, false, 0, 0},
-		{500 * time.Millisecond, 1, 5, false, 0, 0},
-		{time.Second, 0, 5, true, 3, 20}, // the window closes with its losses
-		{1500 * time.Millisecond, 0, 7, false, 0, 0},
-		{2 * time.Second, 0, 1, false, 0, 0}, // closes without loss: nothing to tell
-		{3 * time.Second, 4, 0, true, 4, 0},
-	} {
-		l, r, ok := w.add(t0.Add(step.at), step.lost, step.received)
-		if ok != step.wantOK || l != step.wantL || r != step.wantR {
-			t.Errorf("step %d: add = %d, %d, %v; want %d, %d, %v", i, l, r, ok, step.wantL, step.wantR, step.wantOK)
-		}
-	}
-}
-
 // FuzzRxqOverflow feeds arbitrary control-message bytes to the parser: it
 // must never read past them, and a count it finds must lie within them.
 func FuzzRxqOverflow(f *testing.F) {
