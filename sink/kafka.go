@@ -184,8 +184,20 @@ func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk cloc
 			"alerts", rec.Records, "segments", rec.Segments)
 		k.spooling.Store(true)
 	}
+	m.zeroKafka(cfg.topics())
 	k.gauges()
 	return k, nil
+}
+
+// topics are the default topic and the routed ones, each once.
+func (c KafkaConfiguration) topics() []string {
+	topics := []string{c.Topic}
+	for _, r := range c.Routes {
+		if !slices.Contains(topics, r.Topic) {
+			topics = append(topics, r.Topic)
+		}
+	}
+	return topics
 }
 
 func tlsConfig(c TLSConfiguration) (*tls.Config, error) {
@@ -710,17 +722,13 @@ func (k *kafkaSink) finish(recs []kafkaRecord, start time.Time, err error, repla
 // createTopics creates the default and routed topics, ignoring those that
 // exist. Failures are logged: the Writer's auto-creation may still work.
 func (k *kafkaSink) createTopics() {
-	seen := map[string]bool{k.cfg.Topic: true}
-	topics := []kafka.TopicConfig{{Topic: k.cfg.Topic}}
-	for _, r := range k.cfg.Routes {
-		if !seen[r.Topic] {
-			seen[r.Topic] = true
-			topics = append(topics, kafka.TopicConfig{Topic: r.Topic})
-		}
-	}
-	for i := range topics {
-		topics[i].NumPartitions = k.cfg.CreateTopics.Partitions
-		topics[i].ReplicationFactor = k.cfg.CreateTopics.ReplicationFactor
+	var topics []kafka.TopicConfig
+	for _, t := range k.cfg.topics() {
+		topics = append(topics, kafka.TopicConfig{
+			Topic:             t,
+			NumPartitions:     k.cfg.CreateTopics.Partitions,
+			ReplicationFactor: k.cfg.CreateTopics.ReplicationFactor,
+		})
 	}
 	ctx, cancel := context.WithTimeout(k.hardCtx, k.cfg.WriteTimeout)
 	defer cancel()

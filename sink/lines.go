@@ -54,6 +54,7 @@ func newLineSink(name string, out lineWriter, queueSize int, m *metrics, log *sl
 	}
 	s.logs = newLogs(s.log, clk)
 	s.healthy.Store(true)
+	m.zeroLines(name)
 	return s
 }
 

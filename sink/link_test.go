@@ -108,7 +108,7 @@ func TestKafkaLinkLog(t *testing.T) {
 			for i := n; i < 2*n; i++ {
 				c.Publish(event(i))
 			}
-			waitFor(t, "several failed writes", func() bool { return sumErrors(k) >= 3 })
+			waitFor(t, "several failed writes", func() bool { return sum(k.m.errors) >= 3 })
 			if got := logs.lines(unreachableMsg); len(got) != 1 || got[0].attrs["kind"] == "" || got[0].attrs["error"] == "" {
 				t.Fatalf("unreachable lines %v, want one with kind and error", got)
 			}
@@ -130,15 +130,4 @@ func TestKafkaLinkLog(t *testing.T) {
 			}
 		})
 	}
-}
-
-// sumErrors adds up the broker errors of every kind.
-func sumErrors(k *kafkaSink) float64 {
-	ch := make(chan prometheus.Metric, 100)
-	go func() { k.m.errors.Collect(ch); close(ch) }()
-	total := 0.0
-	for m := range ch {
-		total += value(m)
-	}
-	return total
 }

@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"sink"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowcheck_sink_broker_errors_total",
-			Help: "Failed Kafka writes by kind (dial, timeout, unknown_topic, kafka error name, other).",
+			Help: "Failed Kafka writes by kind (connection_refused, network, timeout, canceled, a Kafka error name such as unknown_topic_or_partition, other).",
 		}, []string{"sink", "kind"}),
 		spoolCorrupt: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowcheck_sink_spool_corrupt_bytes_total",
@@ -72,4 +72,32 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// The series alert rules watch exist at zero from start-up, so that a rate
+// or an increase over them is 0 rather than absent: every drop reason a
+// sink can count, and the broker errors of the kinds that are not Kafka
+// error names.
+
+// zeroLines makes the drop series of a stdout or file sink.
+func (m *metrics) zeroLines(sink string) {
+	for _, reason := range []string{"queue_full", "stopped", "encode", "write_error"} {
+		m.dropped.WithLabelValues(sink, "", reason)
+	}
+}
+
+// zeroKafka makes the drop series of the Kafka sink (per topic for the
+// reasons counted per topic) and its broker error series.
+func (m *metrics) zeroKafka(topics []string) {
+	for _, reason := range []string{"stopped", "encode", "spool_ceiling", "spool_corrupt", "corrupt"} {
+		m.dropped.WithLabelValues("kafka", "", reason)
+	}
+	for _, topic := range topics {
+		for _, reason := range []string{"too_large", "stopped", "spool_error"} {
+			m.dropped.WithLabelValues("kafka", topic, reason)
+		}
+	}
+	for _, kind := range []string{"connection_refused", "network", "timeout", "canceled", "other"} {
+		m.errors.WithLabelValues("kafka", kind)
+	}
 }

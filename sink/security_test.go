@@ -171,7 +171,7 @@ func TestKafkaBadCredentialsSpool(t *testing.T) {
 	}
 	waitFor(t, "alerts spooled", func() bool { return k.spool.Len() == 10 })
 	stop(t, c)
-	if count(k.m.errors) == 0 {
+	if sum(k.m.errors) == 0 {
 		t.Fatal("no broker error counted")
 	}
 	if got := k.spool.Len(); got != 10 {
