@@ -9,20 +9,12 @@ import (
 
 // Frozen host_info.state.
 //
-// A gopher-lua table is heavy: one with a single string key costs about
-// 700 bytes (the table, its string map, a second map and a slice it keeps
-// for next(), the boxed key), an array of two numbers about 600 (arrays
-// start at 32 slots), and a number computed in Lua pins the 256-byte block
-// it was boxed in. One such table per (check, host) was most of the
-// engine's memory. So between calls a check's state is kept in the host's
-// entry as frozen fields, 16 bytes per string-keyed number or boolean, and
-// during a call it is one scratch table per (VM, check): the slot's fields
-// are thawed into it before the call, and after the call it is frozen back
-// into the entry. The scratch keeps the keys of the last host until the
-// next thaw, which overwrites them and deletes only those the next host
-// does not have: hosts of one check mostly have the same keys, and an
-// overwrite is cheaper than a delete and an insert. A check that never
-// writes its state costs nothing.
+// A gopher-lua table per (check, host) was most of the engine's memory
+// (docs/performance.md, "Check engine internals"). So between calls a
+// check's state is kept in the host's entry as frozen fields, and during a
+// call it is one scratch table per (VM, check): thawed into before the
+// call, frozen back after it. The scratch keeps the last host's keys until
+// the next thaw overwrites them (hosts of one check mostly share keys).
 //
 // A state that cannot be frozen (a key that is not a string, a value that
 // is a table or a function, a metatable, more than maxFrozenFields fields,

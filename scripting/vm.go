@@ -83,7 +83,7 @@ type vm struct {
 	now     time.Time
 	// ipLV, macLV and nameLV are the bound host's identity as Lua values,
 	// converted on first use for the host (nil until then): most hosts
-	// never need them, and caching them per host cost ~100 bytes each.
+	// never need them, and caching them per host costs memory.
 	ipLV, macLV, nameLV lua.LValue
 
 	// keyIDs and keyNames are this VM's copy of the engine's stateKeys;
