@@ -21,6 +21,8 @@ type Logger[K comparable] struct {
 	clock   clock.Clock
 	period  time.Duration
 	maxKeys int
+	// keyAttr, when set, names the key's attribute on each line.
+	keyAttr string
 
 	mu   sync.Mutex
 	keys map[K]*entry
@@ -43,6 +45,15 @@ func New[K comparable](logger *slog.Logger, clk clock.Clock, period time.Duratio
 	return &Logger[K]{logger: logger, clock: clk, period: period, maxKeys: max(maxKeys, 1), keys: make(map[K]*entry)}
 }
 
+// KeyAs makes each line let through carry its key as attribute name, and
+// returns l. For a key that is what the line is about (a sender address):
+// passed in args, a value that is not a string or a number would be boxed,
+// allocating for a line held back too.
+func (l *Logger[K]) KeyAs(name string) *Logger[K] {
+	l.keyAttr = name
+	return l
+}
+
 // Log logs msg with args at level, with "suppressed" (lines held back
 // since key's previous line) when some were, unless key was logged less
 // than a period ago.
@@ -63,6 +74,9 @@ func (l *Logger[K]) LogAt(now time.Time, level slog.Level, key K, msg string, ar
 	suppressed := e.suppressed
 	e.at, e.suppressed = now, 0
 	l.mu.Unlock()
+	if l.keyAttr != "" {
+		args = append([]any{l.keyAttr, key}, args...)
+	}
 	if suppressed > 0 {
 		args = append(args, "suppressed", suppressed)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -150,16 +151,45 @@ func TestLoggerClock(t *testing.T) {
 }
 
 // TestLoggerHeldBackAllocates checks that a line held back, args
-// included, allocates nothing: callers log from the receive path.
+// included, allocates nothing, for a key of its own or the shared one:
+// callers log from the receive path.
 func TestLoggerHeldBackAllocates(t *testing.T) {
-	l := New[string](slog.New(slog.DiscardHandler), clock.Live{}, time.Hour, 4)
 	url, n := "netflow://127.0.0.1:2055", 12345
 	key := "queue\x00" + url
-	l.Log(slog.LevelWarn, key, "decode queue full", "listener", url, "dropped", n)
-	if a := testing.AllocsPerRun(100, func() {
-		l.Log(slog.LevelWarn, key, "decode queue full", "listener", url, "dropped", n)
-	}); a != 0 {
-		t.Errorf("%v allocations per line held back", a)
+	byName := New[string](slog.New(slog.DiscardHandler), clock.Live{}, time.Hour, 4)
+	senders := New[netip.Addr](slog.New(slog.DiscardHandler), clock.Live{}, time.Hour, 1).KeyAs("sender")
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::2")
+	cases := []struct {
+		name string
+		line func()
+	}{
+		{"string key, string and int args", func() {
+			byName.Log(slog.LevelWarn, key, "decode queue full", "listener", url, "dropped", n)
+		}},
+		{"address key as attribute", func() { senders.Log(slog.LevelWarn, a, "dropped", "count", n) }},
+		{"address key beyond maxKeys", func() { senders.Log(slog.LevelWarn, b, "dropped", "count", n) }},
+	}
+	for _, tc := range cases {
+		tc.line()
+		if allocs := testing.AllocsPerRun(100, tc.line); allocs != 0 {
+			t.Errorf("%s: %v allocations per line held back", tc.name, allocs)
+		}
+	}
+}
+
+// TestLoggerKeyAs checks that KeyAs puts the key first on each line.
+func TestLoggerKeyAs(t *testing.T) {
+	logger, lines := capture()
+	clk := clock.NewManual(t0)
+	l := New[netip.Addr](logger, clk, time.Minute, 4).KeyAs("sender")
+	a := netip.MustParseAddr("192.0.2.1")
+	l.Log(slog.LevelWarn, a, "dropped", "port", 9)
+	l.Log(slog.LevelWarn, a, "dropped", "port", 9)
+	clk.Advance(time.Minute)
+	l.Log(slog.LevelWarn, a, "dropped", "port", 9)
+	want := []string{`level=WARN msg=dropped sender=192.0.2.1 port=9`, `level=WARN msg=dropped sender=192.0.2.1 port=9 suppressed=1`}
+	if got := lines(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("lines %q, want %q", got, want)
 	}
 }
 
