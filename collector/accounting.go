@@ -22,7 +22,7 @@ const maxDeniedSenders = 64
 // sender outside exporters.allow, dropped at now.
 func (c *Component) notAllowed(addr netip.Addr, now time.Time) {
 	c.metrics.drops[dropNotAllowed].Inc()
-	c.denied.LogAt(now, slog.LevelWarn, addr, "datagram from a sender outside collector.exporters.allow dropped", "sender", addr)
+	c.denied.LogAt(now, slog.LevelWarn, addr, "datagram from a sender outside collector.exporters.allow dropped")
 }
 
 // dropped counts a datagram dropped before decoding, by reason, and by

@@ -116,7 +116,7 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		deps:      deps,
 		metrics:   m,
 		logs:      ratelog.New[string](deps.Logger, deps.Clock, logInterval, maxLogKeys),
-		denied:    ratelog.New[netip.Addr](deps.Logger, deps.Clock, logInterval, maxDeniedSenders),
+		denied:    ratelog.New[netip.Addr](deps.Logger, deps.Clock, logInterval, maxDeniedSenders).KeyAs("sender"),
 		exporters: make(map[netip.Addr]*exporterState),
 		// Idle exporters are forgotten at most a quarter of the timeout
 		// (or a minute) late.
