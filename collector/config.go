@@ -41,7 +41,7 @@ type ListenerConfiguration struct {
 	// IPFIX), ipfix (IPFIX only), sflow (sFlow v5 only) or auto (all).
 	URL string `mapstructure:"url"`
 	// Sockets is the number of SO_REUSEPORT sockets bound to the address,
-	// each read by its own goroutine.
+	// each read by its own goroutine (Linux; one socket elsewhere).
 	Sockets int `mapstructure:"sockets"`
 	// ReceiveBuffer is the SO_RCVBUF size asked for each socket, in bytes.
 	ReceiveBuffer int `mapstructure:"rcvbuf"`

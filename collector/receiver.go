@@ -7,11 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // listener is one configured listening address and its sockets.
@@ -34,65 +31,65 @@ func (l *listener) close() {
 // maxDatagram is the largest UDP payload.
 const maxDatagram = 65535
 
-// bind opens the listener's SO_REUSEPORT sockets. With port 0, the first
-// socket picks the port and the others join it.
+// bind opens the listener's sockets, which share its port. With port 0,
+// the first socket picks the port and the others join it. A port another
+// socket holds is refused (probeFree).
 func (c *Component) bind(ctx context.Context, l *listener) error {
+	if l.addr.Port() != 0 {
+		if err := probeFree(ctx, l.addr); err != nil {
+			return fmt.Errorf("listener %s: %w", l.url, err)
+		}
+	}
+	sockets := l.sockets
+	if portableReceive && sockets > 1 {
+		c.deps.Logger.Warn("one socket per listener on this system: only Linux spreads a port's datagrams over several sockets (SO_REUSEPORT)",
+			"listener", l.url, "sockets", sockets)
+		sockets = 1
+	}
 	addr := l.addr
-	for i := 0; i < l.sockets; i++ {
-		var granted int
-		var sockErr error
-		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-			err := rc.Control(func(fd uintptr) {
-				sockErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-				if sockErr == nil {
-					// Datagrams then carry the socket's drop count.
-					sockErr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RXQ_OVFL, 1)
-				}
-				if sockErr == nil && l.rcvbuf > 0 {
-					granted, sockErr = setRcvbuf(int(fd), l.rcvbuf)
-				}
-			})
-			if err != nil {
-				return err
-			}
-			return sockErr
-		}}
-		network := "udp4"
-		if addr.Addr().Is6() {
-			network = "udp6"
-		}
-		pc, err := lc.ListenPacket(ctx, network, addr.String())
+	for i := range sockets {
+		conn, granted, err := listenUDP(ctx, addr, l.rcvbuf)
 		if err != nil {
-			return fmt.Errorf("collector: listen %s: %w", l.url, err)
+			return fmt.Errorf("listener %s: %w", l.url, err)
 		}
-		conn := pc.(*net.UDPConn)
 		l.conns = append(l.conns, conn)
 		if i == 0 {
 			l.bound = conn.LocalAddr().(*net.UDPAddr).AddrPort()
 			l.bound = netip.AddrPortFrom(l.bound.Addr().Unmap(), l.bound.Port())
 			addr = l.bound
 			c.metrics.rcvbuf.WithLabelValues(l.url).Set(float64(granted))
-			// Linux reports twice the size asked (it counts its
-			// bookkeeping); less than that means the kernel capped it.
-			if l.rcvbuf > 0 && granted < 2*l.rcvbuf {
-				c.deps.Logger.Warn("socket receive buffer capped by the kernel; raise the net.core.rmem_max sysctl (or run as root) to avoid drops in bursts",
-					"listener", l.url, "asked", l.rcvbuf, "granted", granted/2)
+			if l.rcvbuf > 0 && usableRcvbuf(granted) < l.rcvbuf {
+				c.deps.Logger.Warn("socket receive buffer capped by the kernel; "+rcvbufHint+" to avoid drops in bursts",
+					"listener", l.url, "asked", l.rcvbuf, "granted", usableRcvbuf(granted))
 			}
 		}
 	}
 	return nil
 }
 
-// setRcvbuf asks for a receive buffer of n bytes: SO_RCVBUFFORCE first,
-// which ignores net.core.rmem_max when running with CAP_NET_ADMIN, then
-// SO_RCVBUF. It returns what the kernel granted.
-func setRcvbuf(fd, n int) (int, error) {
-	if os.Geteuid() != 0 || unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n) != nil {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, n); err != nil {
-			return 0, err
-		}
+// probeFree checks that no socket holds addr, by binding it for a moment
+// without SO_REUSEPORT. Linux lets the SO_REUSEPORT sockets of one user
+// share a port across processes: a second instance would otherwise bind
+// the first one's port and silently take part of every exporter's
+// datagrams. (Two instances started in the same instant can both pass.)
+func probeFree(ctx context.Context, addr netip.AddrPort) error {
+	var lc net.ListenConfig
+	pc, err := lc.ListenPacket(ctx, udpNetwork(addr), addr.String())
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("UDP %s is already in use by another socket (another flowcheck, or another collector?)", addr)
 	}
-	return unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF)
+	if err != nil {
+		return err
+	}
+	return pc.Close()
+}
+
+// udpNetwork is the network of a UDP address for net.Listen.
+func udpNetwork(a netip.AddrPort) string {
+	if a.Addr().Is6() {
+		return "udp6"
+	}
+	return "udp4"
 }
 
 // read is a socket's read loop: it reads batches of datagrams into the

@@ -157,6 +157,9 @@ func (c *Component) Start(ctx context.Context) error {
 				"listener", l.url)
 		}
 	}
+	if portableReceive {
+		c.deps.Logger.Warn("portable receive path: one socket per listener, one datagram per read, and datagrams the kernel drops on a full socket buffer are not counted (recvmmsg, SO_REUSEPORT and SO_RXQ_OVFL are Linux's)")
+	}
 	c.started = true
 	c.queues = make([]chan *packet, c.config.Workers)
 	for i := range c.queues {

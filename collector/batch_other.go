@@ -1,0 +1,16 @@
+//go:build !linux
+
+package collector
+
+import "net"
+
+// readBatch is how many datagrams one read returns: one, without Linux's
+// recvmmsg.
+const readBatch = 1
+
+// batchReader is the portable reader off Linux.
+type batchReader = portableReader
+
+func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
+	return newPortableReader(conn), nil
+}
