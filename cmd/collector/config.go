@@ -111,7 +111,7 @@ func (c Config) Validate() error {
 // loadConfig reads the configuration: defaults, then the file (or the
 // embedded example when path is empty), then FLOWCHECK_* environment
 // variables, then validation. Any error is a *configError of one line.
-func loadConfig(path string, lookup func(string) (string, bool)) (Config, error) {
+func loadConfig(path string, env map[string]string) (Config, error) {
 	document := flowcheck.DefaultConfig
 	if path != "" {
 		b, err := os.ReadFile(path)
@@ -121,7 +121,7 @@ func loadConfig(path string, lookup func(string) (string, bool)) (Config, error)
 		document = b
 	}
 	cfg := DefaultConfig()
-	if err := loadInto(&cfg, document, lookup, switchHook, listedCheckHook); err != nil {
+	if err := loadInto(&cfg, document, env, switchHook, listedCheckHook); err != nil {
 		return Config{}, err
 	}
 	if err := cfg.Validate(); err != nil {

@@ -21,7 +21,7 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-func noEnv(string) (string, bool) { return "", false }
+var noEnv map[string]string
 
 // TestStartupConfigErrors runs the daemon entry point on bad configurations:
 // each must stop start-up with exit status 2 and one line naming the key.
@@ -59,6 +59,10 @@ func TestStartupConfigErrors(t *testing.T) {
 		{"null check with no script", "scripting:\n  checks:\n    scan_detecton:\n", nil, "scripting.checks[scan_detecton]: no script"},
 		{"env: misspelt key in a check", "", map[string]string{"FLOWCHECK_SCRIPTING_CHECKS": "{scan_detection: {enabeld: }}"}, "scripting.checks[scan_detection].enabeld: unknown key (did you mean enabled?)"},
 		{"env: check with no script", "", map[string]string{"FLOWCHECK_SCRIPTING_CHECKS": "{scan_detecton: {enabled: false}}"}, "scripting.checks[scan_detecton]: no script"},
+		// A variable that names no key is refused as a misspelt key is.
+		{"env: misspelt key", "", map[string]string{"FLOWCHECK_SINKS_KAFAK_BROKERS": "k:9092"}, "FLOWCHECK_SINKS_KAFAK_BROKERS: unknown key (did you mean FLOWCHECK_SINKS_KAFKA_BROKERS?)\n"},
+		{"env: no such key", "", map[string]string{"FLOWCHECK_CARRIER_PIGEON": "1"}, "FLOWCHECK_CARRIER_PIGEON: unknown key\n"},
+		{"env: misspelt check", "", map[string]string{"FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTON_ENABLED": "false"}, "FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTON_ENABLED: unknown key (did you mean FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTION_ENABLED?)"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -95,7 +99,7 @@ func TestLoadConfigOverrides(t *testing.T) {
 		"FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTION_ENABLED":   "false",
 		"FLOWCHECK_SCRIPTING_CHECKS_SCAN_VICTIM_PARAMS_PEERS": "32",
 	}
-	cfg, err := loadConfig(path, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	cfg, err := loadConfig(path, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,10 +121,12 @@ func TestLoadConfigOverrides(t *testing.T) {
 	if len(cfg.Sinks.Kafka.Brokers) != 1 || cfg.Sinks.Kafka.Brokers[0] != "127.0.0.1:9092" {
 		t.Errorf("sinks.kafka.brokers = %v", cfg.Sinks.Kafka.Brokers)
 	}
-	if sd := cfg.Scripting.Checks["scan_detection"]; sd.Enabled || sd.Params["value"] != 80 {
+	// The params' defaults are the scripts' own: the configuration holds
+	// only what it overrides.
+	if sd := cfg.Scripting.Checks["scan_detection"]; sd.Enabled || len(sd.Params) != 0 {
 		t.Errorf("scripting.checks.scan_detection = %+v, want disabled with default params", sd)
 	}
-	if sv := cfg.Scripting.Checks["scan_victim"]; !sv.Enabled || sv.Params["peers"] != 32 || sv.Params["value"] != 40 {
+	if sv := cfg.Scripting.Checks["scan_victim"]; !sv.Enabled || sv.Params["peers"] != 32 || len(sv.Params) != 1 {
 		t.Errorf("scripting.checks.scan_victim = %+v, want peers 32 and the other defaults", sv)
 	}
 	// Untouched keys keep their defaults.
@@ -263,12 +269,12 @@ func TestGoodConfigs(t *testing.T) {
 			}
 		}},
 		{"empty sections", "sinks: {}\nscripting: {checks: {scan_detection: {}}}\n", func(t *testing.T, cfg Config) {
-			if sd := cfg.Scripting.Checks["scan_detection"]; !sd.Enabled || sd.Params["value"] != 80 {
+			if sd := cfg.Scripting.Checks["scan_detection"]; !sd.Enabled || len(sd.Params) != 0 {
 				t.Errorf("scan_detection = %+v", sd)
 			}
 		}},
 		{"shipped check disabled", "scripting: {checks: {scan_detection: {enabled: false}}}\n", func(t *testing.T, cfg Config) {
-			if sd := cfg.Scripting.Checks["scan_detection"]; sd.Enabled || sd.Params["value"] != 80 {
+			if sd := cfg.Scripting.Checks["scan_detection"]; sd.Enabled || len(sd.Params) != 0 {
 				t.Errorf("scan_detection = %+v", sd)
 			}
 		}},

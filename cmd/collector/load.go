@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"reflect"
 	"sort"
 	"strings"
@@ -40,7 +41,7 @@ func (e *configError) Error() string {
 }
 
 // loadInto fills dst (a pointer to a struct holding the defaults) from a YAML
-// document, then from environment variables (lookup is os.LookupEnv in
+// document, then from the FLOWCHECK_ variables of env (environment() in
 // production). Keys unknown to dst, values of the wrong type and unparsable
 // values are reported as a *configError naming the key. hooks convert
 // project-specific types and run before the generic ones.
@@ -57,7 +58,7 @@ func (e *configError) Error() string {
 // ..._LOCAL_NETWORKS='[10.0.0.0/8]' a list, with the same strict typing as
 // the file. Unknown keys are refused even when their value is null or an
 // empty mapping (checkKeys), with the closest known key suggested.
-func loadInto(dst any, document []byte, lookup func(string) (string, bool), hooks ...mapstructure.DecodeHookFunc) error {
+func loadInto(dst any, document []byte, env map[string]string, hooks ...mapstructure.DecodeHookFunc) error {
 	target := reflect.ValueOf(dst).Elem()
 	tree, _ := toTree(target).(map[string]any)
 
@@ -79,12 +80,12 @@ func loadInto(dst any, document []byte, lookup func(string) (string, bool), hook
 	}
 	merge(tree, v.AllSettings())
 
-	for _, path := range envPaths(target.Type(), tree, nil) {
-		name := envPrefix + strings.ToUpper(strings.Join(path, "_"))
-		raw, ok := lookup(name)
-		if !ok {
-			continue
-		}
+	overrides, err := envOverrides(target.Type(), envPaths(target.Type(), tree, nil), env)
+	if err != nil {
+		return err
+	}
+	for _, o := range overrides {
+		name, raw, path := o.name, o.raw, o.path
 		var value any
 		if err := yaml.Unmarshal([]byte(raw), &value); err != nil {
 			return &configError{key: strings.Join(path, "."), msg: "cannot parse " + name + ": " + oneLine(err.Error())}
@@ -352,6 +353,98 @@ func envPaths(t reflect.Type, node any, prefix []string) [][]string {
 	walk(t, node, prefix)
 	sort.SliceStable(out, func(i, j int) bool { return len(out[i]) < len(out[j]) })
 	return out
+}
+
+// environment is the process's environment, for loadInto.
+func environment() map[string]string {
+	env := map[string]string{}
+	for _, kv := range os.Environ() {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// envOverride is one environment variable and the key path it sets.
+type envOverride struct {
+	name, raw string
+	path      []string
+}
+
+// envOverrides matches the FLOWCHECK_ variables of env to the key paths
+// (from envPaths) they set, general to specific. Inside a mapping of values
+// (a check's params) a variable may also add a key the mapping does not
+// hold yet: ..._SCAN_VICTIM_PARAMS_PEERS sets params.peers. A variable that
+// names no key stops start-up as a misspelt key in the file does:
+// "FLOWCHECK_SINKS_KAFAK_BROKERS: unknown key (did you mean
+// FLOWCHECK_SINKS_KAFKA_BROKERS?)".
+func envOverrides(t reflect.Type, paths [][]string, env map[string]string) ([]envOverride, error) {
+	var out []envOverride
+	used := map[string]bool{}
+	known := make([]string, 0, len(paths))
+	for _, path := range paths {
+		name := envName(path)
+		known = append(known, name)
+		if raw, ok := env[name]; ok && !used[name] {
+			used[name] = true
+			out = append(out, envOverride{name, raw, path})
+		}
+	}
+	var rest []string
+	for name := range env {
+		if strings.HasPrefix(name, envPrefix) && !used[name] {
+			rest = append(rest, name)
+		}
+	}
+	sort.Strings(rest)
+	for _, name := range rest {
+		path := newMapKey(t, paths, name)
+		if path == nil {
+			return nil, &configError{key: name, msg: "unknown key" + didYouMean(name, known)}
+		}
+		out = append(out, envOverride{name, env[name], path})
+	}
+	return out, nil
+}
+
+// envName is the environment variable of a key path.
+func envName(path []string) string {
+	return envPrefix + strings.ToUpper(strings.Join(path, "_"))
+}
+
+// newMapKey is the key path a variable sets when its name is that of a
+// mapping of values followed by one more key (the longest such mapping
+// wins), or nil. Mappings of structures are left out: in
+// FLOWCHECK_SCRIPTING_CHECKS_MY_CHECK_ENABLED nothing tells where the
+// check's name ends.
+func newMapKey(t reflect.Type, paths [][]string, name string) []string {
+	var best []string
+	for _, path := range paths {
+		mt := typeAt(t, path)
+		if len(path) == 0 || mt == nil || mt.Kind() != reflect.Map || structured(mt.Elem()) {
+			continue
+		}
+		prefix := envName(path) + "_"
+		if key, ok := strings.CutPrefix(name, prefix); ok && key != "" && len(path) >= len(best) {
+			best = append(append([]string(nil), path...), strings.ToLower(key))
+		}
+	}
+	return best
+}
+
+// structured tells whether values of t have keys of their own.
+func structured(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Map:
+		return true
+	case reflect.Struct:
+		return !reflect.PointerTo(t).Implements(textUnmarshaler)
+	}
+	return false
 }
 
 // typeAt is the type of the value at path inside t, or nil when the path

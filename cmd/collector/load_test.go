@@ -138,6 +138,17 @@ func TestLoadInto(t *testing.T) {
 				r.Inner.Checks = map[string]testCheck{"scan": {Enabled: true, Every: 7, Params: map[string]any{"ports": 100, "value": 80}}}
 			},
 		},
+		{
+			name: "env adds a key to a mapping of values",
+			env:  map[string]string{"FLOWCHECK_AGGREGATE_CHECKS_SCAN_PARAMS_MIN_PEERS": "3", "FLOWCHECK_AGGREGATE_NAMES_ROUTER1": "edge"},
+			want: func(r *testRoot) {
+				r.Inner.Checks = map[string]testCheck{"scan": {Enabled: true, Every: 1, Params: map[string]any{"ports": 100, "value": 80, "min_peers": 3}}}
+				r.Inner.Names = map[string]string{"router1": "edge"}
+			},
+		},
+		{name: "env names no key", env: map[string]string{"FLOWCHECK_AGGREGATE_MAX_HOSTZ": "5"}, wantErr: "FLOWCHECK_AGGREGATE_MAX_HOSTZ: unknown key (did you mean FLOWCHECK_AGGREGATE_MAX_HOSTS?)"},
+		{name: "env names an unknown entry of a mapping of structures", env: map[string]string{"FLOWCHECK_AGGREGATE_CHECKS_OTHER_EVERY": "5"}, wantErr: "FLOWCHECK_AGGREGATE_CHECKS_OTHER_EVERY: unknown key"},
+		{name: "env names no key, whatever the others", env: map[string]string{"FLOWCHECK_ENABLED": "false", "FLOWCHECK_BOGUS": "1"}, wantErr: "FLOWCHECK_BOGUS: unknown key"},
 		{name: "unknown key", yaml: "aggregate:\n  max_hostz: 5\n", wantErr: "aggregate.max_hostz: unknown key"},
 		{name: "unknown section", yaml: "bogus: 1\n", wantErr: "bogus: unknown key"},
 		{name: "wrong type", yaml: "aggregate:\n  max_hosts: lots\n", wantErr: "aggregate.max_hosts: wrong type: want an integer, got string lots"},
@@ -149,7 +160,7 @@ func TestLoadInto(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got := testDefaults()
-			err := loadInto(&got, []byte(tc.yaml), func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok })
+			err := loadInto(&got, []byte(tc.yaml), tc.env)
 			if tc.wantErr != "" {
 				var ce *configError
 				if !errors.As(err, &ce) {

@@ -99,7 +99,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	}
 
 	// 1. Configuration: defaults, file, environment, validation.
-	cfg, err := loadConfig(*configPath, os.LookupEnv)
+	cfg, err := loadConfig(*configPath, environment())
 	if err != nil {
 		fmt.Fprintf(stderr, "collector: configuration: %v\n", err)
 		return exitConfig
@@ -357,7 +357,7 @@ func (p *pipeline) httpAddr() string {
 // alerts. A configuration that fails to load or validate changes nothing.
 func reload(running Config, path string, p *pipeline, logger *slog.Logger) Config {
 	logger.Info("reloading", "config", configOrigin(path))
-	next, err := loadConfig(path, os.LookupEnv)
+	next, err := loadConfig(path, environment())
 	if err != nil {
 		logger.Error("reload refused, keeping the running configuration", "err", err)
 		return running

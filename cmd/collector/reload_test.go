@@ -28,7 +28,7 @@ func TestReloadScripting(t *testing.T) {
 	}
 	base := "sinks:\n  stdout:\n    enabled: false\n"
 	write(base + "scripting:\n  checks:\n    scan_victim:\n      params:\n        peers: 32\n")
-	cfg, err := loadConfig(path, func(string) (string, bool) { return "", false })
+	cfg, err := loadConfig(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"time"
 
@@ -47,7 +46,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 
-	cfg, err := loadConfig(*configPath, os.LookupEnv)
+	cfg, err := loadConfig(*configPath, environment())
 	if err != nil {
 		fmt.Fprintf(stderr, "collector: configuration: %v\n", err)
 		return exitConfig
