@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/netip"
-	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -26,13 +25,20 @@ func (c *Component) routes() (http.Handler, error) {
 	}
 	c.metrics = m
 	mux := http.NewServeMux()
+	// Every route's series exist at zero from the start, so that alert
+	// rules see them before the first request.
 	handle := func(pattern, name string, h http.HandlerFunc) {
 		counter := m.requests.MustCurryWith(prometheus.Labels{"handler": name})
+		counter.WithLabelValues("200")
 		mux.Handle(pattern, promhttp.InstrumentHandlerCounter(counter, h))
 	}
 	// The API walks the host table and copies alerts: it runs within the
 	// http.max_concurrent slots. Metrics and probes do not.
-	api := func(pattern, name string, h http.HandlerFunc) { handle(pattern, name, c.limited(name, h)) }
+	api := func(pattern, name string, h http.HandlerFunc) {
+		m.rejected.WithLabelValues(name)
+		m.timeouts.WithLabelValues(name)
+		handle(pattern, name, c.limited(name, h))
+	}
 	mux.Handle("GET /metrics", c.promHandler())
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -45,12 +51,8 @@ func (c *Component) routes() (http.Handler, error) {
 		writeOffsetPage(w, r, len(events), func(i int) any { return events[i] })
 	})
 	api("GET /api/v1/exporters", "exporters", func(w http.ResponseWriter, r *http.Request) {
-		list := reflect.ValueOf(c.deps.Exporters())
-		if list.Kind() != reflect.Slice {
-			writeError(w, http.StatusInternalServerError, "exporters: not a list")
-			return
-		}
-		writeOffsetPage(w, r, list.Len(), func(i int) any { return list.Index(i).Interface() })
+		list := c.deps.Exporters.Exporters()
+		writeOffsetPage(w, r, len(list), func(i int) any { return list[i] })
 	})
 	return mux, nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/collector"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -145,20 +146,21 @@ func TestAlertsPaging(t *testing.T) {
 	}
 }
 
-// bigExporter is an exporter with many templates, about 50 KB of JSON.
-type bigExporter struct {
-	Address   string   `json:"address"`
-	Templates []string `json:"templates"`
-}
+// exporterList is a fixed list of exporters.
+type exporterList []collector.ExporterInfo
+
+func (l exporterList) Exporters() []collector.ExporterInfo { return l }
 
 // TestPageBytesBound checks that a page stops at maxPageBytes whatever the
 // limit, and that next carries on where it stopped.
 func TestPageBytesBound(t *testing.T) {
-	list := make([]bigExporter, 60)
+	// Exporters with many templates, about 50 KB of JSON each.
+	list := make(exporterList, 60)
 	for i := range list {
-		list[i] = bigExporter{Address: fmt.Sprintf("192.0.2.%d", i), Templates: slices.Repeat([]string{strings.Repeat("t", 100)}, 500)}
+		list[i] = collector.ExporterInfo{Address: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
+			Templates: slices.Repeat([]collector.TemplateInfo{{Version: 10, ID: 256, Fields: 20}}, 500)}
 	}
-	ts, _ := serve(t, DefaultConfiguration(), Dependencies{Hosts: fakeHosts{}, Exporters: func() any { return list }})
+	ts, _ := serve(t, DefaultConfiguration(), Dependencies{Hosts: fakeHosts{}, Exporters: list})
 	resp, err := http.Get(ts.URL + "/api/v1/exporters?limit=1000")
 	if err != nil {
 		t.Fatal(err)
@@ -180,7 +182,7 @@ func TestPageBytesBound(t *testing.T) {
 	if want := fmt.Sprintf("offset=%d", len(p.Items)); !strings.Contains(*p.Next, want) {
 		t.Fatalf("next %q, want %s", *p.Next, want)
 	}
-	all := walkPages[bigExporter](t, ts, "/api/v1/exporters?limit=1000", len(list))
+	all := walkPages[collector.ExporterInfo](t, ts, "/api/v1/exporters?limit=1000", len(list))
 	if len(all) != len(list) || all[len(all)-1].Address != list[len(list)-1].Address {
 		t.Fatalf("%d exporters over the pages, want %d", len(all), len(list))
 	}

@@ -9,7 +9,6 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/collector"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -37,6 +37,13 @@ type Alerts interface {
 	Score(key aggregate.HostKey) int
 }
 
+// Exporters is the read side of the exporter registry
+// (collector.Component).
+type Exporters interface {
+	// Exporters describes every tracked exporter, in address order.
+	Exporters() []collector.ExporterInfo
+}
+
 // ReadyCheck is one readiness condition, named in /readyz's answer.
 type ReadyCheck struct {
 	Name  string
@@ -52,11 +59,8 @@ type Dependencies struct {
 	Registerer prometheus.Registerer
 	Hosts      Hosts
 	Alerts     Alerts
-	// Exporters returns a JSON-encodable slice describing the exporters
-	// (collector.Component.Exporters), which /api/v1/exporters pages. It is
-	// a func so that the server does not depend on the ingest package's
-	// types.
-	Exporters func() any
+	// Exporters are what /api/v1/exporters pages; nil lists none.
+	Exporters Exporters
 	// Ready lists the conditions /readyz requires.
 	Ready []ReadyCheck
 }
@@ -88,10 +92,10 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	if deps.Gatherer == nil || deps.Hosts == nil || deps.Alerts == nil {
-		return nil, errors.New("server: Gatherer, Hosts and Alerts are required")
+		return nil, errors.New("Gatherer, Hosts and Alerts are required")
 	}
 	if deps.Exporters == nil {
-		deps.Exporters = func() any { return []any{} }
+		deps.Exporters = noExporters{}
 	}
 	c := &Component{config: config, deps: deps, done: make(chan struct{}), slots: make(chan *scratch, config.MaxConcurrent)}
 	for range config.MaxConcurrent {
@@ -108,16 +112,17 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 // Handler returns the server's routes, for tests and for embedding.
 func (c *Component) Handler() http.Handler { return c.handler }
 
-// Start binds the listen address and serves in the background. With an empty
-// listen address it does nothing.
-func (c *Component) Start() error {
+// Start binds the listen address and serves in the background; ctx bounds
+// the bind only. With an empty listen address it does nothing.
+func (c *Component) Start(ctx context.Context) error {
 	if c.config.Listen == "" {
 		close(c.done)
 		return nil
 	}
-	ln, err := net.Listen("tcp", c.config.Listen)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", c.config.Listen)
 	if err != nil {
-		return fmt.Errorf("http: %w", err)
+		return err
 	}
 	c.ln = ln
 	c.srv = &http.Server{
@@ -155,6 +160,11 @@ func (c *Component) Stop(ctx context.Context) error {
 	<-c.done
 	return err
 }
+
+// noExporters lists no exporter, for a server built without a collector.
+type noExporters struct{}
+
+func (noExporters) Exporters() []collector.ExporterInfo { return nil }
 
 // registerOnce registers a collector, tolerating one already registered (a
 // second server on the same registry in tests).

@@ -65,7 +65,7 @@ func newTestServer(t *testing.T, ready *bool) *httptest.Server {
 	reg.MustRegister(collectors.NewGoCollector())
 	srv, err := New(Configuration{Listen: "127.0.0.1:0", MaxConcurrent: 2, RequestTimeout: time.Second}, Dependencies{
 		Gatherer: reg, Registerer: reg, Hosts: hosts, Alerts: alerts,
-		Exporters: func() any { return []map[string]string{{"address": "127.0.0.1"}} },
+		Exporters: exporterList{{Address: netip.MustParseAddr("127.0.0.1")}},
 		Ready:     []ReadyCheck{{Name: "collector", Ready: func() bool { return *ready }}},
 	})
 	if err != nil {
@@ -179,7 +179,7 @@ func TestStartStop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.Start(); err != nil {
+	if err := srv.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := http.Get("http://" + srv.Addr().String() + "/api/v1/hosts")
@@ -242,5 +242,70 @@ func BenchmarkHosts(b *testing.B) {
 		if w.Code != 200 {
 			b.Fatal(w.Code)
 		}
+	}
+}
+
+// TestSeriesAtZero checks that the labelled counters alert rules need exist
+// at zero before any request.
+func TestSeriesAtZero(t *testing.T) {
+	_, reg := serve(t, DefaultConfiguration(), Dependencies{Hosts: fakeHosts{}})
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := []string{}
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			if m.GetCounter().GetValue() == 0 {
+				got[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = true
+			}
+		}
+	}
+	for _, want := range []string{
+		"flowcheck_http_requests_total{code=200,handler=readyz}",
+		"flowcheck_http_requests_total{code=200,handler=exporters}",
+		"flowcheck_http_rejected_total{handler=hosts}",
+		"flowcheck_http_rejected_total{handler=alerts}",
+		"flowcheck_http_timeouts_total{handler=host}",
+		"flowcheck_http_timeouts_total{handler=exporters}",
+	} {
+		if !got[want] {
+			t.Errorf("%s missing at zero", want)
+		}
+	}
+}
+
+// TestStartErrors checks that Start's errors do not carry the prefix the
+// caller adds ("http: "), so that the operator reads it once.
+func TestStartErrors(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	first, err := New(Configuration{Listen: "127.0.0.1:0", MaxConcurrent: 1, RequestTimeout: time.Second},
+		Dependencies{Gatherer: reg, Registerer: reg, Hosts: fakeHosts{}, Alerts: fakeAlerts{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { first.Stop(context.Background()) })
+	second, err := New(Configuration{Listen: first.Addr().String(), MaxConcurrent: 1, RequestTimeout: time.Second},
+		Dependencies{Gatherer: reg, Registerer: reg, Hosts: fakeHosts{}, Alerts: fakeAlerts{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Start(context.Background())
+	if err == nil {
+		second.Stop(context.Background())
+		t.Fatal("a second server on the same port started")
+	}
+	if strings.HasPrefix(err.Error(), "http") || !strings.Contains(err.Error(), "address already in use") {
+		t.Fatalf("Start: %q, want the bind error without a prefix", err)
+	}
+	if _, err := New(DefaultConfiguration(), Dependencies{}); err == nil || strings.HasPrefix(err.Error(), "server:") {
+		t.Fatalf("New without dependencies: %v, want an error without a prefix", err)
 	}
 }

@@ -42,11 +42,11 @@ func TestAPIDoesNotStarveIngest(t *testing.T) {
 	cfg.Sinks.Stdout.Enabled = "false"
 	cfg.Scripting.Interval = time.Second
 	logger := slog.New(slog.DiscardHandler)
-	p, err := build(context.Background(), cfg, clock.Live{}, logger, io.Discard, true)
+	p, err := build(cfg, clock.Live{}, logger, io.Discard, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.start(true); err != nil {
+	if err := p.start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.stop(logger) })

@@ -25,11 +25,11 @@ func benchPipeline(b *testing.B, start time.Time) (*pipeline, *clock.Manual) {
 		b.Fatal(err)
 	}
 	clk := clock.NewManual(start)
-	p, err := build(context.Background(), cfg, clk, slog.New(slog.DiscardHandler), io.Discard, false)
+	p, err := build(cfg, clk, slog.New(slog.DiscardHandler), io.Discard, false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := p.start(false); err != nil {
+	if err := p.start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { p.stop(slog.New(slog.DiscardHandler)) })

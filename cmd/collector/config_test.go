@@ -328,7 +328,7 @@ func TestListedCheckRuns(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	p, err := build(context.Background(), cfg, clock.NewManual(now), slog.New(slog.DiscardHandler), io.Discard, false)
+	p, err := build(cfg, clock.NewManual(now), slog.New(slog.DiscardHandler), io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}

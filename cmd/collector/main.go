@@ -113,45 +113,24 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(signals)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-
 	// 2. Build the pipeline, from the alert end back to the sockets, so that
 	// each stage exists before anything can hand it data.
-	clk := clock.Live{}
-	p, err := build(ctx, cfg, clk, logger, stdout, true)
+	p, err := build(cfg, clock.Live{}, logger, stdout, true)
 	if err != nil {
 		logger.Error("cannot build the pipeline", "err", err)
 		return exitFailure
 	}
 
-	// 3. Start in dependency order: sinks, checks, host table, then the
-	// sockets, and the HTTP server last (readiness reflects the rest).
-	if err := p.start(true); err != nil {
+	// 3. Start the parts in order (see build): sinks, checks, host table,
+	// sockets, HTTP server, then live time.
+	if err := p.start(context.Background()); err != nil {
 		logger.Error("cannot start", "err", err)
 		p.stop(logger)
 		return exitFailure
 	}
-
-	// 4. Live time: every second the table decides reply windows and
-	// expires idle hosts, and the tick runs when due.
-	tickDone := make(chan struct{})
-	go func() {
-		defer close(tickDone)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				p.sched.advance(clk.Now())
-			}
-		}
-	}()
 	logger.Info("running", "listen", p.collector.ListenAddrs(), "http", p.httpAddr())
 
-	// 5. Wait for a signal: SIGHUP reloads, SIGTERM/SIGINT stop.
+	// 4. Wait for a signal: SIGHUP reloads, SIGTERM/SIGINT stop.
 	for sig := range signals {
 		if sig == syscall.SIGHUP {
 			cfg = reload(cfg, *configPath, p, logger)
@@ -161,10 +140,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		break
 	}
 
-	// 6. Stop in reverse order; the sinks flush last.
-	cancel()
-	<-tickDone
-	p.sched.wait()
+	// 5. Stop in reverse order: the tick first, the sinks flush last.
 	if err := p.stop(logger); err != nil {
 		logger.Error("stopped with errors", "err", err)
 		return exitFailure
@@ -175,7 +151,6 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 
 // pipeline holds the built components.
 type pipeline struct {
-	cfg       Config
 	registry  *prometheus.Registry
 	sinks     *sink.Component
 	engine    *scripting.Engine
@@ -183,13 +158,37 @@ type pipeline struct {
 	collector *collector.Component
 	server    *server.Component // nil in replay
 	sched     *scheduler
-	started   []string
+	// parts are the components with a lifecycle, in start order; the first
+	// running of them are started.
+	parts   []part
+	running int
 }
 
+// lifecycle is what every component has.
+type lifecycle interface {
+	Start(ctx context.Context) error
+	// Stop honours ctx's deadline.
+	Stop(ctx context.Context) error
+}
+
+// part is a component as the pipeline starts and stops it.
+type part struct {
+	name string
+	lifecycle
+	// stopWithin bounds Stop.
+	stopWithin time.Duration
+}
+
+// stopTimeout is how long a component may take to stop: the decode of what
+// is queued, the wait for a tick or a reload in progress, requests in
+// flight.
+const stopTimeout = 5 * time.Second
+
 // build creates every component, wired, without starting any. live adds the
-// HTTP server and runs ticks in the background.
-func build(ctx context.Context, cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, live bool) (*pipeline, error) {
-	p := &pipeline{cfg: cfg, registry: prometheus.NewRegistry()}
+// sockets, the HTTP server and live time (ticks in the background); replay
+// feeds the collector and advances time itself.
+func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, live bool) (*pipeline, error) {
+	p := &pipeline{registry: prometheus.NewRegistry()}
 	p.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -246,100 +245,70 @@ func build(ctx context.Context, cfg Config, clk clock.Clock, logger *slog.Logger
 	}
 
 	// Time: one scheduler for live and replay.
-	p.sched, err = newScheduler(ctx, p.table, p.engine, live, component("tick"), p.registry)
+	p.sched, err = newScheduler(p.table, p.engine, clk, live, component("tick"), p.registry)
 	if err != nil {
 		return nil, fmt.Errorf("tick: %w", err)
 	}
 
-	if !live {
-		return p, nil
+	if live {
+		// The operations surface, reading the others.
+		p.server, err = server.New(cfg.HTTP, server.Dependencies{
+			Logger: component("http"), Gatherer: p.registry, Registerer: p.registry,
+			Hosts: p.table, Alerts: p.engine, Exporters: p.collector,
+			Ready: []server.ReadyCheck{
+				{Name: "collector", Ready: p.collector.Ready},
+				{Name: "sinks", Ready: p.sinks.Ready},
+			},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("http: %w", err)
+		}
 	}
-	// The operations surface, reading the others.
-	p.server, err = server.New(cfg.HTTP, server.Dependencies{
-		Logger: component("http"), Gatherer: p.registry, Registerer: p.registry,
-		Hosts: p.table, Alerts: p.engine,
-		Exporters: func() any { return p.collector.Exporters() },
-		Ready: []server.ReadyCheck{
-			{Name: "collector", Ready: p.collector.Ready},
-			{Name: "sinks", Ready: p.sinks.Ready},
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("http: %w", err)
+
+	// Start order: each part after those it hands data to (the engine
+	// before the table, which tells it of expired hosts), the HTTP server
+	// once the rest runs (readiness reflects it), and live time last. Stop
+	// is the reverse: no new ticks, no new datagrams, then the sinks flush
+	// what the last tick published. The sinks bound their own flush by
+	// shutdown_grace; the extra second lets them spool what they could not
+	// send. The engine saves (or releases) its engaged alerts whatever its
+	// deadline says.
+	p.parts = []part{
+		{"sinks", p.sinks, cfg.Sinks.ShutdownGrace + time.Second},
+		{"scripting", p.engine, stopTimeout},
+		{"aggregate", p.table, stopTimeout},
 	}
+	if live {
+		p.parts = append(p.parts, part{"collector", p.collector, stopTimeout}, part{"http", p.server, stopTimeout})
+	}
+	p.parts = append(p.parts, part{"tick", p.sched, stopTimeout})
 	return p, nil
 }
 
-// start starts the components in dependency order; listen binds the
-// collector's sockets (replay feeds it directly instead).
-func (p *pipeline) start(listen bool) error {
-	type step struct {
-		name  string
-		start func() error
-	}
-	steps := []step{
-		{"sinks", func() error { return p.sinks.Start(context.Background()) }},
-		{"scripting", func() error { return p.engine.Start(context.Background()) }},
-		{"aggregate", func() error { return p.table.Start(context.Background()) }},
-	}
-	if listen {
-		steps = append(steps, step{"collector", func() error { return p.collector.Start(context.Background()) }})
-	}
-	if p.server != nil {
-		steps = append(steps, step{"http", p.server.Start})
-	}
-	for _, s := range steps {
-		if err := s.start(); err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+// start starts the parts in order, until one fails.
+func (p *pipeline) start(ctx context.Context) error {
+	for _, part := range p.parts[p.running:] {
+		if err := part.Start(ctx); err != nil {
+			return fmt.Errorf("%s: %w", part.name, err)
 		}
-		p.started = append(p.started, s.name)
+		p.running++
 	}
 	return nil
 }
 
-// stop stops what start started, in reverse order: no new datagrams, then
-// no new ticks, then the sinks flush what the last tick published.
+// stop stops the running parts in reverse order, each within its
+// stopWithin, and reports every error.
 func (p *pipeline) stop(logger *slog.Logger) error {
 	var errs []error
-	for i := len(p.started) - 1; i >= 0; i-- {
-		switch p.started[i] {
-		case "http":
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			errs = append(errs, p.server.Stop(ctx))
-			cancel()
-		case "collector":
-			// The deadline bounds the decode of what is queued.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := p.collector.Stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("collector: %w", err))
-			}
-			cancel()
-		case "aggregate":
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := p.table.Stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("aggregate: %w", err))
-			}
-			cancel()
-		case "scripting":
-			// The deadline bounds the wait for a reload in progress; the
-			// engaged alerts are saved (or released) whatever it says.
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := p.engine.Stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("scripting: %w", err))
-			}
-			cancel()
-		case "sinks":
-			// The sinks bound their own flush by shutdown_grace; the
-			// extra second lets them spool what they could not send.
-			ctx, cancel := context.WithTimeout(context.Background(), p.cfg.Sinks.ShutdownGrace+time.Second)
-			if err := p.sinks.Stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("sinks: %w", err))
-			}
-			cancel()
+	for ; p.running > 0; p.running-- {
+		part := p.parts[p.running-1]
+		ctx, cancel := context.WithTimeout(context.Background(), part.stopWithin)
+		if err := part.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", part.name, err))
 		}
-		logger.Debug("stopped", "component", p.started[i])
+		cancel()
+		logger.Debug("stopped", "component", part.name)
 	}
-	p.started = nil
 	return errors.Join(errs...)
 }
 

@@ -34,7 +34,7 @@ func TestReloadScripting(t *testing.T) {
 	}
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	p, err := build(context.Background(), cfg, clock.NewManual(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)), logger, io.Discard, false)
+	p, err := build(cfg, clock.NewManual(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)), logger, io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}

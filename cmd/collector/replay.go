@@ -76,14 +76,12 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	}
 	clk := clock.NewManual(start)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	p, err := build(ctx, cfg, clk, logger, stdout, false)
+	p, err := build(cfg, clk, logger, stdout, false)
 	if err != nil {
 		logger.Error("cannot build the pipeline", "err", err)
 		return exitFailure
 	}
-	if err := p.start(false); err != nil {
+	if err := p.start(context.Background()); err != nil {
 		logger.Error("cannot start", "err", err)
 		p.stop(logger)
 		return exitFailure

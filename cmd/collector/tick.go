@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/flowcheck/flowcheck/clock"
 	"github.com/flowcheck/flowcheck/scripting"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,25 +30,75 @@ type ticker interface {
 type scheduler struct {
 	table  advancer
 	engine ticker
+	clock  clock.Clock
 	log    *slog.Logger
 	m      *tickMetrics
 	// async runs ticks in the background (live), so that a slow tick never
 	// delays expiry; a tick due while the previous runs is skipped. Replay
 	// runs them inline, in capture time, so results are deterministic.
 	async bool
-	ctx   context.Context
+	// ctx is the ticks' context, cancelled by Stop.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// loopDone is closed when the live loop returns (nil without one).
+	loopDone chan struct{}
 
 	next    time.Time
 	running atomic.Bool
 	wg      sync.WaitGroup
 }
 
-func newScheduler(ctx context.Context, table advancer, engine ticker, async bool, log *slog.Logger, reg prometheus.Registerer) (*scheduler, error) {
+func newScheduler(table advancer, engine ticker, clk clock.Clock, async bool, log *slog.Logger, reg prometheus.Registerer) (*scheduler, error) {
 	m, err := newTickMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &scheduler{table: table, engine: engine, log: log, m: m, async: async, ctx: ctx}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &scheduler{table: table, engine: engine, clock: clk, log: log, m: m, async: async, ctx: ctx, cancel: cancel}, nil
+}
+
+// Start starts live time (async): every second the table decides reply
+// windows and expires idle hosts, and the tick runs when due. In replay the
+// capture's loop calls advance and Start does nothing.
+func (s *scheduler) Start(context.Context) error {
+	if !s.async {
+		return nil
+	}
+	s.loopDone = make(chan struct{})
+	go func() {
+		defer close(s.loopDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+				s.advance(s.clock.Now())
+			}
+		}
+	}()
+	return nil
+}
+
+// Stop stops live time and cuts a running tick short (the checks not yet
+// run on a host do not run), waiting for it until ctx ends.
+func (s *scheduler) Stop(ctx context.Context) error {
+	s.cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if s.loopDone != nil {
+			<-s.loopDone
+		}
+		s.wait()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("a tick still running: %w", ctx.Err())
+	}
 }
 
 // advance moves the table to now and runs a tick when one is due. The first
@@ -105,15 +157,16 @@ func (s *scheduler) tick(now time.Time, paced bool) {
 }
 
 // tickMetrics are the scheduler's metrics. What a tick did (runs, duration,
-// hosts, calls, errors) is the engine's to count (flowcheck_scripting_*);
-// only a tick that never ran is the scheduler's.
+// hosts, calls, errors) is the engine's to count; only a tick that never ran
+// is the scheduler's, counted in the same family
+// (flowcheck_scripting_ticks_skipped_total beside ticks_total).
 type tickMetrics struct {
 	skipped prometheus.Counter
 }
 
 func newTickMetrics(reg prometheus.Registerer) (*tickMetrics, error) {
 	m := &tickMetrics{
-		skipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "flowcheck", Subsystem: "tick", Name: "skipped_total",
+		skipped: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "flowcheck", Subsystem: "scripting", Name: "ticks_skipped_total",
 			Help: "Ticks skipped because the previous one was still running."}),
 	}
 	if err := reg.Register(m.skipped); err != nil {

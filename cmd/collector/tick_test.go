@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowcheck/flowcheck/clock"
 	"github.com/flowcheck/flowcheck/scripting"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -48,7 +49,7 @@ func (f *fakeEngine) Tick(_ context.Context, now time.Time, paced bool) scriptin
 func TestSchedulerCaptureTime(t *testing.T) {
 	table, engine := &fakeTable{}, &fakeEngine{interval: 10 * time.Second}
 	reg := prometheus.NewRegistry()
-	s, err := newScheduler(context.Background(), table, engine, false, slog.New(slog.DiscardHandler), reg)
+	s, err := newScheduler(table, engine, clock.NewManual(time.Time{}), false, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestSchedulerCaptureTime(t *testing.T) {
 
 func TestSchedulerSkipsOverlappingTicks(t *testing.T) {
 	table, engine := &fakeTable{}, &fakeEngine{interval: time.Second, block: make(chan struct{})}
-	s, err := newScheduler(context.Background(), table, engine, true, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	s, err := newScheduler(table, engine, clock.NewManual(time.Time{}), true, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,4 +118,54 @@ func value(c prometheus.Metric) float64 {
 		return m.Counter.GetValue()
 	}
 	return m.Gauge.GetValue()
+}
+
+// ctxEngine ticks until its context is cancelled, telling when it started.
+type ctxEngine struct {
+	started chan struct{}
+	ignore  chan struct{} // when set, the tick waits on it instead
+}
+
+func (e *ctxEngine) Interval() time.Duration { return time.Second }
+
+func (e *ctxEngine) Tick(ctx context.Context, _ time.Time, _ bool) scripting.TickStats {
+	close(e.started)
+	if e.ignore != nil {
+		<-e.ignore
+	} else {
+		<-ctx.Done()
+	}
+	return scripting.TickStats{}
+}
+
+// TestSchedulerStop checks that Stop cuts a running tick short and waits for
+// it, and that a tick that does not end is reported at Stop's deadline
+// rather than waited for forever.
+func TestSchedulerStop(t *testing.T) {
+	for _, stuck := range []bool{false, true} {
+		engine := &ctxEngine{started: make(chan struct{})}
+		if stuck {
+			engine.ignore = make(chan struct{})
+			defer close(engine.ignore)
+		}
+		s, err := newScheduler(&fakeTable{}, engine, clock.NewManual(time.Time{}), true, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The test is the one goroutine advancing time (no Start).
+		t0 := time.Now()
+		s.advance(t0)
+		s.advance(t0.Add(time.Second)) // starts the tick
+		<-engine.started
+		timeout := time.Minute
+		if stuck {
+			timeout = 10 * time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err = s.Stop(ctx)
+		cancel()
+		if stuck != (err != nil) {
+			t.Fatalf("stuck %v: Stop = %v", stuck, err)
+		}
+	}
 }
