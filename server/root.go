@@ -92,7 +92,7 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
 	if deps.Gatherer == nil || deps.Hosts == nil || deps.Alerts == nil {
-		return nil, errors.New("Gatherer, Hosts and Alerts are required")
+		return nil, errors.New("dependencies Gatherer, Hosts and Alerts are required")
 	}
 	if deps.Exporters == nil {
 		deps.Exporters = noExporters{}

@@ -11,7 +11,8 @@
 //
 // Subcommands: run (the daemon, the default), decode (print the flow
 // records of a capture), replay (run the whole pipeline over a capture, in
-// capture time).
+// capture time), version, help. The standard flag package is enough for
+// them: -h, --help and --version are recognised before the subcommand.
 package main
 
 import (
@@ -53,8 +54,16 @@ func main() {
 // dispatch runs a subcommand and returns its exit status.
 func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, args = args[0], args[1:]
+	if len(args) > 0 {
+		switch args[0] {
+		case "-h", "-help", "--help":
+			args[0] = "help"
+		case "-version", "--version":
+			args[0] = "version"
+		}
+		if !strings.HasPrefix(args[0], "-") {
+			cmd, args = args[0], args[1:]
+		}
 	}
 	switch cmd {
 	case "run":
@@ -63,6 +72,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return runDecode(args, stdout, stderr)
 	case "replay":
 		return runReplay(args, stdout, stderr)
+	case "version":
+		return runVersion(args, stdout, stderr)
 	case "help":
 		usage(stdout)
 		return exitOK
@@ -73,11 +84,16 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `usage:
+	fmt.Fprint(w, `collector is flowcheck: a NetFlow/IPFIX/sFlow collector running Lua host checks.
+
+usage:
   collector [run] [--config FILE]          run the daemon (default: the embedded example configuration)
   collector decode --pcap FILE [--port N]  print the flow records of a capture of export packets
   collector replay --config FILE --pcap FILE [--port N] [--speed N|max]
                                            run the whole pipeline over a capture, in capture time
+  collector version                        print the version, commit and Go version (also --version)
+  collector help                           print this help (also -h, --help)
+A command's own flags: collector COMMAND -h.
 Every configuration key can be set by an environment variable: aggregate.max_hosts is FLOWCHECK_AGGREGATE_MAX_HOSTS.
 `)
 }
@@ -87,6 +103,11 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "configuration `file` (YAML); the embedded example when empty")
+	fs.Usage = func() {
+		usage(stderr)
+		fmt.Fprintln(stderr, "\nflags of run:")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return exitOK
@@ -192,6 +213,7 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 	p.registry.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		readBuildInfo().metric(),
 	)
 	// aggregate, scripting and sink name themselves in their logs.
 	component := func(name string) *slog.Logger { return logger.With("component", name) }
