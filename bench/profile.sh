@@ -69,7 +69,7 @@ sleep 1
 echo
 echo "== collector counters"
 curl -fsS "http://127.0.0.1:$http/metrics" |
-	grep -E '^flowcheck_collector_(flows_total|drops_total|packets_total|decode_errors_total)|^flowcheck_aggregate_hosts ' || true
+	grep -E '^flowcheck_collector_(flows_total|drops_total|datagrams_total|decode_errors_total)|^flowcheck_aggregate_hosts ' || true
 grep -E 'VmHWM|VmRSS' "/proc/$pid/status" || true
 echo
 echo "== hottest functions (self)"

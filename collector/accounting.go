@@ -39,6 +39,7 @@ func (c *Component) dropped(addr netip.Addr, reason int) {
 // rate-limited per exporter and reason.
 func (c *Component) decodeError(e *exporterState, reason string, args ...any) {
 	e.errors++
+	c.decodeErrors.Add(1)
 	c.metrics.decodeErrors.WithLabelValues(e.label, reason).Inc()
 	c.logs.LogAt(e.now, slog.LevelWarn, e.label+"\x00"+reason, "bad flow export",
 		append([]any{"exporter", e.label, "reason", reason}, args...)...)

@@ -94,9 +94,10 @@ func (c *Component) begin(addr netip.Addr, b []byte, received time.Time, kind li
 	e.expireTemplates()
 	e.expirePending()
 	if proto != protoUnknown {
+		c.datagrams.Add(1)
 		e.packets++
-		e.m.packetBytes.Add(float64(len(b)))
-		e.m.packets[proto].Inc()
+		e.m.datagramBytes.Add(float64(len(b)))
+		e.m.datagrams[proto].Inc()
 	}
 	return e, proto
 }
@@ -148,6 +149,12 @@ func (d *decoder) handleWith(p dataPath, from netip.AddrPort, b []byte, received
 		d.decodeSFlow(e, b, received)
 	default:
 		c.decodeError(e, "unknown_version")
+	}
+	if e.flows == 0 && d.sum.flows > 0 {
+		c.logFirstRecords(e, proto, d.sum.flows)
+	}
+	if e.tmplUntold != ([numTemplateEvents]uint32{}) {
+		c.logTemplates(e)
 	}
 	d.sum.flush(e)
 	e.mu.Unlock()
@@ -212,6 +219,7 @@ func (s *datagramSum) flush(e *exporterState) {
 		return
 	}
 	e.flows += s.flows
+	e.c.records.Add(s.flows)
 	e.m.flows.Add(float64(s.flows))
 	e.m.flowBytes.Add(float64(s.bytes))
 	e.m.flowPackets.Add(float64(s.packets))

@@ -68,6 +68,12 @@ type exporterState struct {
 	// the socket readers and before admission.
 	drops [numDrops]atomic.Uint64
 
+	// tmplUntold counts the template events not yet told in the log, by
+	// templateEventNames index; tmplToldAt is when the last template line
+	// was logged (logTemplates).
+	tmplUntold [numTemplateEvents]uint32
+	tmplToldAt time.Time
+
 	versions uint32 // bit set of protocol versions seen (5, 9, 10; sFlow as bit 0)
 	packets  uint64
 	flows    uint64

@@ -1,12 +1,15 @@
 package collector
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
 
 // metrics are the collector's Prometheus series. Per-exporter series are
 // bounded: only admitted exporters (at most exporters.max) get a label.
 type metrics struct {
-	packets        *prometheus.CounterVec // exporter, version
-	packetBytes    *prometheus.CounterVec // exporter
+	datagrams      *prometheus.CounterVec // exporter, version
+	datagramBytes  *prometheus.CounterVec // exporter
 	flows          *prometheus.CounterVec // exporter
 	flowBytes      *prometheus.CounterVec // exporter
 	flowPackets    *prometheus.CounterVec // exporter
@@ -39,6 +42,18 @@ const (
 // dropReasons are the reason labels, by drop constant.
 var dropReasons = [numDrops]string{"not_allowed", "exporter_cap", "queue_full", "wrong_protocol", "socket_buffer"}
 
+// decodeErrorReasons are the reason labels of decode_errors_total. Each
+// exporter's series of every reason exist from its first datagram, at
+// zero, so that alert rules see the first error as an increase.
+var decodeErrorReasons = [...]string{
+	"unknown_version", "truncated", "bad_length", "bad_set_length", "bad_set_id",
+	"bad_template", "template_no_fields", "template_too_many_fields", "template_zero_length_field",
+	"template_missing", "bad_data_set", "sampler_cap", "malformed",
+}
+
+// evictionReasons are the reason labels of exporter_evictions_total.
+var evictionReasons = [...]string{"idle", "cap"}
+
 // exporterDropReasons are the drops that can concern a tracked exporter:
 // not_allowed and exporter_cap only ever concern senders that are not
 // tracked, so they stay counted by reason alone, keeping the label set
@@ -51,10 +66,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		Name: "drops_total", Help: "Datagrams dropped before decoding, by reason (not_allowed, exporter_cap, queue_full, wrong_protocol, socket_buffer: by the kernel, the socket's receive buffer full)."},
 		[]string{"reason"})
 	m := &metrics{
-		packets: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-			Name: "packets_total", Help: "Export datagrams decoded, by exporter and protocol version."},
+		datagrams: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "datagrams_total", Help: "Export datagrams decoded, by exporter and protocol version."},
 			[]string{"exporter", "version"}),
-		packetBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		datagramBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "datagram_bytes_total", Help: "Bytes of export datagrams decoded, by exporter."},
 			[]string{"exporter"}),
 		flows: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -97,7 +112,7 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		shedRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "shed_records_total", Help: "Records handed to the cheaper path (traffic accounted, conversations not stitched) because their decode worker was behind (shed_backlog)."}),
 	}
-	for _, c := range []prometheus.Collector{m.packets, m.packetBytes, m.flows, m.flowBytes, m.flowPackets,
+	for _, c := range []prometheus.Collector{m.datagrams, m.datagramBytes, m.flows, m.flowBytes, m.flowPackets,
 		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.evictedPending, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters, m.shedRecords} {
 		if err := r.Register(c); err != nil {
 			return nil, err
@@ -105,6 +120,9 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 	}
 	for i, r := range dropReasons {
 		m.drops[i] = drops.WithLabelValues(r)
+	}
+	for _, r := range evictionReasons {
+		m.evictions.WithLabelValues(r)
 	}
 	return m, nil
 }
@@ -115,7 +133,7 @@ func (m *metrics) exporterVecs() []interface {
 } {
 	return []interface {
 		DeletePartialMatch(prometheus.Labels) int
-	}{m.packets, m.packetBytes, m.flows, m.flowBytes, m.flowPackets, m.decodeErrors,
+	}{m.datagrams, m.datagramBytes, m.flows, m.flowBytes, m.flowPackets, m.decodeErrors,
 		m.exporterDrops, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes}
 }
 
@@ -130,28 +148,47 @@ func (m *metrics) forget(label string) {
 // exporterMetrics are one exporter's curried series, resolved once so the
 // hot path does no label lookups.
 type exporterMetrics struct {
-	packets                                                 [protoSFlow + 1]prometheus.Counter
-	packetBytes, flows, flowBytes, flowPackets, samplingUnk prometheus.Counter
-	templates, pendingBytes                                 prometheus.Gauge
+	datagrams                                                 [protoSFlow + 1]prometheus.Counter
+	datagramBytes, flows, flowBytes, flowPackets, samplingUnk prometheus.Counter
+	templates, pendingBytes                                   prometheus.Gauge
 	// drops is set for exporterDropReasons only.
 	drops [numDrops]prometheus.Counter
 }
 
 func (m *metrics) forExporter(label string) exporterMetrics {
 	em := exporterMetrics{
-		packetBytes:  m.packetBytes.WithLabelValues(label),
-		flows:        m.flows.WithLabelValues(label),
-		flowBytes:    m.flowBytes.WithLabelValues(label),
-		flowPackets:  m.flowPackets.WithLabelValues(label),
-		samplingUnk:  m.samplingUnk.WithLabelValues(label),
-		templates:    m.templates.WithLabelValues(label),
-		pendingBytes: m.pendingBytes.WithLabelValues(label),
+		datagramBytes: m.datagramBytes.WithLabelValues(label),
+		flows:         m.flows.WithLabelValues(label),
+		flowBytes:     m.flowBytes.WithLabelValues(label),
+		flowPackets:   m.flowPackets.WithLabelValues(label),
+		samplingUnk:   m.samplingUnk.WithLabelValues(label),
+		templates:     m.templates.WithLabelValues(label),
+		pendingBytes:  m.pendingBytes.WithLabelValues(label),
 	}
 	for _, r := range exporterDropReasons {
 		em.drops[r] = m.exporterDrops.WithLabelValues(label, dropReasons[r])
 	}
-	for p, v := range map[int]string{protoV5: "netflow5", protoV9: "netflow9", protoIPFIX: "ipfix", protoSFlow: "sflow5"} {
-		em.packets[p] = m.packets.WithLabelValues(label, v)
+	for p := protoV5; p <= protoSFlow; p++ {
+		em.datagrams[p] = m.datagrams.WithLabelValues(label, protoNames[p])
+	}
+	// At zero until the first of each, like drops_total.
+	for _, r := range decodeErrorReasons {
+		m.decodeErrors.WithLabelValues(label, r)
+	}
+	for _, ev := range templateEventNames {
+		m.templateEvents.WithLabelValues(label, ev)
 	}
 	return em
+}
+
+// metricValue reads a counter or gauge; -1 when it cannot.
+func metricValue(m prometheus.Metric) float64 {
+	var out dto.Metric
+	if err := m.Write(&out); err != nil {
+		return -1
+	}
+	if out.Counter != nil {
+		return out.Counter.GetValue()
+	}
+	return out.Gauge.GetValue()
 }

@@ -43,19 +43,20 @@ func (c *Component) known(a netip.Addr) *exporterState {
 }
 
 // exporter returns the state of an exporter, creating it within the
-// exporters.max cap (evicting a stale exporter at the cap if there is one);
-// nil when the cap is reached.
-func (c *Component) exporter(a netip.Addr, now time.Time) *exporterState {
+// exporters.max cap (evicting a stale exporter at the cap if there is one),
+// and the number of exporters tracked when it created it (0 when it did
+// not); nil when the cap is reached.
+func (c *Component) exporter(a netip.Addr, now time.Time) (*exporterState, int) {
 	if e := c.known(a); e != nil {
-		return e
+		return e, 0
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.exporters[a]; e != nil {
-		return e
+		return e, 0
 	}
 	if len(c.exporters) >= c.config.Exporters.Max && !c.evictStale(now) {
-		return nil
+		return nil, 0
 	}
 	label := a.String()
 	e := &exporterState{
@@ -83,7 +84,7 @@ func (c *Component) exporter(a netip.Addr, now time.Time) *exporterState {
 	}
 	c.exporters[a] = e
 	c.metrics.exporters.Set(float64(len(c.exporters)))
-	return e
+	return e, len(c.exporters)
 }
 
 // admit returns the locked state of an exporter for the decode of one
@@ -92,9 +93,14 @@ func (c *Component) exporter(a netip.Addr, now time.Time) *exporterState {
 // again (and created afresh).
 func (c *Component) admit(a netip.Addr, now time.Time) *exporterState {
 	for {
-		e := c.exporter(a, now)
+		e, created := c.exporter(a, now)
 		if e == nil {
 			return nil
+		}
+		if created > 0 {
+			// Logged here, not under c.mu. Rate-limited per exporter:
+			// spoofed senders are bounded by exporters.max.
+			c.logs.LogAt(now, slog.LevelInfo, "new\x00"+e.label, "new exporter", "exporter", e.label, "exporters", created)
 		}
 		e.mu.Lock()
 		if !e.evicted {

@@ -43,6 +43,9 @@ type Dependencies struct {
 	// conversation stitching), so that the worker catches up before its
 	// queue overflows. Same contract as Flows.
 	Shed flow.Handler
+	// Hosts, when not nil, adds its size (the host table's) to the
+	// periodic summary line.
+	Hosts interface{ Len() int }
 }
 
 // Component is the running collector.
@@ -75,14 +78,20 @@ type Component struct {
 	// detector, at random), so the receive path does not allocate in a
 	// steady state; it holds at most what the queues can.
 	free     chan *packet
-	decoders sync.Pool // *decoder, for HandleDatagram
-	readers  sync.WaitGroup
+	decoders sync.Pool      // *decoder, for HandleDatagram
+	readers  sync.WaitGroup // the socket readers and the summary loop
 	workers  sync.WaitGroup
 	ready    atomic.Bool
 	started  bool
 	stopOnce sync.Once
 	// stopped is closed when the workers have exited after Stop.
 	stopped chan struct{}
+
+	// Running totals, for the summary line (summary.go).
+	datagrams, records, decodeErrors atomic.Uint64
+	// quit ends the summary loop at Stop; summaryEvery is its period.
+	quit         chan struct{}
+	summaryEvery time.Duration
 }
 
 type parsedOverride struct {
@@ -134,6 +143,8 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 	}
 	c.free = make(chan *packet, cfg.Workers*cfg.QueueSize+readBatch)
 	c.stopped = make(chan struct{})
+	c.quit = make(chan struct{})
+	c.summaryEvery = summaryInterval
 	c.decoders.New = func() any { return newDecoder(c) }
 	return c, nil
 }
@@ -173,6 +184,8 @@ func (c *Component) Start(ctx context.Context) error {
 			go c.read(l, conn)
 		}
 	}
+	c.readers.Add(1)
+	go c.summarize()
 	c.ready.Store(true)
 	return nil
 }
@@ -186,6 +199,7 @@ func (c *Component) Stop(ctx context.Context) error {
 		for _, l := range c.listeners {
 			l.close()
 		}
+		close(c.quit)
 		go func() {
 			c.readers.Wait()
 			for _, q := range c.queues {

@@ -392,8 +392,15 @@ func (e *exporterState) GetTemplates() netflow.FlowBaseTemplateSet {
 	return out
 }
 
+// templateEvent counts a template event, and keeps it for the exporter's
+// next template log line (logTemplates).
 func (e *exporterState) templateEvent(ev string) {
 	e.c.metrics.templateEvents.WithLabelValues(e.label, ev).Inc()
+	for i, name := range templateEventNames {
+		if name == ev {
+			e.tmplUntold[i]++
+		}
+	}
 }
 
 // encodeTemplate renders one of goflow2's template records in its wire

@@ -128,7 +128,7 @@ func TestAPIDoesNotStarveIngest(t *testing.T) {
 	// Wait for the collector to count every datagram, or to stop counting.
 	var received, dropped float64
 	for last, still := -1.0, 0; still < 20; time.Sleep(100 * time.Millisecond) {
-		received, dropped = counterSum(t, p.registry, "flowcheck_collector_packets_total"), counterSum(t, p.registry, "flowcheck_collector_drops_total")
+		received, dropped = counterSum(t, p.registry, "flowcheck_collector_datagrams_total"), counterSum(t, p.registry, "flowcheck_collector_drops_total")
 		if int(received+dropped) >= sent {
 			break
 		}

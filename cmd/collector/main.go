@@ -261,6 +261,8 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		// conversations until it catches up, rather than dropping
 		// datagrams.
 		Shed: p.table.ApplyTrafficOnly,
+		// The summary line tells the host count too.
+		Hosts: p.table,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
