@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"time"
@@ -43,6 +44,10 @@ type Stats struct {
 	// Skipped counts frames that were not a complete UDP datagram (other
 	// protocols, fragments, truncated frames, other destination ports).
 	Skipped uint64
+	// Ports counts the complete UDP datagrams by destination port, those
+	// of ports SetPort filtered out included: it tells where a capture's
+	// UDP traffic went when none of it was what was looked for.
+	Ports map[uint16]uint64
 }
 
 // packetSource is what pcapgo's two readers have in common.
@@ -125,7 +130,11 @@ func NewReader(in io.Reader) (*Reader, error) {
 func (r *Reader) SetPort(p uint16) { r.port = p }
 
 // Stats returns what the reader saw so far.
-func (r *Reader) Stats() Stats { return r.stats }
+func (r *Reader) Stats() Stats {
+	st := r.stats
+	st.Ports = maps.Clone(r.stats.Ports)
+	return st
+}
 
 // Close closes the file opened by Open.
 func (r *Reader) Close() error {
@@ -149,6 +158,12 @@ func (r *Reader) Next() (Datagram, error) {
 		}
 		r.stats.Frames++
 		d, ok := parseFrame(r.linkType, data)
+		if ok {
+			if r.stats.Ports == nil {
+				r.stats.Ports = make(map[uint16]uint64)
+			}
+			r.stats.Ports[d.Dst.Port()]++
+		}
 		if !ok || (r.port != 0 && d.Dst.Port() != r.port) {
 			r.stats.Skipped++
 			continue

@@ -44,8 +44,14 @@ func TestCaptures(t *testing.T) {
 				t.Fatalf("%s: bad datagram %v -> %v (%d bytes)", tc.file, d.Src, d.Dst, len(d.Payload))
 			}
 		}
-		if st := r.Stats(); st.Datagrams != tc.datagrams {
+		st := r.Stats()
+		if st.Datagrams != tc.datagrams {
 			t.Errorf("%s port %d: %d datagrams, want %d (%+v)", tc.file, tc.port, st.Datagrams, tc.datagrams, st)
+		}
+		// Every datagram of these captures goes to port 2055, filtered
+		// out or not.
+		if len(st.Ports) != 1 || st.Ports[2055] == 0 || (tc.port == 2055 && st.Ports[2055] != tc.datagrams) {
+			t.Errorf("%s port %d: ports seen %v", tc.file, tc.port, st.Ports)
 		}
 		_ = r.Close()
 	}

@@ -2,13 +2,17 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/flowcheck/flowcheck/collector"
@@ -92,6 +96,9 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 	st := r.Stats()
 	fmt.Fprintf(stderr, "collector decode: %d frames, %d UDP datagrams, %d exporters, %d flow records, %d packets, %d bytes, %d decode errors\n",
 		st.Frames, st.Datagrams, len(exporters), records, packets, bytes, decodeErrors)
+	if records == 0 && readErr == nil {
+		fmt.Fprintf(stderr, "collector decode: no flow record: %s\n", whyNothing(st, uint16(*port), exporters))
+	}
 	if readErr != nil {
 		fmt.Fprintf(stderr, "collector decode: %s: %v (stopped there)\n", *path, readErr)
 		return 1
@@ -101,6 +108,57 @@ func runDecode(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// whyNothing says why a capture yielded no flow record: no UDP, nothing
+// on the port asked for, no export protocol in the UDP datagrams (a
+// capture of raw traffic), or exports whose data could not be decoded.
+func whyNothing(st pcapsrc.Stats, port uint16, exporters []collector.ExporterInfo) string {
+	var exports, decodeErrors uint64
+	pending := 0
+	for _, e := range exporters {
+		exports += e.Packets // datagrams of a known export protocol
+		decodeErrors += e.Errors
+		pending += e.PendingBytes
+	}
+	switch {
+	case len(st.Ports) == 0:
+		return fmt.Sprintf("no UDP datagram in the capture's %d frames (flow exports travel over UDP)", st.Frames)
+	case port != 0 && st.Ports[port] == 0:
+		return fmt.Sprintf("no UDP datagram to port %d; ports seen: %s", port, portsSeen(st.Ports))
+	case exports == 0 && port != 0:
+		return fmt.Sprintf("no NetFlow/IPFIX/sFlow on UDP port %d (is it a capture of raw traffic rather than of flow exports?); ports seen: %s",
+			port, portsSeen(st.Ports))
+	case exports == 0:
+		return fmt.Sprintf("no NetFlow/IPFIX/sFlow in the capture's %d UDP datagrams (is it a capture of raw traffic rather than of flow exports?); ports seen: %s",
+			st.Datagrams, portsSeen(st.Ports))
+	}
+	return fmt.Sprintf("%d export datagrams, %d decode errors, %d bytes of data sets left waiting for their templates: NetFlow v9/IPFIX data cannot be decoded without its templates, which a capture that starts after the exporter sent them lacks (exporters re-send them every few minutes)",
+		exports, decodeErrors, pending)
+}
+
+// portsSeen lists the busiest destination ports with their datagram
+// counts: "53 (120), 443 (80) and 4 more".
+func portsSeen(ports map[uint16]uint64) string {
+	const shown = 8
+	list := slices.Collect(maps.Keys(ports))
+	slices.SortFunc(list, func(a, b uint16) int {
+		if c := cmp.Compare(ports[b], ports[a]); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	var s strings.Builder
+	for i, p := range list[:min(len(list), shown)] {
+		if i > 0 {
+			s.WriteString(", ")
+		}
+		fmt.Fprintf(&s, "%d (%d)", p, ports[p])
+	}
+	if len(list) > shown {
+		fmt.Fprintf(&s, " and %d more", len(list)-shown)
+	}
+	return s.String()
 }
 
 // jsonRecord is the output form of a flow record.

@@ -65,7 +65,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	// already live in capture time.
 	first, readErr := r.Next()
 	if errors.Is(readErr, io.EOF) {
-		logger.Warn("no UDP datagram in the capture", "pcap", *pcapPath)
+		logger.Warn("nothing to replay", "pcap", *pcapPath, "why", whyNothing(r.Stats(), uint16(*port), nil))
 	} else if readErr != nil {
 		logger.Error("cannot read capture", "err", readErr)
 		return exitFailure
@@ -89,6 +89,9 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 
 	wallStart := time.Now()
 	datagrams := 0
+	// last is the capture time of the last datagram: the capture's
+	// duration ends there, not after the reply window added below.
+	last := start
 	for dg := first; readErr == nil; dg, readErr = r.Next() {
 		if speed > 0 {
 			// Pace: capture time elapsed / speed should have passed.
@@ -101,6 +104,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		p.collector.HandleDatagram(dg.Src, dg.Payload, dg.Time)
 		p.sched.advance(clk.Now())
 		datagrams++
+		last = dg.Time
 	}
 	status := exitOK
 	if !errors.Is(readErr, io.EOF) {
@@ -115,7 +119,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	stats := r.Stats()
 	logger.Info("replay done", "datagrams", datagrams, "frames", stats.Frames, "skipped", stats.Skipped,
 		"hosts", p.table.Len(), "engaged_alerts", len(p.engine.Engaged()),
-		"capture_duration", clk.Now().Sub(start), "wall", time.Since(wallStart).Round(time.Millisecond))
+		"capture_duration", last.Sub(start), "wall", time.Since(wallStart).Round(time.Millisecond))
 	if err := p.stop(logger); err != nil {
 		logger.Error("stopped with errors", "err", err)
 		return exitFailure

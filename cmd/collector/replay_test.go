@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/pcapsrc"
 )
 
 // TestReplayInProcess runs the replay subcommand in the test process (so
@@ -34,11 +38,44 @@ func TestReplayInProcess(t *testing.T) {
 	if !scans["10.98.0.66"] || !scans["fd00:98::66"] || len(scans) != 2 {
 		t.Fatalf("scan alerts for %v, want the scanner's two addresses", scans)
 	}
-	for _, want := range []string{"msg=tick", "msg=\"replay done\"", "datagrams=29"} {
+	// The capture's own duration, first to last datagram, without the
+	// reply window the replay waits at its end.
+	span := captureSpan(t, "../../testdata/softflowd-filtered-v9.pcap", 2055)
+	for _, want := range []string{"msg=tick", "msg=\"replay done\"", "datagrams=29", "capture_duration=" + span.String() + " "} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
 		}
 	}
+}
+
+// captureSpan returns the time from the first to the last datagram to
+// port in a capture.
+func captureSpan(t *testing.T, path string, port uint16) time.Duration {
+	t.Helper()
+	r, err := pcapsrc.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	r.SetPort(port)
+	var first, last time.Time
+	for {
+		d, err := r.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first.IsZero() {
+			first = d.Time
+		}
+		last = d.Time
+	}
+	if last.Sub(first) <= 0 {
+		t.Fatalf("%s: no span", path)
+	}
+	return last.Sub(first)
 }
 
 func TestReplayMissingCapture(t *testing.T) {
@@ -53,7 +90,8 @@ func TestReplayMissingCapture(t *testing.T) {
 func TestReplayNothingToReplay(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	code := dispatch([]string{"replay", "--pcap", "../../testdata/softflowd-v5.pcap", "--port", "9999"}, &stdout, &stderr)
-	if code != exitOK || stdout.Len() != 0 || !strings.Contains(stderr.String(), "datagrams=0") {
+	if code != exitOK || stdout.Len() != 0 || !strings.Contains(stderr.String(), "datagrams=0") ||
+		!strings.Contains(stderr.String(), "no UDP datagram to port 9999; ports seen: 2055 (162)") {
 		t.Fatalf("exit %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
 	}
 }
