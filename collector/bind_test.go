@@ -183,3 +183,24 @@ func TestPortableReader(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorsUnprefixed checks that the collector's errors do not start
+// with its name: the program adds it once, where it names the component.
+func TestErrorsUnprefixed(t *testing.T) {
+	_, errNew := New(DefaultConfiguration(), Dependencies{})
+	bad := DefaultConfiguration()
+	bad.Workers = 0
+	_, errConfig := New(bad, Dependencies{Flows: func([]flow.Record) {}})
+	c, err := startOn(t, "auto://127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	errTwice := c.Start(context.Background())
+	_, errBind := startOn(t, fmt.Sprintf("auto://%s", c.ListenAddrs()[0]))
+	for name, err := range map[string]error{"New without Flows": errNew, "New, bad configuration": errConfig,
+		"Start twice": errTwice, "Start on a held port": errBind} {
+		if err == nil || strings.HasPrefix(err.Error(), "collector") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

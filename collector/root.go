@@ -1,7 +1,11 @@
 // Package collector is the ingest component: it receives NetFlow v5, v9,
-// IPFIX and sFlow v5 exports over UDP, decodes them with goflow2's decoders
-// (not its pipeline or producer), keeps per-exporter template and sampling
-// state, and hands batches of compact flow.Records to a flow.Handler.
+// IPFIX and sFlow v5 exports over UDP, keeps per-exporter template and
+// sampling state, and hands batches of compact flow.Records to a
+// flow.Handler. NetFlow v5 records and v9/IPFIX data sets are decoded by
+// the collector's own code (data sets by template plans compiled once per
+// template, plan.go); goflow2's decoders parse templates, options
+// templates and sFlow, and are the differential tests' oracle for the
+// rest.
 package collector
 
 import (
@@ -114,7 +118,7 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		deps.Clock = clock.Live{}
 	}
 	if deps.Flows == nil {
-		return nil, errors.New("collector: no flow handler")
+		return nil, errors.New("no flow handler (Dependencies.Flows)")
 	}
 	m, err := newMetrics(deps.Registerer)
 	if err != nil {
@@ -154,7 +158,7 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 // the binding only: the readers and workers run until Stop.
 func (c *Component) Start(ctx context.Context) error {
 	if c.started {
-		return errors.New("collector: already started")
+		return errors.New("already started")
 	}
 	for _, l := range c.listeners {
 		if err := c.bind(ctx, l); err != nil {
