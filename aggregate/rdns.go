@@ -3,7 +3,6 @@ package aggregate
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -31,9 +30,6 @@ type resolver struct {
 }
 
 func newResolver(cfg ReverseDNSConfiguration, lookup LookupAddrFunc, m *metrics, log *slog.Logger) *resolver {
-	if lookup == nil {
-		lookup = net.DefaultResolver.LookupAddr
-	}
 	return &resolver{
 		cfg:      cfg,
 		lookup:   lookup,

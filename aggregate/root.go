@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/defaults"
 )
 
 // Dependencies are what the host table needs from the rest of the program.
@@ -94,14 +96,11 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.Registerer == nil {
-		deps.Registerer = prometheus.NewRegistry()
-	}
-	if deps.Clock == nil {
-		deps.Clock = clock.Live{}
+	deps.Logger = defaults.Logger(deps.Logger)
+	deps.Registerer = defaults.Registerer(deps.Registerer)
+	deps.Clock = defaults.Clock(deps.Clock)
+	if deps.LookupAddr == nil {
+		deps.LookupAddr = net.DefaultResolver.LookupAddr
 	}
 	t := &HostTable{
 		log:          deps.Logger.With("component", "aggregate"),
