@@ -49,7 +49,7 @@
 //
 // Unidirectional exports (NetFlow v5/v9, IPFIX without reverse elements;
 // softflowd and pmacctd send one record per direction and skip a silent
-// direction) go through the NoReplyTracker: the first record of a
+// direction) go through the reply tracker: the first record of a
 // conversation opens it for reply_window (default 30 s) of clock time. A
 // record of the other direction within the window answers it; it is then
 // decided at once from both directions' flags (answered or refused) and

@@ -4,18 +4,11 @@ import (
 	"github.com/flowcheck/flowcheck/flow"
 )
 
-// host is the state of one host, laid out by how often Apply touches it.
-// Its first 64 bytes hold everything every record reads or writes (last
-// seen, the key that confirms a lookup, flags, the L7 slice), the next 96
-// the first two L7 entries, and the rest what only scanners, their
-// victims and MAC-carrying exporters need. At 184 bytes it is allocated in
-// the runtime's 192-byte size class, whose objects start on cache-line
-// boundaries: an update of a host of one or two applications reads two
-// lines. Totals are not kept apart from the L7 entries (every record adds
-// to exactly one entry, and folding into "Other" keeps the sum): Snapshot
-// sums them, which saves a line's worth of writes on every record. The
-// display name is looked up on snapshot (static names, DNS cache), and an
-// idle host without contacts stays small (noReply and refused are nil).
+// host is the state of one host, its fields ordered by how often Apply
+// touches them so that a record's update reads two cache lines; totals are
+// summed from the L7 entries on snapshot, not written per record. It must
+// fit the runtime's 192-byte size class, whose objects start on a cache
+// line (TestHostSize; docs/performance.md, "Host table internals").
 type host struct {
 	lastSeen, firstSeen int64 // clock nanoseconds
 	key                 hkey
@@ -162,7 +155,7 @@ func (c *contactSets) commit(d *decision, asClient bool, limit int) {
 // countsFlow tells whether a record counts as one flow in the L7 stats.
 // ntopng's flows are bidirectional, so a conversation exported as two
 // unidirectional records must count once: only the client's direction
-// counts (the same roles as the NoReplyTracker: SYN without ACK, else the
+// counts (the same roles as the reply tracker: SYN without ACK, else the
 // higher port, else the lower address). A biflow record, and anything that
 // is not TCP or UDP, counts once as it is.
 func countsFlow(r *flow.Record) uint64 {

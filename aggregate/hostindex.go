@@ -40,16 +40,11 @@ func hostHash(k hkey) uint64 {
 // forms are IPv4, since keys never hold a mapped IPv6 address.
 func addrOf16(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
-// hostIndex is one shard's map from host key to host. It is keyed by the
-// key's 64-bit hash (hostHash), which the shard choice computes anyway: a
-// lookup then probes 16-byte slots (the hash and the host, no key) and
-// compares one word, instead of hashing and comparing an 18-byte key, and
-// the host itself (which the caller touches next) holds the key that
-// confirms the match. Two keys whose stored hashes (stored: the lowest bit
-// set) are equal cannot share a slot: the later one goes to coll, an
-// ordinary map. hostHash spreads addresses, so coll only ever holds hosts
-// that collide (crafted, or bad luck of one in 2^63 per pair), and the
-// runtime's seeded hashing keeps those cheap too.
+// hostIndex is one shard's map from host key to host, keyed by the key's
+// 64-bit hash (hostHash, which the shard choice computes anyway): slots
+// hold the hash and the host, whose own key confirms the match. A key
+// whose stored hash meets another's goes to coll, an ordinary map, so a
+// crafted collision costs a map lookup, not a wrong host.
 //
 // It is not safe for concurrent use: the shard's lock guards it.
 type hostIndex struct {

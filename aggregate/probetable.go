@@ -3,23 +3,16 @@ package aggregate
 import "math/bits"
 
 // probeTable is an open-addressing hash table with linear probing, for the
-// two indexes Apply reads once or twice per record (hosts by hash,
-// conversations by key). Against a runtime map a lookup usually reads one
-// cache line instead of two or three (control word, then slot), and it is
-// short, inlined and branch-predictable, so that the lookups of a batch,
-// done in a pass of their own, overlap their cache misses. The runtime
-// maps were two fifths of Apply's time.
+// indexes Apply reads per record (hosts by hash, conversations by key):
+// a lookup reads one cache line where a runtime map reads two or three
+// (docs/performance.md, "Host table internals").
 //
-// The caller hashes: it has the hash at hand already (the shard choice).
-// Each slot keeps its key's hash, so that a probe compares one word before
-// the key, growth and removal move slots without rehashing them, and a
-// slot can be found again by its hash alone (the reply tracker's FIFO keeps
-// only hashes). A stored hash is never 0, which marks a free slot: hashes
-// are stored with their lowest bit set (stored), which the home slot
-// (the high bits) does not use. Removal shifts the rest of a probe run
-// back (no tombstones), and the table shrinks when it is less than 1/8
-// full, so memory comes back after a burst. It is not safe for concurrent
-// use.
+// The caller hashes (the shard choice already did). Each slot keeps its
+// key's hash, stored with the lowest bit set so that 0 marks a free slot:
+// a probe compares one word first, growth moves slots without rehashing,
+// and the reply tracker's FIFO finds a slot by its hash alone. Removal
+// shifts the probe run back (no tombstones); the table shrinks below 1/8
+// full. It is not safe for concurrent use.
 type probeTable[K comparable, V any] struct {
 	slots []probeSlot[K, V] // a power of 2 long
 	shift uint8             // a hash's home slot is hash >> shift

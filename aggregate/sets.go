@@ -13,8 +13,8 @@ import (
 // addrHash16 (a collision needs two addresses among the same host's ~10^3
 // members to share 64 bits, which "exact" tolerates).
 //
-// The exact members live in a sorted slice: 8 bytes a member, a third of
-// what a map costs, and an insert moves at most limit*8 bytes.
+// The exact members live in a sorted slice, 8 bytes a member: a map would
+// cost three times that.
 //
 // The zero value is an empty set. It is not safe for concurrent use: the
 // host's shard lock guards it.

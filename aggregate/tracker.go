@@ -89,7 +89,7 @@ func (x *convIndex) touchHash(h uint64, v6 bool) bool {
 
 func (x *convIndex) len() int { return x.v4.len() + x.v6.len() }
 
-// trackerShard is one shard of the NoReplyTracker: a FIFO of pending
+// trackerShard is one shard of the reply tracker: a FIFO of pending
 // conversations (deadlines grow with insertion, since the clock never runs
 // back) and an index from key to state. A conversation decided before its
 // deadline (both directions seen) stays as a tombstone until the
