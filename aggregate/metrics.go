@@ -14,7 +14,7 @@ type metrics struct {
 	blacklistEntries   prometheus.Gauge
 	blacklistBadLines  prometheus.Counter
 	blacklistReloads   *prometheus.CounterVec // by result: ok, error
-	rdnsLookups        *prometheus.CounterVec // by result: ok, error, dropped
+	rdnsLookups        *prometheus.CounterVec // by result: ok, error
 	rdnsQueueOverflows prometheus.Counter
 }
 
@@ -53,6 +53,18 @@ func newMetrics(reg prometheus.Registerer, t *HostTable) (*metrics, error) {
 	pending := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 		Name: "pending_conversations", Help: "Conversations waiting for their reply window to end."},
 		func() float64 { return float64(t.pendingLen()) })
+	// Every labelled series exists at zero from start-up, so that alert
+	// rules on it see a rise from 0 rather than a series appearing.
+	for vec, values := range map[*prometheus.CounterVec][]string{
+		m.hostsRefused:     {"local", "remote"},
+		m.committed:        {"one_sided", "refused"},
+		m.blacklistReloads: {"ok", "error"},
+		m.rdnsLookups:      {"ok", "error"},
+	} {
+		for _, v := range values {
+			vec.WithLabelValues(v)
+		}
+	}
 	for _, c := range []prometheus.Collector{m.hostsRefused, m.hostsExpired, m.recordsInvalid, m.pendingOverflow, m.l7NamesOverflow,
 		m.committed, m.withheld, m.blacklistEntries, m.blacklistBadLines, m.blacklistReloads, m.rdnsLookups,
 		m.rdnsQueueOverflows, hosts, pending} {
