@@ -201,19 +201,29 @@ func (c Configuration) checkFor(name string, defaults map[string]any) (CheckConf
 		def, ok := defaults[k]
 		switch {
 		case !ok:
-			return cc, fmt.Errorf("checks.%s.params.%s: unknown param; %s declares %s",
-				name, k, name, strings.Join(slices.Sorted(maps.Keys(defaults)), ", "))
+			return cc, &ParamError{fmt.Errorf("checks.%s.params.%s: unknown param; %s declares %s",
+				name, k, name, strings.Join(slices.Sorted(maps.Keys(defaults)), ", "))}
 		case v == nil:
 			continue
 		}
 		if err := sameKind(v, def); err != nil {
-			return cc, fmt.Errorf("checks.%s.params.%s%w", name, k, err)
+			return cc, &ParamError{fmt.Errorf("checks.%s.params.%s%w", name, k, err)}
 		}
 		merged[k] = v
 	}
 	cc.Params = merged
 	return cc, nil
 }
+
+// ParamError is a configured param that the check's script does not declare,
+// or whose type differs from its default's: a configuration mistake, told
+// apart so that the command exits as for any other bad key.
+type ParamError struct{ err error }
+
+func (e *ParamError) Error() string { return e.err.Error() }
+
+// Unwrap returns the underlying error.
+func (e *ParamError) Unwrap() error { return e.err }
 
 // kindOf names the kind of a param value as a script sees it: number,
 // string, boolean, list or table ("" for a type checkParam refuses).

@@ -347,3 +347,29 @@ func TestListedCheckRuns(t *testing.T) {
 		t.Fatalf("engaged %v, want custom on the local host only", got)
 	}
 }
+
+// TestStartupParamErrors: a check param its script refuses stops start-up
+// with the configuration's exit status, as a misspelt key does.
+func TestStartupParamErrors(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"unknown param", "scripting:\n  checks:\n    scan_detection:\n      params: {vertical_portz: 3}\n",
+			"configuration: scripting: checks.scan_detection.params.vertical_portz: unknown param"},
+		{"wrong type", "scripting:\n  checks:\n    scan_detection:\n      params: {vertical_ports: many}\n",
+			"configuration: scripting: checks.scan_detection.params.vertical_ports: wrong type"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			if code := dispatch([]string{"run", "--config", path}, &stdout, &stderr); code != exitConfig {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, exitConfig, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("stderr = %q, want it to contain %q", stderr.String(), tc.want)
+			}
+		})
+	}
+}

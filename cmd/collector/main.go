@@ -138,8 +138,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	// each stage exists before anything can hand it data.
 	p, err := build(cfg, clock.Live{}, logger, stdout, true)
 	if err != nil {
-		logger.Error("cannot build the pipeline", "err", err)
-		return exitFailure
+		return buildFailed(logger, stderr, err)
 	}
 
 	// 3. Start the parts in order (see build): sinks, checks, host table,
@@ -168,6 +167,18 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("stopped")
 	return exitOK
+}
+
+// buildFailed reports a pipeline that could not be built and returns the
+// exit status: a check param its script refuses is a configuration mistake,
+// told like a bad key.
+func buildFailed(logger *slog.Logger, stderr io.Writer, err error) int {
+	if pe := (*scripting.ParamError)(nil); errors.As(err, &pe) {
+		fmt.Fprintf(stderr, "collector: configuration: %v\n", err)
+		return exitConfig
+	}
+	logger.Error("cannot build the pipeline", "err", err)
+	return exitFailure
 }
 
 // pipeline holds the built components.

@@ -78,8 +78,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 
 	p, err := build(cfg, clk, logger, stdout, false)
 	if err != nil {
-		logger.Error("cannot build the pipeline", "err", err)
-		return exitFailure
+		return buildFailed(logger, stderr, err)
 	}
 	if err := p.start(context.Background()); err != nil {
 		logger.Error("cannot start", "err", err)
