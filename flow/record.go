@@ -60,7 +60,28 @@ type Record struct {
 	AppID uint32
 	// AppName is nProbe's L7_PROTO_NAME when present (e.g. "TLS.Google").
 	AppName string
+
+	// Sides says which of the record's two hosts this copy accounts for,
+	// when a cluster's ingest published it once per host's partition.
+	// Zero means both: a record decoded in this process.
+	Sides Side
 }
+
+// Side names the host(s) of a record that a copy accounts for.
+type Side uint8
+
+// The sides of a record; SideSrc|SideDst is a copy for both hosts.
+const (
+	SideSrc Side = 1 << iota
+	SideDst
+)
+
+// HasSrc tells whether the copy accounts for the source host (zero: both).
+func (s Side) HasSrc() bool { return s == 0 || s&SideSrc != 0 }
+
+// HasDst tells whether the copy accounts for the destination host (zero:
+// both).
+func (s Side) HasDst() bool { return s == 0 || s&SideDst != 0 }
 
 // Proto numbers used across the project.
 const (

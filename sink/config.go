@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flowcheck/flowcheck/internal/kafkaconn"
 	"github.com/flowcheck/flowcheck/sink/spool"
 )
 
@@ -74,24 +75,6 @@ type Route struct {
 	Topic    string `mapstructure:"topic"`
 }
 
-// TLSConfiguration configures TLS to the brokers.
-type TLSConfiguration struct {
-	Enabled            bool   `mapstructure:"enabled"`
-	CAFile             string `mapstructure:"ca_file"`
-	CertFile           string `mapstructure:"cert_file"`
-	KeyFile            string `mapstructure:"key_file"`
-	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
-}
-
-// SASLConfiguration configures SASL authentication; an empty mechanism
-// disables it.
-type SASLConfiguration struct {
-	// Mechanism is plain, scram-sha-256 or scram-sha-512.
-	Mechanism string `mapstructure:"mechanism"`
-	Username  string `mapstructure:"username"`
-	Password  string `mapstructure:"password"`
-}
-
 // CreateTopicsConfiguration configures topic creation at start and after
 // each reconnection.
 type CreateTopicsConfiguration struct {
@@ -111,20 +94,20 @@ type SpoolConfiguration struct {
 // KafkaConfiguration configures the Kafka sink; it is enabled when Brokers
 // is not empty.
 type KafkaConfiguration struct {
-	Brokers      []string                  `mapstructure:"brokers"`
-	Topic        string                    `mapstructure:"topic"`
-	Routes       []Route                   `mapstructure:"routes"`
-	ClientID     string                    `mapstructure:"client_id"`
-	Acks         string                    `mapstructure:"acks"`
-	Compression  string                    `mapstructure:"compression"`
-	BatchSize    int                       `mapstructure:"batch_size"`
-	BatchBytes   int64                     `mapstructure:"batch_bytes"`
-	BatchTimeout time.Duration             `mapstructure:"batch_timeout"`
-	WriteTimeout time.Duration             `mapstructure:"write_timeout"`
-	TLS          TLSConfiguration          `mapstructure:"tls"`
-	SASL         SASLConfiguration         `mapstructure:"sasl"`
-	CreateTopics CreateTopicsConfiguration `mapstructure:"create_topics"`
-	QueueSize    int                       `mapstructure:"queue_size"`
+	Brokers      []string                    `mapstructure:"brokers"`
+	Topic        string                      `mapstructure:"topic"`
+	Routes       []Route                     `mapstructure:"routes"`
+	ClientID     string                      `mapstructure:"client_id"`
+	Acks         string                      `mapstructure:"acks"`
+	Compression  string                      `mapstructure:"compression"`
+	BatchSize    int                         `mapstructure:"batch_size"`
+	BatchBytes   int64                       `mapstructure:"batch_bytes"`
+	BatchTimeout time.Duration               `mapstructure:"batch_timeout"`
+	WriteTimeout time.Duration               `mapstructure:"write_timeout"`
+	TLS          kafkaconn.TLSConfiguration  `mapstructure:"tls"`
+	SASL         kafkaconn.SASLConfiguration `mapstructure:"sasl"`
+	CreateTopics CreateTopicsConfiguration   `mapstructure:"create_topics"`
+	QueueSize    int                         `mapstructure:"queue_size"`
 	// SpoolAfter bounds how long an alert stays in memory only: a batch
 	// the brokers have not acknowledged by then is written to the spool
 	// while the write goes on (a hung broker holds it for minutes).
@@ -250,17 +233,11 @@ func (c Configuration) Validate() error {
 		if k.WriteTimeout <= 0 {
 			bad("kafka.write_timeout", "must be > 0")
 		}
-		if k.TLS.Enabled && (k.TLS.CertFile == "") != (k.TLS.KeyFile == "") {
-			bad("kafka.tls.cert_file", "cert_file and key_file go together")
+		if err := k.TLS.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.tls.%w", err))
 		}
-		switch strings.ToLower(k.SASL.Mechanism) {
-		case "":
-		case "plain", "scram-sha-256", "scram-sha-512":
-			if k.SASL.Username == "" {
-				bad("kafka.sasl.username", "must not be empty with a SASL mechanism")
-			}
-		default:
-			bad("kafka.sasl.mechanism", "%q is not plain, scram-sha-256 or scram-sha-512", k.SASL.Mechanism)
+		if err := k.SASL.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("kafka.sasl.%w", err))
 		}
 		if k.CreateTopics.Enabled {
 			if k.CreateTopics.Partitions <= 0 && k.CreateTopics.Partitions != -1 {

@@ -2,30 +2,22 @@ package sink
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
-	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/flowcheck/flowcheck/alert"
 	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/kafkaconn"
 	"github.com/flowcheck/flowcheck/internal/ratelog"
 	"github.com/flowcheck/flowcheck/sink/spool"
 )
@@ -130,8 +122,7 @@ type kafkaSink struct {
 	writer      *kafka.Writer
 	needTopics  bool
 	writerGroup sync.WaitGroup // writers being closed in the background
-	tlsConfig   *tls.Config
-	mechanism   sasl.Mechanism
+	security    kafkaconn.Security
 }
 
 func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk clock.Clock) (*kafkaSink, error) {
@@ -150,11 +141,8 @@ func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk cloc
 	k.probeDone = make(chan struct{})
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
 	var err error
-	if k.tlsConfig, err = tlsConfig(cfg.TLS); err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
-	}
-	if k.mechanism, err = saslMechanism(cfg.SASL); err != nil {
-		return nil, fmt.Errorf("sasl: %w", err)
+	if k.security, err = kafkaconn.NewSecurity(cfg.TLS, cfg.SASL); err != nil {
+		return nil, err
 	}
 	sp, rec, err := spool.Open(spool.Options{
 		Dir:          cfg.Spool.Dir,
@@ -200,50 +188,6 @@ func (c KafkaConfiguration) topics() []string {
 	return topics
 }
 
-func tlsConfig(c TLSConfiguration) (*tls.Config, error) {
-	if !c.Enabled {
-		return nil, nil
-	}
-	t := &tls.Config{
-		MinVersion: tls.VersionTLS12,
-		// Off by default; an operator's explicit choice for test brokers.
-		InsecureSkipVerify: c.InsecureSkipVerify, //nolint:gosec
-	}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file: no certificate in %s", c.CAFile)
-		}
-		t.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("cert_file: %w", err)
-		}
-		t.Certificates = []tls.Certificate{cert}
-	}
-	return t, nil
-}
-
-func saslMechanism(c SASLConfiguration) (sasl.Mechanism, error) {
-	switch strings.ToLower(c.Mechanism) {
-	case "":
-		return nil, nil
-	case "plain":
-		return plain.Mechanism{Username: c.Username, Password: c.Password}, nil
-	case "scram-sha-256":
-		return scram.Mechanism(scram.SHA256, c.Username, c.Password)
-	case "scram-sha-512":
-		return scram.Mechanism(scram.SHA512, c.Username, c.Password)
-	}
-	return nil, fmt.Errorf("mechanism %q unknown", c.Mechanism)
-}
-
 var acks = map[string]kafka.RequiredAcks{"all": kafka.RequireAll, "one": kafka.RequireOne, "none": kafka.RequireNone}
 
 var codecs = map[string]kafka.Compression{"none": 0, "gzip": kafka.Gzip, "snappy": kafka.Snappy, "lz4": kafka.Lz4, "zstd": kafka.Zstd}
@@ -276,13 +220,7 @@ func (k *kafkaSink) newWriter() *kafka.Writer {
 
 // newTransport is a Transport to the brokers, with the sink's security.
 func (k *kafkaSink) newTransport() *kafka.Transport {
-	return &kafka.Transport{
-		DialTimeout: min(k.cfg.WriteTimeout, 5*time.Second),
-		ClientID:    k.cfg.ClientID,
-		TLS:         k.tlsConfig,
-		SASL:        k.mechanism,
-		MetadataTTL: 30 * time.Second,
-	}
+	return k.security.Transport(k.cfg.ClientID, k.cfg.WriteTimeout)
 }
 
 func (k *kafkaSink) Name() string { return "kafka" }
@@ -695,7 +633,7 @@ func encodeAll(recs []kafkaRecord) [][]byte {
 // a success makes the sink ready again, whatever failed before.
 func (k *kafkaSink) finish(recs []kafkaRecord, start time.Time, err error, replayed bool) error {
 	if err != nil {
-		kind := errorKind(err)
+		kind := kafkaconn.ErrorKind(err)
 		k.m.errors.WithLabelValues("kafka", kind).Inc()
 		if !k.lost(kind, err) {
 			k.logs.Log(slog.LevelWarn, logKey{"write", kind}, "kafka write failed, alerts kept in the spool", "kind", kind, "error", err,
@@ -744,36 +682,6 @@ func (k *kafkaSink) createTopics() {
 			k.log.Warn("cannot create topic", "topic", topic, "error", err)
 		}
 	}
-}
-
-// errorKind names an error for the broker_errors metric.
-func errorKind(err error) string {
-	var werr kafka.WriteErrors
-	if errors.As(err, &werr) {
-		for _, e := range werr {
-			if e != nil {
-				err = e
-				break
-			}
-		}
-	}
-	var kerr kafka.Error
-	var nerr net.Error
-	switch {
-	case errors.As(err, &kerr):
-		return strings.ReplaceAll(strings.ToLower(kerr.Title()), " ", "_")
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "connection_refused"
-	case errors.As(err, &nerr) && nerr.Timeout():
-		return "timeout"
-	case errors.As(err, new(*net.OpError)):
-		return "network"
-	}
-	return "other"
 }
 
 // countByTopic adds each record to its topic's counter.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/flowcheck/flowcheck/internal/kafkaconn"
 )
 
 // link tells the operator when the brokers are reached, lost and back: one
@@ -80,7 +82,7 @@ func (k *kafkaSink) probe(ctx context.Context) {
 			k.up("metadata")
 			return
 		}
-		k.lost(errorKind(err), err)
+		k.lost(kafkaconn.ErrorKind(err), err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowcheck/flowcheck/internal/kafkaconn"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -134,9 +135,9 @@ func TestKafkaSecurity(t *testing.T) {
 			addr := cluster.ListenAddrs()[0]
 
 			cfg := testConfig(t, addr)
-			cfg.Kafka.SASL = SASLConfiguration{Mechanism: tc.mechanism, Username: "flowcheck", Password: "s3cret"}
+			cfg.Kafka.SASL = kafkaconn.SASLConfiguration{Mechanism: tc.mechanism, Username: "flowcheck", Password: "s3cret"}
 			if tc.tls {
-				cfg.Kafka.TLS = TLSConfiguration{Enabled: true, CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}
+				cfg.Kafka.TLS = kafkaconn.TLSConfiguration{Enabled: true, CAFile: pki.caFile, CertFile: pki.certFile, KeyFile: pki.keyFile}
 			}
 			c := start(t, cfg)
 			const n = 20
@@ -163,7 +164,7 @@ func TestKafkaBadCredentialsSpool(t *testing.T) {
 	}
 	defer cluster.Close()
 	cfg := testConfig(t, cluster.ListenAddrs()[0])
-	cfg.Kafka.SASL = SASLConfiguration{Mechanism: "plain", Username: "flowcheck", Password: "wrong"}
+	cfg.Kafka.SASL = kafkaconn.SASLConfiguration{Mechanism: "plain", Username: "flowcheck", Password: "wrong"}
 	c := start(t, cfg)
 	k := kafkaOf(c)
 	for i := range 10 {
@@ -176,24 +177,6 @@ func TestKafkaBadCredentialsSpool(t *testing.T) {
 	}
 	if got := k.spool.Len(); got != 10 {
 		t.Fatalf("spool holds %d after stop", got)
-	}
-}
-
-func TestTLSConfigErrors(t *testing.T) {
-	dir := t.TempDir()
-	notPEM := filepath.Join(dir, "x.pem")
-	_ = os.WriteFile(notPEM, []byte("nothing"), 0o600)
-	for _, c := range []TLSConfiguration{
-		{Enabled: true, CAFile: filepath.Join(dir, "missing.pem")},
-		{Enabled: true, CAFile: notPEM},
-		{Enabled: true, CertFile: notPEM, KeyFile: notPEM},
-	} {
-		if _, err := tlsConfig(c); err == nil {
-			t.Errorf("tlsConfig(%+v) accepted", c)
-		}
-	}
-	if cfg, err := tlsConfig(TLSConfiguration{Enabled: true}); err != nil || cfg.InsecureSkipVerify {
-		t.Fatalf("default TLS: %+v, %v", cfg, err)
 	}
 }
 

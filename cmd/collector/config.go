@@ -13,6 +13,7 @@ import (
 
 	"github.com/flowcheck/flowcheck"
 	"github.com/flowcheck/flowcheck/aggregate"
+	"github.com/flowcheck/flowcheck/cluster"
 	"github.com/flowcheck/flowcheck/collector"
 	"github.com/flowcheck/flowcheck/scripting"
 	"github.com/flowcheck/flowcheck/server"
@@ -34,6 +35,9 @@ type Config struct {
 	Aggregate aggregate.Configuration `mapstructure:"aggregate"`
 	Scripting scripting.Configuration `mapstructure:"scripting"`
 	Sinks     sink.Configuration      `mapstructure:"sinks"`
+	// Cluster says which part of the pipeline this process runs (role)
+	// and where the flows topic is.
+	Cluster cluster.Configuration `mapstructure:"cluster"`
 }
 
 // LogConfiguration is the `log` section.
@@ -54,6 +58,7 @@ func DefaultConfig() Config {
 		Aggregate: aggregate.DefaultConfiguration(),
 		Scripting: scripting.DefaultConfiguration(),
 		Sinks:     sink.DefaultConfiguration(),
+		Cluster:   cluster.DefaultConfiguration(),
 	}
 }
 
@@ -96,6 +101,7 @@ func (c Config) Validate() error {
 		{"log", c.Log}, {"http", c.HTTP},
 		{"collector", c.Collector}, {"aggregate", c.Aggregate},
 		{"scripting", c.Scripting}, {"sinks", c.Sinks},
+		{"cluster", c.Cluster},
 	}
 	for _, s := range sections {
 		if err := s.v.Validate(); err != nil {
@@ -132,6 +138,9 @@ func loadConfig(path string, env map[string]string) (Config, error) {
 	}
 	cfg.Scripting.Instance = cfg.Instance
 	cfg.Scripting.HostExpiry = cfg.Aggregate.IdleTimeout
+	if cfg.Cluster.RebuildWindow == 0 {
+		cfg.Cluster.RebuildWindow = max(cfg.Aggregate.IdleTimeout.Local, cfg.Aggregate.IdleTimeout.Remote)
+	}
 	return cfg, nil
 }
 

@@ -61,6 +61,8 @@ func TestStartupConfigErrors(t *testing.T) {
 		{"env: check with no script", "", map[string]string{"FLOWCHECK_SCRIPTING_CHECKS": "{scan_detecton: {enabled: false}}"}, "scripting.checks[scan_detecton]: no script"},
 		// A variable that names no key is refused as a misspelt key is.
 		{"env: misspelt key", "", map[string]string{"FLOWCHECK_SINKS_KAFAK_BROKERS": "k:9092"}, "FLOWCHECK_SINKS_KAFAK_BROKERS: unknown key (did you mean FLOWCHECK_SINKS_KAFKA_BROKERS?)\n"},
+		{"bad cluster role", "cluster:\n  role: both\n", nil, `cluster.role: "both" is not all, ingest or check`},
+		{"env: ingest without brokers", "", map[string]string{"FLOWCHECK_CLUSTER_ROLE": "ingest"}, "cluster.brokers: must not be empty with role ingest"},
 		{"env: no such key", "", map[string]string{"FLOWCHECK_CARRIER_PIGEON": "1"}, "FLOWCHECK_CARRIER_PIGEON: unknown key\n"},
 		{"env: misspelt check", "", map[string]string{"FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTON_ENABLED": "false"}, "FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTON_ENABLED: unknown key (did you mean FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTION_ENABLED?)"},
 	}
@@ -98,6 +100,9 @@ func TestLoadConfigOverrides(t *testing.T) {
 		"FLOWCHECK_SINKS_KAFKA_BROKERS":                       "[127.0.0.1:9092]",
 		"FLOWCHECK_SCRIPTING_CHECKS_SCAN_DETECTION_ENABLED":   "false",
 		"FLOWCHECK_SCRIPTING_CHECKS_SCAN_VICTIM_PARAMS_PEERS": "32",
+		"FLOWCHECK_CLUSTER_ROLE":                              "ingest",
+		"FLOWCHECK_CLUSTER_BROKERS":                           "k1:9092,k2:9092",
+		"FLOWCHECK_CLUSTER_PARTITIONS":                        "12",
 	}
 	cfg, err := loadConfig(path, env)
 	if err != nil {
@@ -120,6 +125,12 @@ func TestLoadConfigOverrides(t *testing.T) {
 	}
 	if len(cfg.Sinks.Kafka.Brokers) != 1 || cfg.Sinks.Kafka.Brokers[0] != "127.0.0.1:9092" {
 		t.Errorf("sinks.kafka.brokers = %v", cfg.Sinks.Kafka.Brokers)
+	}
+	if c := cfg.Cluster; c.Role != "ingest" || len(c.Brokers) != 2 || c.Brokers[1] != "k2:9092" || c.Partitions != 12 {
+		t.Errorf("cluster = %+v", c)
+	}
+	if cfg.Cluster.RebuildWindow != cfg.Aggregate.IdleTimeout.Local {
+		t.Errorf("cluster.rebuild_window = %v, want the host idle timeout", cfg.Cluster.RebuildWindow)
 	}
 	// The params' defaults are the scripts' own: the configuration holds
 	// only what it overrides.
@@ -189,6 +200,7 @@ func TestExampleIsTheDefaults(t *testing.T) {
 	}
 	want := DefaultConfig()
 	want.Scripting.Instance = want.Instance
+	want.Cluster.RebuildWindow = want.Aggregate.IdleTimeout.Local
 	// Compared as trees, where an empty list and no list are the same.
 	gt, _ := toTree(reflect.ValueOf(got)).(map[string]any)
 	wt, _ := toTree(reflect.ValueOf(want)).(map[string]any)

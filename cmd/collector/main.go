@@ -32,6 +32,7 @@ import (
 	"github.com/flowcheck/flowcheck"
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/cluster"
 	"github.com/flowcheck/flowcheck/collector"
 	"github.com/flowcheck/flowcheck/scripting"
 	"github.com/flowcheck/flowcheck/server"
@@ -216,9 +217,10 @@ type part struct {
 // flight.
 const stopTimeout = 5 * time.Second
 
-// build creates every component, wired, without starting any. live adds the
-// sockets, the HTTP server and live time (ticks in the background); replay
-// feeds the collector and advances time itself.
+// build creates every component of this process's role (cluster.role),
+// wired, without starting any. live adds the sockets, the HTTP server and
+// live time (ticks in the background); replay feeds the collector and
+// advances time itself. Each role has its builder, here.
 func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, live bool) (*pipeline, error) {
 	p := &pipeline{registry: prometheus.NewRegistry()}
 	p.registry.MustRegister(
@@ -226,6 +228,15 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		readBuildInfo().metric(),
 	)
+	switch cfg.Cluster.Role {
+	case cluster.RoleAll:
+		return p, p.buildAll(cfg, clk, logger, stdout, live)
+	}
+	return nil, fmt.Errorf("cluster.role %s is not implemented yet", cfg.Cluster.Role)
+}
+
+// buildAll is role all: the whole data path in this process.
+func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, live bool) error {
 	// aggregate, scripting and sink name themselves in their logs.
 	component := func(name string) *slog.Logger { return logger.With("component", name) }
 	var err error
@@ -235,7 +246,7 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		Logger: logger, Registerer: p.registry, Stdout: stdout,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("sinks: %w", err)
+		return fmt.Errorf("sinks: %w", err)
 	}
 
 	// The host table.
@@ -243,7 +254,7 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		Logger: logger, Registerer: p.registry, Clock: clk,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("aggregate: %w", err)
+		return fmt.Errorf("aggregate: %w", err)
 	}
 
 	// The Lua host checks: read the table each tick, publish to the sinks.
@@ -252,13 +263,13 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		Hosts: p.table, Alerts: p.sinks, EmbeddedScripts: flowcheck.Scripts,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("scripting: %w", err)
+		return fmt.Errorf("scripting: %w", err)
 	}
 	// Host expiry tells the engine to release the host's alerts. The
 	// engine is built from the table, so the table learns of it now,
 	// before either starts.
 	if err := p.table.ListenExpiry(p.engine); err != nil {
-		return nil, fmt.Errorf("aggregate: %w", err)
+		return fmt.Errorf("aggregate: %w", err)
 	}
 
 	// Ingest: datagrams in, batches of flow records into the table.
@@ -276,13 +287,13 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		Hosts: p.table,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("collector: %w", err)
+		return fmt.Errorf("collector: %w", err)
 	}
 
 	// Time: one scheduler for live and replay.
 	p.sched, err = newScheduler(p.table, p.engine, clk, live, component("tick"), p.registry)
 	if err != nil {
-		return nil, fmt.Errorf("tick: %w", err)
+		return fmt.Errorf("tick: %w", err)
 	}
 
 	if live {
@@ -296,7 +307,7 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 			},
 		})
 		if err != nil {
-			return nil, fmt.Errorf("http: %w", err)
+			return fmt.Errorf("http: %w", err)
 		}
 	}
 
@@ -317,7 +328,7 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		p.parts = append(p.parts, part{"collector", p.collector, stopTimeout}, part{"http", p.server, stopTimeout})
 	}
 	p.parts = append(p.parts, part{"tick", p.sched, stopTimeout})
-	return p, nil
+	return nil
 }
 
 // start starts the parts in order, until one fails.
@@ -389,6 +400,7 @@ func reload(running Config, path string, p *pipeline, logger *slog.Logger) Confi
 	}{
 		{"instance", running.Instance, next.Instance}, {"log", running.Log, next.Log}, {"http", running.HTTP, next.HTTP},
 		{"collector", running.Collector, next.Collector}, {"sinks", running.Sinks, next.Sinks},
+		{"cluster", running.Cluster, next.Cluster},
 	} {
 		if !reflect.DeepEqual(s.old, s.new) {
 			logger.Warn("configuration change needs a restart to apply", "section", s.name)
