@@ -89,6 +89,14 @@ type SpoolConfiguration struct {
 	MaxBytes     int64             `mapstructure:"max_bytes"`
 	SegmentBytes int64             `mapstructure:"segment_bytes"`
 	Fsync        spool.FsyncPolicy `mapstructure:"fsync"`
+	// IntakeSize bounds the alerts waiting for the spool writer, the one
+	// goroutine that appends to the spool, so that publishing never waits
+	// for the disk.
+	IntakeSize int `mapstructure:"intake_size"`
+	// IntakeWait is how long a publisher waits for room in a full intake
+	// (a disk slower than the alerts) before the alert is dropped, counted
+	// as spool_slow.
+	IntakeWait time.Duration `mapstructure:"intake_wait"`
 }
 
 // KafkaConfiguration configures the Kafka sink; it is enabled when Brokers
@@ -147,6 +155,8 @@ func DefaultConfiguration() Configuration {
 				MaxBytes:     1 << 30,
 				SegmentBytes: 16 << 20,
 				Fsync:        spool.FsyncBatch,
+				IntakeSize:   8192,
+				IntakeWait:   time.Second,
 			},
 			RetryBackoffMin: 100 * time.Millisecond,
 			RetryBackoffMax: 5 * time.Second,
@@ -266,6 +276,12 @@ func (c Configuration) Validate() error {
 		case spool.FsyncAlways, spool.FsyncBatch, spool.FsyncNever:
 		default:
 			bad("kafka.spool.fsync", "%q is not always, batch or never", k.Spool.Fsync)
+		}
+		if k.Spool.IntakeSize <= 0 {
+			bad("kafka.spool.intake_size", "must be > 0")
+		}
+		if k.Spool.IntakeWait < 0 {
+			bad("kafka.spool.intake_wait", "must be ≥ 0")
 		}
 		if k.RetryBackoffMin <= 0 {
 			bad("kafka.retry_backoff_min", "must be > 0")

@@ -78,9 +78,11 @@ func decodeRecord(b []byte) (kafkaRecord, error) {
 // a host's events reach its partition in order. Intake goes to the bounded
 // in-memory queue while the spool is empty; once an event cannot go there
 // (queue full, or a send failed) the sink is "spooling" and every new event
-// is appended to the spool until the drainer has emptied it. Queued events
-// are always older than spooled ones, so the drainer sends the queue first,
-// then the spool, then switches intake back to the queue. A batch taken
+// goes to the spool's tail, through the intake of the tail writer
+// (spooltail.go: Enqueue never touches the disk), until the drainer has
+// emptied the spool and the intake. Queued events are always older than
+// spooled ones, so the drainer sends the queue first, then the spool, then
+// switches intake back to the queue. A batch taken
 // from the queue that fails is put at the front of the spool together with
 // the rest of the queue, so that retries and shutdown only deal with the
 // spool. A batch still unacknowledged spool_after after its oldest alert
@@ -106,13 +108,23 @@ type kafkaSink struct {
 	queue chan kafkaRecord
 	wake  chan struct{} // poked after a spool append
 
+	// The tail writer (spooltail.go).
+	intake chan kafkaRecord
+	tail   tailAppender
+	// unwritten counts the alerts on their way to the spool's tail (in
+	// the intake, waiting for room, or being written).
+	unwritten atomic.Int64
+	senders   sync.WaitGroup // publishers waiting for room in the intake
+	stalled   atomic.Bool    // a wait timed out; cleared by the next append
+	tailDone  chan struct{}
+
 	mu       sync.Mutex // orders intake between queue and spool
 	spooling atomic.Bool
 	closed   bool
 
 	started   atomic.Bool
 	ready     atomic.Bool
-	stop      chan struct{} // closed when Close begins
+	stop      chan struct{} // closed when Stop begins
 	hardCtx   context.Context
 	hardStop  context.CancelFunc // ends in-flight sends when the grace is over
 	done      chan struct{}
@@ -132,6 +144,8 @@ func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk cloc
 		log:        log.With("sink", "kafka"),
 		queue:      make(chan kafkaRecord, cfg.QueueSize),
 		wake:       make(chan struct{}, 1),
+		intake:     make(chan kafkaRecord, cfg.Spool.IntakeSize),
+		tailDone:   make(chan struct{}),
 		stop:       make(chan struct{}),
 		done:       make(chan struct{}),
 		needTopics: cfg.CreateTopics.Enabled,
@@ -153,7 +167,7 @@ func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk cloc
 	if err != nil {
 		return nil, fmt.Errorf("spool.dir: %w", err)
 	}
-	k.spool = sp
+	k.spool, k.tail = sp, sp
 	for _, p := range rec.Problems {
 		k.log.Warn("spool directory", "problem", p)
 	}
@@ -225,13 +239,16 @@ func (k *kafkaSink) newTransport() *kafka.Transport {
 
 func (k *kafkaSink) Name() string { return "kafka" }
 
-func (k *kafkaSink) Start() error {
+// Start starts the drainer, the tail writer and the probe; nothing in it
+// waits.
+func (k *kafkaSink) Start(context.Context) error {
 	if k.started.Swap(true) {
 		return errors.New("already started")
 	}
 	k.writer = k.newWriter()
 	k.ready.Store(true)
 	go k.run()
+	go k.writeTail()
 	go k.probe(k.probeCtx)
 	return nil
 }
@@ -267,8 +284,8 @@ func (k *kafkaSink) Enqueue(ev *alert.Event, value []byte) {
 		return
 	}
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if k.closed {
+		k.mu.Unlock()
 		k.drop(rec.topic, "stopped", 1)
 		return
 	}
@@ -276,33 +293,14 @@ func (k *kafkaSink) Enqueue(ev *alert.Event, value []byte) {
 	if !k.spooling.Load() {
 		select {
 		case k.queue <- rec:
+			k.mu.Unlock()
 			return
 		default:
 			k.spooling.Store(true)
 			k.logs.Log(slog.LevelWarn, logKey{event: "queue-full"}, "kafka queue full, spooling alerts to disk", "queue_size", k.cfg.QueueSize)
 		}
 	}
-	k.appendSpool(rec)
-	select {
-	case k.wake <- struct{}{}:
-	default:
-	}
-}
-
-// appendSpool writes one record at the spool's tail (k.mu held).
-func (k *kafkaSink) appendSpool(rec kafkaRecord) {
-	dropped, err := k.spool.Append(rec.encode())
-	k.spoolDrops(dropped)
-	if err != nil {
-		k.ready.Store(false)
-		k.drop(rec.topic, "spool_error", 1)
-		k.logs.Log(slog.LevelError, logKey{event: "spool-error"}, "cannot spool alert, dropped", "error", err)
-		return
-	}
-	k.ready.Store(true)
-	k.m.spooled.WithLabelValues("kafka", rec.topic).Inc()
-	k.spooledTotal.Add(1)
-	k.gauges()
+	k.toTail(rec)
 }
 
 // spoolDrops accounts for records the spool ceiling pushed out. Their
@@ -324,7 +322,7 @@ func (k *kafkaSink) gauges() {
 }
 
 // run is the single drainer: queue first, then spool, with backoff on
-// failure. It returns once Close was called and nothing is left in memory.
+// failure. It returns once Stop was called and nothing is left in memory.
 func (k *kafkaSink) run() {
 	defer close(k.done)
 	backoff := k.cfg.RetryBackoffMin
@@ -385,9 +383,10 @@ func (k *kafkaSink) run() {
 			backoff = k.cfg.RetryBackoffMin
 			continue
 		}
-		// Queue and spool empty: intake may use the queue again.
+		// Queue, spool and the tail writer's intake empty: intake may
+		// use the queue again.
 		k.mu.Lock()
-		if k.spool.Len() == 0 && len(k.queue) == 0 {
+		if k.spool.Len() == 0 && len(k.queue) == 0 && k.unwritten.Load() == 0 {
 			k.spooling.Store(false)
 		}
 		k.mu.Unlock()
@@ -697,9 +696,10 @@ func countByTopic(vec *prometheus.CounterVec, recs []kafkaRecord) {
 	}
 }
 
-// Close stops intake and lets the drainer deliver what is in memory until
+// Stop stops intake and lets the drainer deliver what is in memory until
 // ctx ends; then in-flight sends are cancelled and their alerts spooled.
-func (k *kafkaSink) Close(ctx context.Context) error {
+// What the tail writer was given is written to the spool as well.
+func (k *kafkaSink) Stop(ctx context.Context) error {
 	var err error
 	k.closeOnce.Do(func() {
 		k.mu.Lock()
@@ -707,6 +707,9 @@ func (k *kafkaSink) Close(ctx context.Context) error {
 		k.mu.Unlock()
 		close(k.stop)
 		k.probeCancel()
+		// No sender is left after closed (each waits intake_wait at most).
+		k.senders.Wait()
+		close(k.intake)
 		if k.started.Load() {
 			<-k.probeDone
 			select {
@@ -728,9 +731,12 @@ func (k *kafkaSink) Close(ctx context.Context) error {
 			case <-time.After(time.Second):
 				// Writers stuck on a dead broker finish on their own.
 			}
+			<-k.tailDone
 		} else {
-			// Never started: keep what was queued.
+			// Never started: keep what was queued and given to the
+			// tail writer.
 			k.spoolFront(nil)
+			k.writeTail()
 		}
 		k.gauges()
 		if n := k.spool.Len(); n > 0 {

@@ -63,6 +63,9 @@ func baseTestConfig(brokers ...string) Configuration {
 	c.Kafka.WriteTimeout = 3 * time.Second
 	c.Kafka.RetryBackoffMin = 10 * time.Millisecond
 	c.Kafka.RetryBackoffMax = 100 * time.Millisecond
+	// A loaded machine may hold the spool writer back; no test but the
+	// one about it may drop an alert as spool_slow.
+	c.Kafka.Spool.IntakeWait = time.Minute
 	c.Kafka.CreateTopics.Partitions = 4
 	// Long enough never to expire on a loaded machine: Stop returns as
 	// soon as the queue is flushed (or spooled, broker down).

@@ -60,7 +60,7 @@ func newLineSink(name string, out lineWriter, queueSize int, m *metrics, log *sl
 
 func (s *lineSink) Name() string { return s.name }
 
-func (s *lineSink) Start() error {
+func (s *lineSink) Start(context.Context) error {
 	if s.started.Swap(true) {
 		return errors.New("already started")
 	}
@@ -120,7 +120,7 @@ func (s *lineSink) run() {
 	}
 }
 
-func (s *lineSink) Close(ctx context.Context) error {
+func (s *lineSink) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

@@ -225,6 +225,8 @@ func TestValidate(t *testing.T) {
 		{"sasl user", func(c *Configuration) { c.Kafka.Brokers = []string{"h:9092"}; c.Kafka.SASL.Mechanism = "plain" }, "kafka.sasl.username:"},
 		{"spool", func(c *Configuration) { c.Kafka.Brokers = []string{"h:9092"}; c.Kafka.Spool.MaxBytes = 10 }, "kafka.spool.max_bytes:"},
 		{"fsync", func(c *Configuration) { c.Kafka.Brokers = []string{"h:9092"}; c.Kafka.Spool.Fsync = "sometimes" }, "kafka.spool.fsync:"},
+		{"intake size", func(c *Configuration) { c.Kafka.Brokers = []string{"h:9092"}; c.Kafka.Spool.IntakeSize = 0 }, "kafka.spool.intake_size:"},
+		{"intake wait", func(c *Configuration) { c.Kafka.Brokers = []string{"h:9092"}; c.Kafka.Spool.IntakeWait = -1 }, "kafka.spool.intake_wait:"},
 		{"backoff", func(c *Configuration) { c.Kafka.Brokers = []string{"h:9092"}; c.Kafka.RetryBackoffMax = 1 }, "kafka.retry_backoff_max:"},
 	}
 	for _, tc := range cases {

@@ -39,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"sink", "topic"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowcheck_sink_alerts_dropped_total",
-			Help: "Alerts lost, by reason (queue_full, spool_ceiling, spool_error, spool_corrupt, stopped, encode, write_error, too_large, corrupt).",
+			Help: "Alerts lost, by reason (queue_full, spool_ceiling, spool_error, spool_slow, spool_corrupt, stopped, encode, write_error, too_large, corrupt).",
 		}, []string{"sink", "topic", "reason"}),
 		spoolBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "flowcheck_sink_spool_bytes",
@@ -93,7 +93,7 @@ func (m *metrics) zeroKafka(topics []string) {
 		m.dropped.WithLabelValues("kafka", "", reason)
 	}
 	for _, topic := range topics {
-		for _, reason := range []string{"too_large", "stopped", "spool_error"} {
+		for _, reason := range []string{"too_large", "stopped", "spool_error", "spool_slow"} {
 			m.dropped.WithLabelValues("kafka", topic, reason)
 		}
 	}

@@ -33,8 +33,8 @@ func TestSeriesAtZero(t *testing.T) {
 			c.Kafka.Routes = []Route{{Check: "scan_detection", Topic: "scans"}, {Severity: "critical", Topic: "scans"}}
 		}, []string{
 			"kafka//corrupt", "kafka//encode", "kafka//spool_ceiling", "kafka//spool_corrupt", "kafka//stopped",
-			"kafka/flowcheck.alerts/spool_error", "kafka/flowcheck.alerts/stopped", "kafka/flowcheck.alerts/too_large",
-			"kafka/scans/spool_error", "kafka/scans/stopped", "kafka/scans/too_large",
+			"kafka/flowcheck.alerts/spool_error", "kafka/flowcheck.alerts/spool_slow", "kafka/flowcheck.alerts/stopped", "kafka/flowcheck.alerts/too_large",
+			"kafka/scans/spool_error", "kafka/scans/spool_slow", "kafka/scans/stopped", "kafka/scans/too_large",
 		}, []string{
 			"kafka/canceled", "kafka/connection_refused", "kafka/network", "kafka/other", "kafka/timeout",
 		}},

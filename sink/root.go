@@ -28,17 +28,18 @@ import (
 type AlertSink interface {
 	// Name is the sink's name in logs and metric labels.
 	Name() string
-	// Start starts delivery (and, for Kafka, the spool replay).
-	Start() error
+	// Start starts delivery (and, for Kafka, the spool replay) without
+	// waiting for the destination.
+	Start(ctx context.Context) error
 	// Enqueue hands one event and its JSON encoding to the sink. It never
-	// blocks on I/O to the destination; an event it cannot keep is counted
-	// and logged.
+	// does I/O (to the destination or to a spool); an event it cannot keep
+	// is counted and logged.
 	Enqueue(ev *alert.Event, value []byte)
 	// Ready tells whether the sink is delivering or safely spooling.
 	Ready() bool
-	// Close stops intake, flushes what it can before ctx expires, keeps
+	// Stop stops intake, flushes what it can before ctx expires, keeps
 	// the rest durable when it can (Kafka spool) and returns.
-	Close(ctx context.Context) error
+	Stop(ctx context.Context) error
 }
 
 // Dependencies are what the component needs from the outside.
@@ -101,7 +102,7 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 		k, err := newKafkaSink(config.Kafka, m, c.log, deps.Clock)
 		if err != nil {
 			for _, s := range c.sinks {
-				_ = s.Close(context.Background())
+				_ = s.Stop(context.Background())
 			}
 			return nil, fmt.Errorf("kafka: %w", err)
 		}
@@ -123,16 +124,18 @@ func (c *Component) Start(ctx context.Context) error {
 		return err
 	}
 	for _, s := range c.sinks {
-		if err := s.Start(); err != nil {
+		if err := s.Start(ctx); err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
 	}
 	return nil
 }
 
-// Publish hands ev to every sink. It never blocks on the network: the Kafka
-// sink spools when its queue is full or the brokers are unreachable; stdout
-// and file count a drop and log when theirs is full.
+// Publish hands ev to every sink. It never does I/O: the Kafka sink spools
+// (through its spool writer) when its queue is full or the brokers are
+// unreachable; stdout and file count a drop and log when theirs is full.
+// It waits only when the Kafka spool writer is behind by intake_size
+// alerts, and at most intake_wait (see toTail).
 func (c *Component) Publish(ev alert.Event) {
 	if c.stopped.Load() || len(c.sinks) == 0 {
 		for _, s := range c.sinks {
@@ -168,7 +171,7 @@ func (c *Component) Stop(ctx context.Context) error {
 		var wg sync.WaitGroup
 		for i, s := range c.sinks {
 			wg.Go(func() {
-				if e := s.Close(ctx); e != nil {
+				if e := s.Stop(ctx); e != nil {
 					errs[i] = fmt.Errorf("%s: %w", s.Name(), e)
 				}
 			})

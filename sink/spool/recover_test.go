@@ -57,7 +57,7 @@ func TestCorruptRecordSkipped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s, _ := open(t, dir, 1<<30, 1<<20)
-			if _, err := s.Append(recs(0, n)...); err != nil {
+			if _, _, err := s.Append(recs(0, n)...); err != nil {
 				t.Fatal(err)
 			}
 			_ = s.Close()
@@ -102,7 +102,7 @@ func TestRepairCountedOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s, _ := open(t, dir, 1<<20, 1<<16)
-			if _, err := s.Append(recs(0, 100)...); err != nil {
+			if _, _, err := s.Append(recs(0, 100)...); err != nil {
 				t.Fatal(err)
 			}
 			got, cur, err := s.Peek(30, 1<<20)
@@ -146,7 +146,7 @@ func TestPeekSkipsLaterDamage(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := open(t, dir, 1<<20, 1<<16)
 	defer s.Close()
-	if _, err := s.Append(recs(0, 50)...); err != nil {
+	if _, _, err := s.Append(recs(0, 50)...); err != nil {
 		t.Fatal(err)
 	}
 	path := segmentFile(t, dir)
@@ -219,7 +219,7 @@ func TestVersion1SegmentsRead(t *testing.T) {
 			if rec.Records != len(want) {
 				t.Fatalf("recovered %d, want %d", rec.Records, len(want))
 			}
-			if _, err := s.Append(recs(10, 13)...); err != nil {
+			if _, _, err := s.Append(recs(10, 13)...); err != nil {
 				t.Fatal(err)
 			}
 			want = append(want, without(10, 13)...)
@@ -239,7 +239,7 @@ func TestPrependCursor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Append(recs(3, 6)...); err != nil {
+	if _, _, err := s.Append(recs(3, 6)...); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Commit(cur); err != nil {
@@ -248,7 +248,7 @@ func TestPrependCursor(t *testing.T) {
 	if got := drain(t, s, 4); !slices.Equal(got, without(3, 6)) {
 		t.Fatalf("got %v", got)
 	}
-	if _, err := s.Append(recs(6, 8)...); err != nil {
+	if _, _, err := s.Append(recs(6, 8)...); err != nil {
 		t.Fatal(err)
 	}
 	cur, err = s.Prepend(recs(100, 102)...)

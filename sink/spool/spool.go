@@ -419,16 +419,19 @@ func (s *Spool) writeCursorAt(id uint64, off int64) error {
 	return nil
 }
 
-// Append adds records at the tail, in order. When the ceiling would be
+// Append adds records at the tail, in order, with one write (and under
+// FsyncAlways one fsync) per segment they fill. When the ceiling would be
 // exceeded, whole oldest segments are dropped first; dropped tells how many
-// unconsumed records were lost that way.
-func (s *Spool) Append(recs ...[]byte) (dropped int, err error) {
+// unconsumed records were lost that way. On error, recs[:written] are in
+// the spool and the others are not; with ErrRecordTooLarge, recs[written]
+// is the record at fault.
+func (s *Spool) Append(recs ...[]byte) (written, dropped int, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for len(recs) > 0 {
 		// Fill the current tail segment as far as it goes.
 		if err := s.ensureTail(); err != nil {
-			return dropped, err
+			return written, dropped, err
 		}
 		t := &s.segs[len(s.segs)-1]
 		want := 0
@@ -441,7 +444,10 @@ func (s *Spool) Append(recs ...[]byte) (dropped int, err error) {
 		for n < len(recs) {
 			need := int64(frameSizeV2 + len(recs[n]))
 			if len(recs[n]) > MaxRecordSize || headerSize+need > s.opts.SegmentBytes {
-				return dropped, ErrRecordTooLarge
+				if n > 0 {
+					break // write the records before it first
+				}
+				return written, dropped, ErrRecordTooLarge
 			}
 			if size+need > s.opts.SegmentBytes && size > headerSize {
 				break
@@ -452,7 +458,7 @@ func (s *Spool) Append(recs ...[]byte) (dropped int, err error) {
 		}
 		if n == 0 {
 			if err := s.roll(); err != nil {
-				return dropped, err
+				return written, dropped, err
 			}
 			continue
 		}
@@ -464,7 +470,7 @@ func (s *Spool) Append(recs ...[]byte) (dropped int, err error) {
 		if _, err := s.tail.Write(buf); err != nil {
 			// A short write leaves a torn record that Open will truncate;
 			// keep the in-memory view as it was before.
-			return dropped, fmt.Errorf("spool: %w", err)
+			return written, dropped, fmt.Errorf("spool: %w", err)
 		}
 		t = &s.segs[len(s.segs)-1]
 		t.size = size
@@ -473,11 +479,13 @@ func (s *Spool) Append(recs ...[]byte) (dropped int, err error) {
 		s.pending += n
 		s.dirty = true
 		recs = recs[n:]
+		written += n
 		if err := s.maybeSync(); err != nil {
-			return dropped, err
+			// Written, not synced: readable until a machine crash.
+			return written, dropped, err
 		}
 	}
-	return dropped, nil
+	return written, dropped, nil
 }
 
 func (s *Spool) maybeSync() error {

@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,7 +61,7 @@ func TestFIFOAcrossSegments(t *testing.T) {
 			dir := t.TempDir()
 			s, _ := open(t, dir, 1<<20, 100) // ~4 records per segment
 			for i := range 10 {
-				if _, err := s.Append(recs(i*5, i*5+5)...); err != nil {
+				if _, _, err := s.Append(recs(i*5, i*5+5)...); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -86,7 +87,7 @@ func TestFIFOAcrossSegments(t *testing.T) {
 func TestReopenKeepsCursor(t *testing.T) {
 	dir := t.TempDir()
 	s, _ := open(t, dir, 1<<20, 120)
-	if _, err := s.Append(recs(0, 20)...); err != nil {
+	if _, _, err := s.Append(recs(0, 20)...); err != nil {
 		t.Fatal(err)
 	}
 	// Consume 7 records (spanning a segment boundary), then "restart".
@@ -109,7 +110,7 @@ func TestReopenKeepsCursor(t *testing.T) {
 	if rec.Records != 13 || rec.CorruptSegments != 0 {
 		t.Fatalf("recovery = %+v, want 13 records", rec)
 	}
-	if _, err := s.Append(recs(20, 25)...); err != nil {
+	if _, _, err := s.Append(recs(20, 25)...); err != nil {
 		t.Fatal(err)
 	}
 	got := append(consumed, drain(t, s, 4)...)
@@ -126,7 +127,7 @@ func TestCeilingDropsOldestFirst(t *testing.T) {
 	defer s.Close()
 	total := 0
 	for i := range 40 {
-		d, err := s.Append(recs(i, i+1)...)
+		_, d, err := s.Append(recs(i, i+1)...)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +155,7 @@ func TestPrependReadFirst(t *testing.T) {
 	if _, err := s.Prepend(recs(5, 8)...); err != nil { // empty spool: plain append
 		t.Fatal(err)
 	}
-	if _, err := s.Append(recs(8, 10)...); err != nil {
+	if _, _, err := s.Append(recs(8, 10)...); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Prepend(recs(0, 5)...); err != nil {
@@ -181,7 +182,7 @@ func TestCorruptTailRecovered(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			s, _ := open(t, dir, 1<<20, 1<<10)
-			if _, err := s.Append(recs(0, 10)...); err != nil {
+			if _, _, err := s.Append(recs(0, 10)...); err != nil {
 				t.Fatal(err)
 			}
 			_ = s.Close()
@@ -200,7 +201,7 @@ func TestCorruptTailRecovered(t *testing.T) {
 				t.Fatalf("recovery report = %+v", rec)
 			}
 			// Appending after recovery continues cleanly.
-			if _, err := s.Append(recs(10, 12)...); err != nil {
+			if _, _, err := s.Append(recs(10, 12)...); err != nil {
 				t.Fatal(err)
 			}
 			want := append(strs(recs(0, tc.keep)), strs(recs(10, 12))...)
@@ -299,7 +300,7 @@ func BenchmarkAppendPeekCommit(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i += len(batch) {
-				if _, err := s.Append(batch...); err != nil {
+				if _, _, err := s.Append(batch...); err != nil {
 					b.Fatal(err)
 				}
 				got, cur, err := s.Peek(len(batch), 1<<20)
@@ -330,10 +331,31 @@ func TestEmptyAndHeaderlessSegments(t *testing.T) {
 	if rec.Records != 0 || rec.CorruptSegments != 1 || len(rec.Problems) != 2 {
 		t.Fatalf("recovery = %+v", rec)
 	}
-	if _, err := s.Append(recs(0, 3)...); err != nil {
+	if _, _, err := s.Append(recs(0, 3)...); err != nil {
 		t.Fatal(err)
 	}
 	if got := drain(t, s, 10); !slices.Equal(got, strs(recs(0, 3))) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// TestAppendWritten: a batch with a record too large for a segment writes
+// the records before it and says where it stopped, so that the caller can
+// drop that one record and append the rest.
+func TestAppendWritten(t *testing.T) {
+	s, _ := open(t, t.TempDir(), 1<<20, 100)
+	defer s.Close()
+	batch := recs(0, 6) // 23 bytes framed: 4 fit in a 100-byte segment
+	big := make([]byte, 100)
+	batch = slices.Insert(batch, 5, big)
+	written, dropped, err := s.Append(batch...)
+	if !errors.Is(err, ErrRecordTooLarge) || written != 5 || dropped != 0 {
+		t.Fatalf("Append = %d, %d, %v; want 5, 0, ErrRecordTooLarge", written, dropped, err)
+	}
+	if written, _, err := s.Append(batch[written+1:]...); err != nil || written != 1 {
+		t.Fatalf("Append rest = %d, %v", written, err)
+	}
+	if got := drain(t, s, 10); !slices.Equal(got, strs(recs(0, 6))) {
 		t.Fatalf("got %v", got)
 	}
 }
