@@ -124,6 +124,7 @@ func (e *Engine) publish(evs []alert.Event) {
 		}
 	}
 	e.store.dirty.Store(true)
+	e.read.keep(evs)
 	for i := range evs {
 		e.deps.Alerts.Publish(evs[i])
 	}

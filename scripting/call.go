@@ -88,14 +88,24 @@ func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int, evs *[]alert.Eve
 	state := v.stateFor(h, sc.slot, vc)
 	L.Push(vc.fn)
 	L.Push(vc.info)
+	st := &v.stats[i]
+	timed := st.calls%timeEvery == 0
+	var start time.Time
+	if timed {
+		start = time.Now()
+	}
 	v.budget.arm(v.lim.steps)
 	err := L.PCall(1, 0, nil)
 	stopped := v.budget.disarm()
+	if timed {
+		st.timed++
+		st.nanos += uint64(time.Since(start))
+	}
+	st.steps += uint64(v.budget.steps)
 	if !v.freeze(h, sc.slot, vc, state) && err == nil {
 		err = fmt.Errorf("host_info.state larger than %d bytes: emptied", maxStateBytes)
 	}
 	h.setRun(sc.slot)
-	st := &v.stats[i]
 	st.calls++
 	if v.budget.walk.Load() {
 		v.measureChecks(v.set)
@@ -126,6 +136,7 @@ func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int, evs *[]alert.Eve
 // the check after MaxFailures consecutive failures.
 func (e *Engine) failed(sc *script, h *hostEntry, err error, stopped bool) {
 	n := sc.fails.Add(1)
+	e.read.failed(sc.name, err, e.now())
 	what := "error"
 	if stopped {
 		what = "timeout"

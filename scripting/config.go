@@ -67,6 +67,10 @@ type Configuration struct {
 	// main copies it. A resumed alert whose host is not back within it is
 	// released (host_expired).
 	HostExpiry aggregate.IdleTimeoutConfiguration `mapstructure:"-"`
+	// ReleasedHistory is how many of the last released alerts the engine
+	// keeps for the HTTP API (/api/v1/alerts?state=released), a few hundred bytes
+	// each; 0 keeps none. Read at start only.
+	ReleasedHistory int `mapstructure:"released_history"`
 	// Instance is the collector id stamped on every event; main copies it
 	// from the top-level `instance` key.
 	Instance string `mapstructure:"-"`
@@ -117,6 +121,7 @@ func DefaultConfiguration() Configuration {
 		MaxFailures:     100,
 		Dirs:            []string{DefaultDir},
 		Checks:          checks,
+		ReleasedHistory: 1000,
 	}
 }
 
@@ -137,6 +142,8 @@ func (c Configuration) Validate() error {
 		return errors.New("max_instructions: must be >= 1000")
 	case c.MaxMemory < 1<<20:
 		return errors.New("max_memory: must be >= 1048576 (1 MiB)")
+	case c.ReleasedHistory < 0 || c.ReleasedHistory > 100_000:
+		return errors.New("released_history: must be 0-100000")
 	case c.MaxFailures < 0:
 		return errors.New("max_failures: must be >= 0 (0 = never disable)")
 	case len(c.Dirs) == 0:

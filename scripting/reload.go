@@ -76,6 +76,7 @@ func (e *Engine) reload(cfg Configuration, srcs []source) error {
 	e.runMu.Lock()
 	old := e.vms
 	e.set, e.vms, e.cfg = set, vms, cfg
+	e.current.Store(set)
 	e.runMu.Unlock()
 	for _, sc := range set.checks {
 		e.metrics.initCheck(sc.name)

@@ -87,6 +87,10 @@ type Engine struct {
 	walked atomic.Int64
 	// store keeps the engaged alerts across restarts (persist.go).
 	store alertStore
+	// read is what the HTTP API reads (readside.go); current is the
+	// script set, for readers that must not wait for a tick's runMu.
+	read    *readSide
+	current atomic.Pointer[scriptSet]
 
 	slotMu    sync.Mutex
 	slots     map[string]int
@@ -131,6 +135,7 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 		logger:   deps.Logger.With("component", "scripting"),
 		sources:  srcs,
 		slots:    map[string]int{},
+		read:     newReadSide(cfg.ReleasedHistory),
 	}
 	e.interval.Store(int64(cfg.Interval))
 	// One line per check (or for the state file) every 10 s.
@@ -149,6 +154,7 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 		e.logger.Warn("no host check found", "dirs", cfg.Dirs)
 	}
 	e.set = set
+	e.current.Store(set)
 	for _, sc := range set.checks {
 		e.metrics.initCheck(sc.name)
 	}

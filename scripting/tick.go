@@ -164,6 +164,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 			c.calls += v.stats[i].calls
 			c.errors += v.stats[i].errors
 			c.timeouts += v.stats[i].timeouts
+			c.steps += v.stats[i].steps
+			c.timed += v.stats[i].timed
+			c.nanos += v.stats[i].nanos
 			v.stats[i] = checkStats{}
 		}
 		stats.Calls += int(c.calls)
@@ -172,6 +175,7 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 		e.metrics.calls.WithLabelValues(sc.name).Add(float64(c.calls))
 		e.metrics.errors.WithLabelValues(sc.name).Add(float64(c.errors))
 		e.metrics.timeouts.WithLabelValues(sc.name).Add(float64(c.timeouts))
+		e.read.add(sc.name, c)
 	}
 	stats.Duration, stats.Paced = time.Since(start), over
 	e.metrics.ticks.Inc()

@@ -120,6 +120,9 @@ type vm struct {
 // checkStats are one worker's per-check counters for a tick.
 type checkStats struct {
 	calls, errors, timeouts uint64
+	// steps sums the instructions used; nanos the wall time of the timed
+	// calls (one in timeEvery), timed their number.
+	steps, timed, nanos uint64
 }
 
 // vmLimits are the budgets of a VM's calls (see Configuration).

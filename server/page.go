@@ -52,6 +52,10 @@ type page struct {
 type scratch struct {
 	keys []aggregate.HostKey
 	snap aggregate.HostSnapshot
+	// top is the heap of a hosts page (at most maxHostWindow summaries).
+	top []hostSummary
+	// alerts are the filtered alerts of an alerts page.
+	alerts []*alert.Event
 }
 
 type scratchKey struct{}
@@ -124,10 +128,13 @@ func fill(n, limit int, item func(i int) any) ([]json.RawMessage, error) {
 	return out, nil
 }
 
-// nextURL is the request's path and query with key set to value and the
-// page size made explicit.
-func nextURL(r *http.Request, key, value string, limit int) *string {
+// nextURL is the request's path and query with key set to value, the
+// page size made explicit and the drop keys removed.
+func nextURL(r *http.Request, key, value string, limit int, drop ...string) *string {
 	q := r.URL.Query()
+	for _, d := range drop {
+		q.Del(d)
+	}
 	q.Set(key, value)
 	q.Set("limit", strconv.Itoa(limit))
 	s := r.URL.Path + "?" + q.Encode()

@@ -17,6 +17,7 @@ import (
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/alert"
 	"github.com/flowcheck/flowcheck/collector"
+	"github.com/flowcheck/flowcheck/scripting"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -44,6 +45,19 @@ type Exporters interface {
 	Exporters() []collector.ExporterInfo
 }
 
+// History is the read side of the recently released alerts
+// (scripting.Engine).
+type History interface {
+	// Released returns the last released alerts kept, newest first.
+	Released() []alert.Event
+}
+
+// Checks is the read side of the loaded checks (scripting.Engine).
+type Checks interface {
+	// Checks describes every loaded check, in name order.
+	Checks() []scripting.CheckInfo
+}
+
 // ReadyCheck is one readiness condition, named in /readyz's answer.
 type ReadyCheck struct {
 	Name  string
@@ -61,6 +75,10 @@ type Dependencies struct {
 	Alerts     Alerts
 	// Exporters are what /api/v1/exporters pages; nil lists none.
 	Exporters Exporters
+	// History lists the recently released alerts; nil keeps none.
+	History History
+	// Checks are what /api/v1/checks pages; nil lists none.
+	Checks Checks
 	// Ready lists the conditions /readyz requires.
 	Ready []ReadyCheck
 }
@@ -96,6 +114,12 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	}
 	if deps.Exporters == nil {
 		deps.Exporters = noExporters{}
+	}
+	if deps.History == nil {
+		deps.History = noHistory{}
+	}
+	if deps.Checks == nil {
+		deps.Checks = noChecks{}
 	}
 	c := &Component{config: config, deps: deps, done: make(chan struct{}), slots: make(chan *scratch, config.MaxConcurrent)}
 	for range config.MaxConcurrent {
@@ -165,6 +189,16 @@ func (c *Component) Stop(ctx context.Context) error {
 type noExporters struct{}
 
 func (noExporters) Exporters() []collector.ExporterInfo { return nil }
+
+// noHistory keeps no released alert.
+type noHistory struct{}
+
+func (noHistory) Released() []alert.Event { return nil }
+
+// noChecks lists no check.
+type noChecks struct{}
+
+func (noChecks) Checks() []scripting.CheckInfo { return nil }
 
 // registerOnce registers a collector, tolerating one already registered (a
 // second server on the same registry in tests).
