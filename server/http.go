@@ -45,7 +45,25 @@ func (c *Component) routes() (http.Handler, error) {
 		list := c.deps.Exporters.Exporters()
 		writeOffsetPage(w, r, len(list), func(i int) any { return list[i] })
 	})
+	mux.Handle("/api/", apiFallback(mux))
 	return mux, nil
+}
+
+// apiFallback answers what no API route takes: 405 (with Allow) when the
+// path has a route for GET, else 404, both as JSON errors.
+func apiFallback(mux *http.ServeMux) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			probe := r.Clone(r.Context())
+			probe.Method = http.MethodGet
+			if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/api/" {
+				w.Header().Set("Allow", "GET, HEAD")
+				writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: the API is read-only (GET)")
+				return
+			}
+		}
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+" (see docs/api.md)")
+	}
 }
 
 // readyz answers 200 when every readiness condition holds, else 503 naming

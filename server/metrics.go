@@ -8,6 +8,8 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	rejected *prometheus.CounterVec
 	timeouts *prometheus.CounterVec
+	// unauthorized counts requests refused by http.auth.
+	unauthorized prometheus.Counter
 }
 
 func newMetrics(r prometheus.Registerer) (*metrics, error) {
@@ -30,10 +32,21 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name:      "timeouts_total",
 			Help:      "API requests cut short by http.request_timeout, by route.",
 		}, []string{"handler"}),
+		unauthorized: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "flowcheck",
+			Subsystem: "http",
+			Name:      "unauthorized_total",
+			Help:      "Requests answered 401 because they carried no credentials accepted by http.auth.",
+		}),
 	}
 	if r == nil {
 		return m, nil
 	}
+	col, err := registerOnce(r, m.unauthorized)
+	if err != nil {
+		return nil, err
+	}
+	m.unauthorized = col.(prometheus.Counter)
 	for _, c := range []**prometheus.CounterVec{&m.requests, &m.rejected, &m.timeouts} {
 		col, err := registerOnce(r, *c)
 		if err != nil {

@@ -8,6 +8,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -99,6 +100,9 @@ type Component struct {
 	slots chan *scratch
 	// alerts is the snapshot of the engaged alerts the API pages through.
 	alerts alertSnapshot
+	// creds are http.auth's (nil: none), tls http.tls's (nil: plain HTTP).
+	creds *credentials
+	tls   *tls.Config
 }
 
 // New builds the server; it does not listen until Start.
@@ -122,6 +126,13 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 		deps.Checks = noChecks{}
 	}
 	c := &Component{config: config, deps: deps, done: make(chan struct{}), slots: make(chan *scratch, config.MaxConcurrent)}
+	var err error
+	if c.creds, err = loadCredentials(config.Auth); err != nil {
+		return nil, err
+	}
+	if c.tls, err = loadTLS(config.TLS); err != nil {
+		return nil, err
+	}
 	for range config.MaxConcurrent {
 		c.slots <- &scratch{}
 	}
@@ -129,7 +140,7 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.handler = h
+	c.handler = c.secure(h)
 	return c, nil
 }
 
@@ -148,6 +159,9 @@ func (c *Component) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.tls != nil {
+		ln = tls.NewListener(ln, c.tls)
+	}
 	c.ln = ln
 	c.srv = &http.Server{
 		Handler:           c.handler,
@@ -163,7 +177,11 @@ func (c *Component) Start(ctx context.Context) error {
 			c.deps.Logger.Error("http server stopped", "err", err)
 		}
 	}()
-	c.deps.Logger.Info("http server listening", "addr", ln.Addr().String())
+	c.deps.Logger.Info("http server listening", "addr", ln.Addr().String(), "tls", c.tls != nil, "auth", c.creds != nil)
+	if !loopback(c.config.Listen) && (c.tls == nil || c.creds == nil) {
+		c.deps.Logger.Warn("http server reachable beyond loopback without both tls and auth",
+			"tls", c.tls != nil, "auth", c.creds != nil, "insecure", c.config.Insecure)
+	}
 	return nil
 }
 
