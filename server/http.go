@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/server/console"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -34,6 +35,8 @@ func (c *Component) routes() (http.Handler, error) {
 		handle(pattern, name, c.limited(name, h))
 	}
 	mux.Handle("GET /metrics", c.promHandler())
+	// The web console: every GET the API, metrics and probes do not take.
+	handle("GET /", "console", console.Handler().ServeHTTP)
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
