@@ -20,11 +20,19 @@ import (
 	"github.com/flowcheck/flowcheck/alert"
 )
 
+// builds are the programs built for this test run, by package path.
 var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
+	buildMu  sync.Mutex
+	buildDir string
+	builds   = map[string]*build{}
 )
+
+// build is one program built once per test run.
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
@@ -37,21 +45,40 @@ func TestMain(m *testing.M) {
 // binary builds the collector once per test run and returns its path.
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "flowcheck-e2e-")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "collector"), "./cmd/collector")
+	return built(t, "./cmd/collector")
+}
+
+// built builds the program of a package of this module (a path relative to
+// the module root) once per test run and returns its path.
+func built(t *testing.T, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	var err error
+	if buildDir == "" {
+		buildDir, err = os.MkdirTemp("", "flowcheck-e2e-")
+	}
+	b := builds[pkg]
+	if b == nil {
+		b = &build{}
+		builds[pkg] = b
+	}
+	dir := buildDir
+	buildMu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.once.Do(func() {
+		b.path = filepath.Join(dir, filepath.Base(pkg))
+		cmd := exec.Command("go", "build", "-o", b.path, pkg)
 		cmd.Dir = ".."
 		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			b.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if b.err != nil {
+		t.Fatal(b.err)
 	}
-	return filepath.Join(buildDir, "collector")
+	return b.path
 }
 
 // tool finds an outside program, skipping the test when it is missing
@@ -108,6 +135,15 @@ type daemon struct {
 // port 0.
 func startDaemon(t *testing.T, config string) *daemon {
 	t.Helper()
+	return startProcess(t, config, nil, true)
+}
+
+// startProcess starts `collector run` on the configuration with the test's
+// environment plus env (FLOWCHECK_* overrides), and waits until it logs that
+// it runs, with its HTTP address and, when udp is set, its first UDP
+// listener's address.
+func startProcess(t *testing.T, config string, env []string, udp bool) *daemon {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -115,7 +151,7 @@ func startDaemon(t *testing.T, config string) *daemon {
 	d := &daemon{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
 	d.cmd = exec.Command(binary(t), "run", "--config", path)
 	d.cmd.Stdout, d.cmd.Stderr = d.stdout, d.stderr
-	d.cmd.Env = withoutFlowcheckEnv()
+	d.cmd.Env = append(withoutFlowcheckEnv(), env...)
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +162,7 @@ func startDaemon(t *testing.T, config string) *daemon {
 			<-d.done
 		}
 		if t.Failed() {
-			t.Logf("daemon stderr:\n%s", d.stderr.String())
+			t.Logf("%v stderr:\n%s", env, d.stderr.String())
 		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
@@ -141,16 +177,21 @@ func startDaemon(t *testing.T, config string) *daemon {
 				}
 			}
 		}
-		if d.udp != "" && d.http != "" {
+		if (d.udp != "" || !udp) && d.http != "" {
 			return d
 		}
 		select {
 		case err := <-d.done:
-			t.Fatalf("daemon exited early: %v\n%s", err, d.stderr.String())
+			if strings.Contains(d.stderr.String(), "is not implemented yet") {
+				// Issue 14 lands its roles one by one: until then the
+				// tests of a missing role say so instead of failing.
+				t.Skipf("skipped until the role exists: %v: %s", env, strings.TrimSpace(d.stderr.String()))
+			}
+			t.Fatalf("daemon %v exited early: %v\n%s", env, err, d.stderr.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatalf("daemon did not report its addresses:\n%s", d.stderr.String())
+	t.Fatalf("daemon %v did not report its addresses:\n%s", env, d.stderr.String())
 	return nil
 }
 

@@ -49,12 +49,28 @@ sinks:
 // feed sends the export packets of a capture to the daemon over UDP.
 func feed(t *testing.T, d *daemon, pcap string) {
 	t.Helper()
+	send(t, "", d.udp, pcap)
+}
+
+// send sends the export packets of a capture over UDP to the address to,
+// from the loopback address from (any when empty), so that exports sent from
+// distinct addresses are distinct exporters to the receiver.
+func send(t *testing.T, from, to, pcap string) {
+	t.Helper()
 	r, err := pcapsrc.Open(pcap)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	conn, err := net.Dial("udp", d.udp)
+	raddr, err := net.ResolveUDPAddr("udp", to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var laddr *net.UDPAddr
+	if from != "" {
+		laddr = &net.UDPAddr{IP: net.ParseIP(from)}
+	}
+	conn, err := net.DialUDP("udp", laddr, raddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +116,7 @@ func waitAlerts(t *testing.T, path string, within time.Duration, what string, ok
 func describe(evs []alert.Event) string {
 	var b strings.Builder
 	for _, ev := range evs {
-		b.WriteString(ev.Time.Format("15:04:05.000") + " " + ev.ID + " " + string(ev.State) + " " + string(ev.Reason) + " " + ev.Check + " " + ev.Host.Key() + "\n")
+		b.WriteString(ev.Time.Format("15:04:05.000") + " " + ev.Collector + " " + ev.ID + " " + string(ev.State) + " " + string(ev.Reason) + " " + ev.Check + " " + ev.Host.Key() + "\n")
 	}
 	return b.String()
 }
