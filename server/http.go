@@ -35,8 +35,10 @@ func (c *Component) routes() (http.Handler, error) {
 		handle(pattern, name, c.limited(name, h))
 	}
 	mux.Handle("GET /metrics", c.promHandler())
-	// The web console: every GET the API, metrics and probes do not take.
-	handle("GET /", "console", console.Handler().ServeHTTP)
+	// The web console: every path the API, metrics and probes do not take
+	// (any method, so that /api/ stays the more specific pattern; the
+	// console answers 405 to all but GET and HEAD).
+	handle("/", "console", console.Handler().ServeHTTP)
 	handle("GET /healthz", "healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

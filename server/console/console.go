@@ -94,6 +94,11 @@ func Handler() http.Handler {
 		panic("console: embedded files: " + err.Error())
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			jsonError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: the console is read-only (GET)")
+			return
+		}
 		p := strings.TrimPrefix(r.URL.Path, "/")
 		switch p {
 		case "":
@@ -103,7 +108,7 @@ func Handler() http.Handler {
 		}
 		a, ok := assets[p]
 		if !ok {
-			notFound(w, r.URL.Path)
+			jsonError(w, http.StatusNotFound, "not found: "+r.URL.Path)
 			return
 		}
 		h := w.Header()
@@ -128,11 +133,11 @@ func Handler() http.Handler {
 	})
 }
 
-// notFound answers the JSON 404 of the API's conventions.
-func notFound(w http.ResponseWriter, p string) {
+// jsonError answers an error as the API does: {"error": "..."}.
+func jsonError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusNotFound)
-	b, _ := json.Marshal(map[string]string{"error": "not found: " + p})
+	w.WriteHeader(code)
+	b, _ := json.Marshal(map[string]string{"error": msg})
 	_, _ = w.Write(append(b, '\n'))
 }
 

@@ -61,6 +61,14 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+func TestReadOnly(t *testing.T) {
+	w := httptest.NewRecorder()
+	Handler().ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/", nil))
+	if w.Code != http.StatusMethodNotAllowed || w.Header().Get("Allow") != "GET, HEAD" || !strings.Contains(w.Body.String(), `"error"`) {
+		t.Fatalf("POST / = %d, Allow %q, %s", w.Code, w.Header().Get("Allow"), w.Body.String())
+	}
+}
+
 func TestGzipAndETag(t *testing.T) {
 	h := Handler()
 	plain := get(t, h, "/vendor/uplot/uPlot.esm.js", nil)
