@@ -4,7 +4,11 @@
 // share a broker that outlives any one of them. It binds 127.0.0.1 only,
 // prints "listening ADDR" on stdout once it accepts connections and exits 0
 // on SIGTERM or SIGINT. Everything it holds is in memory: a test bounds its
-// volume.
+// volume. For benchmarks, -report TOPIC prints on SIGUSR1 and at exit what a
+// topic holds: "topic NAME partitions P messages M bytes B", bytes being
+// the record batches as stored (compressed); -report-group GROUP adds
+// "group NAME state S members N lag L", L being the messages of the
+// reported topics past the group's committed offsets.
 //
 //	kfakebroker -port 0 -partitions 8 -topic flowcheck.flows:8 -min-session-timeout 1s
 package main
@@ -28,10 +32,22 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	if err := run(ctx, os.Args[1:], usr1, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "kfakebroker:", err)
 		os.Exit(2)
 	}
+}
+
+// listFlag collects -report TOPIC, repeatable.
+type listFlag []string
+
+func (f *listFlag) String() string { return strings.Join(*f, ",") }
+
+func (f *listFlag) Set(s string) error {
+	*f = append(*f, s)
+	return nil
 }
 
 // topicsFlag collects -topic NAME:PARTITIONS, repeatable.
@@ -49,8 +65,10 @@ func (f topicsFlag) Set(s string) error {
 	return nil
 }
 
-// run starts the cluster, says where it listens and holds it until ctx ends.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// run starts the cluster, says where it listens and holds it until ctx
+// ends, reporting the topics asked for at each value of report and at the
+// end.
+func run(ctx context.Context, args []string, report <-chan os.Signal, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kfakebroker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	port := fs.Int("port", 0, "TCP port on 127.0.0.1 (0: any free port)")
@@ -59,6 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		"smallest consumer-group session timeout accepted (Kafka's default, 6s, makes failover tests slow)")
 	topics := topicsFlag{}
 	fs.Var(topics, "topic", "topic to create at start, NAME:PARTITIONS (repeatable)")
+	var reported, groups listFlag
+	fs.Var(&reported, "report", "topic whose messages and bytes are printed on SIGUSR1 and at exit (repeatable)")
+	fs.Var(&groups, "report-group", "consumer group whose members and lag on the -report topics are printed with them (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,6 +104,48 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer cluster.Close()
 	fmt.Fprintf(stdout, "listening %s\n", cluster.ListenAddrs()[0])
-	<-ctx.Done()
-	return nil
+	for {
+		select {
+		case <-report:
+			printReport(stdout, cluster, reported, groups)
+		case <-ctx.Done():
+			printReport(stdout, cluster, reported, groups)
+			return nil
+		}
+	}
+}
+
+// printReport prints one line per topic: its partitions, the messages it
+// holds and their bytes as stored; then one line per group: its state,
+// members and lag on those topics.
+func printReport(w io.Writer, cluster *kfake.Cluster, topics, groups []string) {
+	for _, topic := range topics {
+		var messages, bytes int64
+		parts := cluster.PartitionInfos(topic)
+		for _, p := range parts {
+			if p != nil {
+				messages += p.HighWatermark - p.LogStartOffset
+				bytes += p.NumBytes
+			}
+		}
+		fmt.Fprintf(w, "topic %s partitions %d messages %d bytes %d\n", topic, len(parts), messages, bytes)
+	}
+	for _, group := range groups {
+		g := cluster.GroupInfo(group)
+		if g == nil {
+			fmt.Fprintf(w, "group %s state none members 0 lag -1\n", group)
+			continue
+		}
+		var lag int64
+		for _, topic := range topics {
+			for _, p := range cluster.PartitionInfos(topic) {
+				from := p.LogStartOffset
+				if c, ok := g.Commits[topic][p.Partition]; ok {
+					from = max(from, c.Offset)
+				}
+				lag += max(0, p.HighWatermark-from)
+			}
+		}
+		fmt.Fprintf(w, "group %s state %s members %d lag %d\n", group, g.State, len(g.Members), lag)
+	}
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,10 +28,13 @@ func (b *lineWriter) Write(p []byte) (int, error) {
 // does).
 func TestRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &lineWriter{ch: make(chan string, 1)}
+	out := &lineWriter{ch: make(chan string, 4)}
 	var stderr bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-partitions", "3", "-topic", "seeded:5"}, out, &stderr) }()
+	report := make(chan os.Signal, 1)
+	go func() {
+		done <- run(ctx, []string{"-partitions", "3", "-topic", "seeded:5", "-report", "auto", "-report-group", "g"}, report, out, &stderr)
+	}()
 	var line string
 	select {
 	case line = <-out.ch:
@@ -51,7 +56,7 @@ func TestRun(t *testing.T) {
 	if len(meta.Topics) != 1 || len(meta.Topics[0].Partitions) != 5 {
 		t.Fatalf("seeded topic: %+v, want 5 partitions", meta.Topics)
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "auto", AllowAutoTopicCreation: true}
+	w := &kafka.Writer{Addr: kafka.TCP(addr), Topic: "auto", AllowAutoTopicCreation: true, RequiredAcks: kafka.RequireAll}
 	defer w.Close()
 	var werr error
 	for range 50 { // the first write may race the topic's creation
@@ -70,8 +75,33 @@ func TestRun(t *testing.T) {
 	if len(meta.Topics) != 1 || len(meta.Topics[0].Partitions) != 3 {
 		t.Fatalf("auto topic: %+v, want 3 partitions", meta.Topics)
 	}
+	// A group member reads the message and commits it: no lag left.
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{addr}, GroupID: "g", Topic: "auto", MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	rctx, rcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer rcancel()
+	if _, err := r.ReadMessage(rctx); err != nil {
+		t.Fatal(err)
+	}
+	report <- syscall.SIGUSR1
+	for _, want := range []string{"topic auto partitions 3 messages 1 bytes ", "group g state Stable members 1 lag 0\n"} {
+		select {
+		case line := <-out.ch:
+			if !strings.HasPrefix(line, want) || strings.HasSuffix(line, " bytes 0\n") {
+				t.Errorf("report %q, want %q (bytes > 0)", line, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no report after SIGUSR1")
+		}
+	}
 
 	cancel()
+	select {
+	case <-out.ch: // the report at exit
+	case <-time.After(30 * time.Second):
+		t.Fatal("no report at exit")
+	}
+	<-out.ch
 	select {
 	case err := <-done:
 		if err != nil {
@@ -91,7 +121,7 @@ func TestBadFlags(t *testing.T) {
 		{"extra"},
 	} {
 		var out, errb bytes.Buffer
-		if err := run(context.Background(), args, &out, &errb); err == nil {
+		if err := run(context.Background(), args, nil, &out, &errb); err == nil {
 			t.Errorf("%v: no error", args)
 		}
 	}
