@@ -46,10 +46,9 @@ func (c *Component) routes() (http.Handler, error) {
 	api("GET /api/v1/hosts", "hosts", c.hosts)
 	api("GET /api/v1/hosts/{ip}", "host", c.host)
 	api("GET /api/v1/alerts", "alerts", c.alertList)
-	api("GET /api/v1/exporters", "exporters", func(w http.ResponseWriter, r *http.Request) {
-		list := c.deps.Exporters.Exporters()
-		writeOffsetPage(w, r, len(list), func(i int) any { return list[i] })
-	})
+	api("GET /api/v1/exporters", "exporters", c.exporters)
+	api("GET /api/v1/checks", "checks", c.checks)
+	api("GET /api/v1/overview", "overview", c.overview)
 	mux.Handle("/api/", apiFallback(mux))
 	return mux, nil
 }

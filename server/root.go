@@ -103,6 +103,11 @@ type Component struct {
 	// creds are http.auth's (nil: none), tls http.tls's (nil: plain HTTP).
 	creds *credentials
 	tls   *tls.Config
+	// sampler keeps the overview's last hour (overview.go); stopSampler
+	// ends its goroutine, sampled is closed once it has.
+	sampler     sampler
+	stopSampler context.CancelFunc
+	sampled     chan struct{}
 }
 
 // New builds the server; it does not listen until Start.
@@ -171,6 +176,12 @@ func (c *Component) Start(ctx context.Context) error {
 		IdleTimeout:       60 * time.Second,
 		ErrorLog:          slog.NewLogLogger(c.deps.Logger.Handler(), slog.LevelWarn),
 	}
+	sctx, cancel := context.WithCancel(context.Background())
+	c.stopSampler, c.sampled = cancel, make(chan struct{})
+	go func() {
+		defer close(c.sampled)
+		c.runSampler(sctx)
+	}()
 	go func() {
 		defer close(c.done)
 		if err := c.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -198,6 +209,8 @@ func (c *Component) Stop(ctx context.Context) error {
 	if c.srv == nil {
 		return nil
 	}
+	c.stopSampler()
+	<-c.sampled
 	err := c.srv.Shutdown(ctx)
 	<-c.done
 	return err
