@@ -29,9 +29,15 @@ func TestCrashChild(t *testing.T) {
 	cfg.Kafka.RetryBackoffMin = time.Hour // the first failed batch stays put
 	cfg.Kafka.RetryBackoffMax = time.Hour
 	c := start(t, cfg)
+	// The first alert fails in memory and goes to the spool's front; the
+	// others only once it is there, so that whenever the kill comes the
+	// spool holds events 0..n-1.
+	c.Publish(event(0))
+	k := kafkaOf(c)
+	waitFor(t, "first alert spooled", func() bool { return k.spooling.Load() && k.spool.Len() == 1 })
 	// Bounded, should the parent die before killing this process.
 	deadline := time.Now().Add(time.Minute)
-	for i := 0; time.Now().Before(deadline); i++ {
+	for i := 1; time.Now().Before(deadline); i++ {
 		c.Publish(event(i))
 	}
 	t.Fatal("not killed within a minute")
@@ -79,10 +85,10 @@ func TestKafkaKilledMidSpool(t *testing.T) {
 		t.Fatalf("only %d alerts recovered", n)
 	}
 	recs := consume(t, addr, n, "flowcheck.alerts")
-	// The first events went through the in-memory queue and failed: they
-	// were put at the front of the spool; every later one was appended
-	// (the queue stays empty while spooling). So the spool holds events
-	// 0..n-1, every one of them.
+	// The first event went through the in-memory queue and failed: it was
+	// put at the front of the spool; every later one was appended (the
+	// queue stays empty while spooling). So the spool holds events 0..n-1,
+	// every one of them.
 	var first int
 	got := map[int]bool{}
 	for _, r := range recs {

@@ -82,10 +82,9 @@ func decodeRecord(b []byte) (kafkaRecord, error) {
 // (spooltail.go: Enqueue never touches the disk), until the drainer has
 // emptied the spool and the intake. Queued events are always older than
 // spooled ones, so the drainer sends the queue first, then the spool, then
-// switches intake back to the queue. A batch taken
-// from the queue that fails is put at the front of the spool together with
-// the rest of the queue, so that retries and shutdown only deal with the
-// spool. A batch still unacknowledged spool_after after its oldest alert
+// switches intake back to the queue. A batch taken from the queue that
+// fails is put at the front of the spool together with the rest of the
+// queue, so that retries and shutdown only deal with the spool. A batch still unacknowledged spool_after after its oldest alert
 // was taken is put there as well, without waiting for the outcome (a hung
 // broker holds a write for several write_timeouts): what a crash can lose
 // is bounded by spool_after, not by the broker.
