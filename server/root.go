@@ -118,8 +118,8 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
 	}
-	if deps.Gatherer == nil || deps.Hosts == nil || deps.Alerts == nil {
-		return nil, errors.New("dependencies Gatherer, Hosts and Alerts are required")
+	if deps.Gatherer == nil {
+		return nil, errors.New("dependency Gatherer is required")
 	}
 	if deps.Exporters == nil {
 		deps.Exporters = noExporters{}
@@ -129,6 +129,14 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	}
 	if deps.Checks == nil {
 		deps.Checks = noChecks{}
+	}
+	// A process without a host table (cluster role ingest) serves
+	// metrics and probes; its API lists no host and no alert.
+	if deps.Hosts == nil {
+		deps.Hosts = noHosts{}
+	}
+	if deps.Alerts == nil {
+		deps.Alerts = noAlerts{}
 	}
 	c := &Component{config: config, deps: deps, done: make(chan struct{}), slots: make(chan *scratch, config.MaxConcurrent)}
 	var err error
@@ -230,6 +238,20 @@ func (noHistory) Released() []alert.Event { return nil }
 type noChecks struct{}
 
 func (noChecks) Checks() []scripting.CheckInfo { return nil }
+
+// noHosts holds no host, for a server built without a host table.
+type noHosts struct{}
+
+func (noHosts) AppendKeys(dst []aggregate.HostKey) []aggregate.HostKey { return dst }
+
+func (noHosts) Snapshot(aggregate.HostKey, *aggregate.HostSnapshot) bool { return false }
+
+// noAlerts engages no alert, for a server built without a check engine.
+type noAlerts struct{}
+
+func (noAlerts) Engaged() []alert.Event { return nil }
+
+func (noAlerts) Score(aggregate.HostKey) int { return 0 }
 
 // registerOnce registers a collector, tolerating one already registered (a
 // second server on the same registry in tests).

@@ -191,6 +191,9 @@ type pipeline struct {
 	collector *collector.Component
 	server    *server.Component // nil in replay
 	sched     *scheduler
+	// publisher is role ingest's end of the data path; nil otherwise
+	// (and then sinks, engine, table and sched are nil).
+	publisher *cluster.Publisher
 	// parts are the components with a lifecycle, in start order; the first
 	// running of them are started.
 	parts   []part
@@ -228,11 +231,19 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		readBuildInfo().metric(),
 	)
+	var err error
 	switch cfg.Cluster.Role {
 	case cluster.RoleAll:
-		return p, p.buildAll(cfg, clk, logger, stdout, live)
+		err = p.buildAll(cfg, clk, logger, stdout, live)
+	case cluster.RoleIngest:
+		err = p.buildIngest(cfg, clk, logger, live)
+	default:
+		err = fmt.Errorf("cluster.role %s is not implemented yet", cfg.Cluster.Role)
 	}
-	return nil, fmt.Errorf("cluster.role %s is not implemented yet", cfg.Cluster.Role)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // buildAll is role all: the whole data path in this process.
@@ -331,6 +342,44 @@ func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, st
 	return nil
 }
 
+// buildIngest is role ingest: sockets, decode, then the flows topic. No
+// host table, no checks, no sinks: the check workers have them.
+func (p *pipeline) buildIngest(cfg Config, clk clock.Clock, logger *slog.Logger, live bool) error {
+	var err error
+	// Replay has no socket to keep draining: it waits for buffer space
+	// rather than drop records.
+	p.publisher, err = cluster.NewPublisher(cfg.Cluster, cluster.PublisherDependencies{
+		Logger: logger.With("component", "cluster"), Registerer: p.registry, Clock: clk, Block: !live,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	p.collector, err = collector.New(cfg.Collector, collector.Dependencies{
+		Logger: logger.With("component", "collector"), Registerer: p.registry, Clock: clk,
+		Flows: p.publisher.Handle,
+	})
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	// Stop sends what is buffered, within the time of one write.
+	p.parts = []part{{"cluster", p.publisher, cfg.Cluster.Publish.WriteTimeout + time.Second}}
+	if live {
+		p.server, err = server.New(cfg.HTTP, server.Dependencies{
+			Logger: logger.With("component", "http"), Gatherer: p.registry, Registerer: p.registry,
+			Exporters: p.collector,
+			Ready: []server.ReadyCheck{
+				{Name: "collector", Ready: p.collector.Ready},
+				{Name: "cluster", Ready: p.publisher.Ready},
+			},
+		})
+		if err != nil {
+			return fmt.Errorf("http: %w", err)
+		}
+		p.parts = append(p.parts, part{"collector", p.collector, stopTimeout}, part{"http", p.server, stopTimeout})
+	}
+	return nil
+}
+
 // start starts the parts in order, until one fails.
 func (p *pipeline) start(ctx context.Context) error {
 	for _, part := range p.parts[p.running:] {
@@ -375,6 +424,11 @@ func reload(running Config, path string, p *pipeline, logger *slog.Logger) Confi
 	next, err := loadConfig(path, environment())
 	if err != nil {
 		logger.Error("reload refused, keeping the running configuration", "err", err)
+		return running
+	}
+	if p.table == nil {
+		// Role ingest: nothing it runs reloads.
+		logger.Warn("configuration change needs a restart to apply (role " + running.Cluster.Role + ")")
 		return running
 	}
 	if err := p.table.Reload(next.Aggregate); err != nil {

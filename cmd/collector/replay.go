@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 // expiry and ticks happen in capture time. At the end the clock moves past
 // the reply window so pending conversations are decided, a last tick runs,
 // and the sinks flush. Alerts go to the configured sinks (stdout in the
-// example configuration); logs go to stderr.
+// example configuration); logs go to stderr. With cluster.role ingest the
+// records are published to the flows topic instead, and replay exits once
+// the brokers acknowledged them all (status 1 when some were not).
 func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -101,7 +104,9 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		}
 		clk.Set(dg.Time)
 		p.collector.HandleDatagram(dg.Src, dg.Payload, dg.Time)
-		p.sched.advance(clk.Now())
+		if p.sched != nil {
+			p.sched.advance(clk.Now())
+		}
 		datagrams++
 		last = dg.Time
 	}
@@ -109,6 +114,10 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	if !errors.Is(readErr, io.EOF) {
 		logger.Error("capture read error; finishing with what was read", "err", readErr)
 		status = exitFailure
+	}
+
+	if p.publisher != nil {
+		return finishPublish(p, logger, status, datagrams, last.Sub(start), wallStart)
 	}
 
 	// End of capture: every pending conversation is decided, and a last tick
@@ -121,6 +130,21 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		"capture_duration", last.Sub(start), "wall", time.Since(wallStart).Round(time.Millisecond))
 	if err := p.stop(logger); err != nil {
 		logger.Error("stopped with errors", "err", err)
+		return exitFailure
+	}
+	return status
+}
+
+// finishPublish ends the replay of role ingest: the publisher sends what
+// it holds and waits for the brokers' acknowledgements. The status is a
+// failure when some records were not acknowledged or were dropped.
+func finishPublish(p *pipeline, logger *slog.Logger, status, datagrams int, captured time.Duration, wallStart time.Time) int {
+	err := p.stop(logger)
+	pub := p.publisher
+	logger.Info("replay published", "datagrams", datagrams, "record_copies_acknowledged", pub.Acknowledged(),
+		"dropped", pub.Dropped(), "capture_duration", captured, "wall", time.Since(wallStart).Round(time.Millisecond))
+	if err != nil || pub.Dropped() > 0 {
+		logger.Error("some records were not published", "err", err, "dropped", pub.Dropped())
 		return exitFailure
 	}
 	return status
