@@ -17,6 +17,7 @@ type metrics struct {
 	latency      *prometheus.HistogramVec
 	errors       *prometheus.CounterVec
 	spoolCorrupt *prometheus.CounterVec
+	spoolWaits   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -62,10 +63,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "flowcheck_sink_spool_corrupt_bytes_total",
 			Help: "Bytes of corrupt or truncated spool records skipped (the alerts they held count as dropped, reason spool_corrupt).",
 		}, []string{"sink"}),
+		spoolWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowcheck_sink_spool_waits_total",
+			Help: "Publishes that waited for room in the spool writer's intake (a disk slower than the alerts); those that waited in vain count as dropped, reason spool_slow.",
+		}, []string{"sink"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.produced, m.delivered, m.spooled, m.replayed, m.dropped,
-		m.spoolBytes, m.spoolCount, m.latency, m.errors, m.spoolCorrupt,
+		m.spoolBytes, m.spoolCount, m.latency, m.errors, m.spoolCorrupt, m.spoolWaits,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -100,4 +105,5 @@ func (m *metrics) zeroKafka(topics []string) {
 	for _, kind := range []string{"connection_refused", "network", "timeout", "canceled", "other"} {
 		m.errors.WithLabelValues("kafka", kind)
 	}
+	m.spoolWaits.WithLabelValues("kafka")
 }

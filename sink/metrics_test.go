@@ -62,9 +62,14 @@ func TestSeriesAtZero(t *testing.T) {
 					series[f.GetName()] = append(series[f.GetName()], labels(m, "sink", "topic", "kind", "reason"))
 				}
 			}
+			var waits []string // Kafka's only
+			if tc.errors != nil {
+				waits = []string{"kafka"}
+			}
 			for name, want := range map[string][]string{
 				"flowcheck_sink_alerts_dropped_total": tc.drops,
 				"flowcheck_sink_broker_errors_total":  tc.errors,
+				"flowcheck_sink_spool_waits_total":    waits,
 			} {
 				got := series[name]
 				slices.Sort(got)

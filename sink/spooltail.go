@@ -47,6 +47,7 @@ func (k *kafkaSink) toTail(rec kafkaRecord) {
 	k.mu.Unlock()
 	defer k.senders.Done()
 	if !k.stalled.Load() {
+		k.m.spoolWaits.WithLabelValues("kafka").Inc()
 		t := time.NewTimer(k.cfg.Spool.IntakeWait)
 		defer t.Stop()
 		select {

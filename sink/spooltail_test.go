@@ -94,8 +94,8 @@ func TestKafkaPublishNoDiskIO(t *testing.T) {
 	if got := k.spool.Len(); got != 1 {
 		t.Fatalf("spool holds %d alerts while its writer is held, want 1", got)
 	}
-	if d := sum(k.m.dropped); d != 0 {
-		t.Fatalf("%v alerts dropped", d)
+	if d := sum(k.m.dropped) + sum(k.m.spoolWaits); d != 0 {
+		t.Fatalf("%v alerts dropped or waited", d)
 	}
 	close(h.release)
 	waitFor(t, "alerts spooled", func() bool { return counter(c, k.m.spooled, "kafka", "flowcheck.alerts") == 2+intake })
@@ -130,6 +130,9 @@ func TestKafkaSpoolSlow(t *testing.T) {
 	publishAll(t, c, 2+intake, 5+intake)
 	if got := counter(c, k.m.dropped, "kafka", "flowcheck.alerts", "spool_slow"); got != 3 {
 		t.Fatalf("spool_slow drops = %v, want 3", got)
+	}
+	if got := counter(c, k.m.spoolWaits, "kafka"); got != 1 {
+		t.Fatalf("waits = %v, want 1 (the first drop; the next ones drop at once)", got)
 	}
 	if !k.stalled.Load() || c.Ready() {
 		t.Fatalf("stalled = %v, ready = %v after drops", k.stalled.Load(), c.Ready())
