@@ -135,7 +135,7 @@ func (c *contactSets) commit(d *decision, asClient bool, limit int) {
 		c.sampledVerdicts++
 	}
 	if asClient {
-		c.peersAsClient.add(addrHash16(d.server), limit)
+		c.clientPeers = listPeer(c.clientPeers, d.server, c.peersAsClient.add(addrHash16(d.server), limit))
 		c.serverPorts.add(uint64(d.sport), limit)
 		if tcp {
 			c.flows.EgressTCP += n
@@ -144,7 +144,7 @@ func (c *contactSets) commit(d *decision, asClient bool, limit int) {
 		}
 		return
 	}
-	c.peersAsServer.add(addrHash16(d.client), limit)
+	c.serverPeers = listPeer(c.serverPeers, d.client, c.peersAsServer.add(addrHash16(d.client), limit))
 	if tcp {
 		c.flows.IngressTCP += n
 	} else {

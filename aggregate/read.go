@@ -106,3 +106,18 @@ func (t *HostTable) pendingLen() int {
 	}
 	return n
 }
+
+// Contacts copies a host's contact sets with their first members
+// (ListedMembers of each); false when the host is unknown.
+func (t *HostTable) Contacts(key HostKey) (HostContacts, bool) {
+	k := keyOf(key)
+	hash := hostHash(k)
+	sh := &t.shards[hash&t.mask]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	h := sh.hosts.get(k, hash)
+	if h == nil {
+		return HostContacts{}, false
+	}
+	return HostContacts{NoReply: h.noReply.sets(), Refused: h.refused.sets()}, true
+}

@@ -2,6 +2,7 @@ package aggregate
 
 import (
 	"encoding/binary"
+	"net/netip"
 	"slices"
 
 	"github.com/axiomhq/hyperloglog"
@@ -23,15 +24,16 @@ type distinctSet struct {
 	sketch *hyperloglog.Sketch
 }
 
-// add inserts v; limit is the exact-set size.
-func (s *distinctSet) add(v uint64, limit int) {
+// add inserts v; limit is the exact-set size. It reports whether v joined
+// the exact members (false: already one, or counted by the sketch).
+func (s *distinctSet) add(v uint64, limit int) bool {
 	if s.sketch != nil {
 		s.sketch.InsertHash(mix64(v))
-		return
+		return false
 	}
 	i, found := slices.BinarySearch(s.exact, v)
 	if found {
-		return
+		return false
 	}
 	if len(s.exact) < limit {
 		if len(s.exact) == cap(s.exact) {
@@ -42,7 +44,7 @@ func (s *distinctSet) add(v uint64, limit int) {
 			s.exact = grown
 		}
 		s.exact = slices.Insert(s.exact, i, v)
-		return
+		return true
 	}
 	sk := hyperloglog.New14()
 	for _, m := range s.exact {
@@ -50,6 +52,12 @@ func (s *distinctSet) add(v uint64, limit int) {
 	}
 	sk.InsertHash(mix64(v))
 	s.sketch, s.exact = sk, nil
+	return false
+}
+
+// set describes the set for the HTTP API, without its members.
+func (s *distinctSet) set() ContactSet {
+	return ContactSet{Count: s.count(), Exact: s.exactly(), Peers: []netip.Addr{}, Ports: []uint16{}}
 }
 
 // count returns the number of distinct members (an estimate once sketched).
@@ -93,6 +101,10 @@ type contactSets struct {
 	serverPorts   distinctSet // server ports this host contacted as client
 	peersAsServer distinctSet // clients that contacted this host as server
 	flows         UnidirectionalStats
+	// clientPeers and serverPeers are the first ListedMembers peers of
+	// peersAsClient and peersAsServer, by address (the sets hold hashes),
+	// for the HTTP API: 16 bytes a peer.
+	clientPeers, serverPeers [][16]byte
 	// sampledRate is the largest sampling rate of the sampled verdicts
 	// committed here, sampledVerdicts their number (0: all exact).
 	sampledRate     uint32
@@ -116,6 +128,39 @@ func (c *contactSets) counts() ContactCounts {
 		ServerPorts:   c.serverPorts.count(),
 		PeersAsServer: c.peersAsServer.count(),
 	}
+}
+
+// sets describes the three sets with their first members.
+func (c *contactSets) sets() ContactSets {
+	if c == nil {
+		return ContactSets{PeersAsClient: emptySet(), ServerPorts: emptySet(), PeersAsServer: emptySet()}
+	}
+	cs := ContactSets{PeersAsClient: c.peersAsClient.set(), ServerPorts: c.serverPorts.set(), PeersAsServer: c.peersAsServer.set()}
+	cs.PeersAsClient.Peers = peersOf(c.clientPeers)
+	cs.PeersAsServer.Peers = peersOf(c.serverPeers)
+	cs.ServerPorts.Ports = make([]uint16, 0, min(len(c.serverPorts.exact), ListedMembers))
+	for _, p := range c.serverPorts.exact[:min(len(c.serverPorts.exact), ListedMembers)] {
+		cs.ServerPorts.Ports = append(cs.ServerPorts.Ports, uint16(p))
+	}
+	return cs
+}
+
+func emptySet() ContactSet { return ContactSet{Exact: true, Peers: []netip.Addr{}, Ports: []uint16{}} }
+
+func peersOf(list [][16]byte) []netip.Addr {
+	out := make([]netip.Addr, len(list))
+	for i, b := range list {
+		out[i] = addrOf16(b)
+	}
+	return out
+}
+
+// listPeer adds a peer that just joined its set's exact members to list.
+func listPeer(list [][16]byte, peer [16]byte, joined bool) [][16]byte {
+	if joined && len(list) < ListedMembers {
+		list = append(list, peer)
+	}
+	return list
 }
 
 func (c *contactSets) stats() UnidirectionalStats {

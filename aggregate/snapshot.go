@@ -110,3 +110,30 @@ func (v VerdictSampling) Exact() bool { return v.Verdicts == 0 }
 
 // Unicast reports whether the address is neither multicast nor broadcast.
 func (s *HostSnapshot) Unicast() bool { return !s.Multicast && !s.Broadcast }
+
+// ListedMembers is how many members of each contact set Contacts lists.
+const ListedMembers = 100
+
+// ContactSet is one contact set with its first members, for the HTTP API.
+type ContactSet struct {
+	// Count is the number of distinct members, estimated once the set has
+	// turned into a sketch (Exact false).
+	Count uint64
+	Exact bool
+	// Ports are the first ListedMembers ports of a port set, ascending,
+	// while it is exact (none once sketched). Peers are the first
+	// ListedMembers peers committed to a peer set, in that order (kept
+	// after it turned into a sketch).
+	Ports []uint16
+	Peers []netip.Addr
+}
+
+// ContactSets are the three sets of one kind of unanswered conversation.
+type ContactSets struct {
+	PeersAsClient, ServerPorts, PeersAsServer ContactSet
+}
+
+// HostContacts are a host's contact sets with their members.
+type HostContacts struct {
+	NoReply, Refused ContactSets
+}

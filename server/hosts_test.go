@@ -7,8 +7,12 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowcheck/flowcheck/aggregate"
+	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/flow"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // filterHosts is a small table where each order puts a different host
@@ -177,5 +181,64 @@ func TestHostFields(t *testing.T) {
 	if !strings.Contains(body, fmt.Sprintf(`"sampling": {%s"rate": 10,`, "\n    ")) || !strings.Contains(body, `"exact": false`) ||
 		!strings.Contains(body, `"recent_alerts": []`) {
 		t.Errorf("detail: %s", body)
+	}
+}
+
+// TestHostSets builds a real host table where a scanner is refused on 150
+// ports of one victim: its host page lists the victim and the first 100
+// ports, and the victim lists the scanner.
+func TestHostSets(t *testing.T) {
+	t0 := time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(t0)
+	table, err := aggregate.New(aggregate.DefaultConfiguration(), aggregate.Dependencies{Registerer: prometheus.NewRegistry(), Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scanner, victim := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	var recs []flow.Record
+	for p := uint16(1); p <= 150; p++ {
+		recs = append(recs,
+			flow.Record{SrcAddr: scanner, DstAddr: victim, SrcPort: 50000, DstPort: p, Proto: 6, TCPFlags: flow.TCPSyn, Bytes: 40, Packets: 1},
+			flow.Record{SrcAddr: victim, DstAddr: scanner, SrcPort: p, DstPort: 50000, Proto: 6, TCPFlags: flow.TCPRst | flow.TCPAck, Bytes: 40, Packets: 1})
+	}
+	table.Apply(recs)
+	table.Advance(t0.Add(time.Minute))
+	ts, _ := serve(t, DefaultConfiguration(), Dependencies{Hosts: table, Contacts: table})
+	type set struct {
+		Count   uint64
+		Exact   bool
+		Members []any
+	}
+	type sets struct {
+		PeersAsClient set `json:"peers_as_client"`
+		ServerPorts   set `json:"server_ports"`
+		PeersAsServer set `json:"peers_as_server"`
+	}
+	var d struct {
+		Sets struct{ NoReply, Refused sets }
+	}
+	_, body := get(t, ts, "/api/v1/hosts/192.0.2.1")
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatal(err)
+	}
+	r := d.Sets.Refused
+	if r.ServerPorts.Count != 150 || !r.ServerPorts.Exact || len(r.ServerPorts.Members) != 100 || r.ServerPorts.Members[0] != 1.0 || r.ServerPorts.Members[99] != 100.0 {
+		t.Fatalf("refused ports %+v", r.ServerPorts)
+	}
+	if r.PeersAsClient.Count != 1 || len(r.PeersAsClient.Members) != 1 || r.PeersAsClient.Members[0] != "192.0.2.2" {
+		t.Fatalf("refused peers %+v", r.PeersAsClient)
+	}
+	if n := d.Sets.NoReply.PeersAsClient; n.Count != 0 || n.Members == nil || len(n.Members) != 0 {
+		t.Fatalf("one-sided peers %+v", n)
+	}
+	_, body = get(t, ts, "/api/v1/hosts/192.0.2.2")
+	if !strings.Contains(body, `"peers_as_server": {`+"\n"+`        "count": 1,`) || !strings.Contains(body, `"192.0.2.1"`) {
+		t.Fatalf("victim: %s", body)
+	}
+	// Without Contacts, the sets show their counts.
+	ts2, _ := serve(t, DefaultConfiguration(), Dependencies{Hosts: table})
+	_, body = get(t, ts2, "/api/v1/hosts/192.0.2.1")
+	if err := json.Unmarshal([]byte(body), &d); err != nil || d.Sets.Refused.ServerPorts.Count != 150 || len(d.Sets.Refused.ServerPorts.Members) != 0 {
+		t.Fatalf("counts only: %+v %v", d.Sets.Refused, err)
 	}
 }

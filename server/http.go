@@ -127,10 +127,59 @@ type hostDetail struct {
 	Unidirectional flowsJSON    `json:"unidirectional"`
 	RefusedFlows   flowsJSON    `json:"refused_flows"`
 	Sampling       samplingJSON `json:"sampling"`
+	Sets           setsJSON     `json:"sets"`
 	// Alerts are the host's engaged alerts; RecentAlerts its released
 	// ones still in the history, newest first.
 	Alerts       []alert.Event `json:"alerts"`
 	RecentAlerts []alert.Event `json:"recent_alerts"`
+}
+
+// setJSON is one contact set: its size, whether it is still exact (not
+// yet a sketch), and its first members (addresses or ports).
+type setJSON struct {
+	Count   uint64 `json:"count"`
+	Exact   bool   `json:"exact"`
+	Members any    `json:"members"`
+}
+
+// contactSetsJSON mirrors aggregate.ContactSets.
+type contactSetsJSON struct {
+	PeersAsClient setJSON `json:"peers_as_client"`
+	ServerPorts   setJSON `json:"server_ports"`
+	PeersAsServer setJSON `json:"peers_as_server"`
+}
+
+// setsJSON are the host's contact sets by kind.
+type setsJSON struct {
+	NoReply contactSetsJSON `json:"noreply"`
+	Refused contactSetsJSON `json:"refused"`
+}
+
+func peerSet(s aggregate.ContactSet) setJSON {
+	m := make([]string, len(s.Peers))
+	for i, a := range s.Peers {
+		m[i] = a.String()
+	}
+	return setJSON{Count: s.Count, Exact: s.Exact, Members: m}
+}
+
+func portSet(s aggregate.ContactSet) setJSON {
+	m := s.Ports
+	if m == nil {
+		m = []uint16{}
+	}
+	return setJSON{Count: s.Count, Exact: s.Exact, Members: m}
+}
+
+func contactSetsOf(cs aggregate.ContactSets) contactSetsJSON {
+	return contactSetsJSON{PeersAsClient: peerSet(cs.PeersAsClient), ServerPorts: portSet(cs.ServerPorts), PeersAsServer: peerSet(cs.PeersAsServer)}
+}
+
+// countsOnly describes sets by their counts alone, when no Contacts
+// dependency lists members (exactness unknown: reported exact).
+func countsOnly(c aggregate.ContactCounts) aggregate.ContactSets {
+	return aggregate.ContactSets{PeersAsClient: aggregate.ContactSet{Count: c.PeersAsClient, Exact: true},
+		ServerPorts: aggregate.ContactSet{Count: c.ServerPorts, Exact: true}, PeersAsServer: aggregate.ContactSet{Count: c.PeersAsServer, Exact: true}}
 }
 
 // samplingJSON mirrors aggregate.VerdictSampling.
@@ -179,6 +228,13 @@ func (c *Component) host(w http.ResponseWriter, r *http.Request) {
 		Alerts:   []alert.Event{},
 	}
 	d.format()
+	hc := aggregate.HostContacts{NoReply: countsOnly(snap.NoReply), Refused: countsOnly(snap.Refused)}
+	if c.deps.Contacts != nil {
+		if got, ok := c.deps.Contacts.Contacts(key); ok {
+			hc = got
+		}
+	}
+	d.Sets = setsJSON{NoReply: contactSetsOf(hc.NoReply), Refused: contactSetsOf(hc.Refused)}
 	for _, l := range snap.L7 {
 		d.L7 = append(d.L7, l7JSON{Name: l.Name, BytesSent: l.BytesSent, BytesRcvd: l.BytesRcvd, PacketsSent: l.PacketsSent, PacketsRcvd: l.PacketsRcvd, Flows: l.Flows})
 	}

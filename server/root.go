@@ -46,6 +46,14 @@ type Exporters interface {
 	Exporters() []collector.ExporterInfo
 }
 
+// Contacts lists the members of a host's contact sets
+// (aggregate.HostTable).
+type Contacts interface {
+	// Contacts copies a host's contact sets with their first members;
+	// false when the host is unknown.
+	Contacts(key aggregate.HostKey) (aggregate.HostContacts, bool)
+}
+
 // History is the read side of the recently released alerts
 // (scripting.Engine).
 type History interface {
@@ -76,6 +84,9 @@ type Dependencies struct {
 	Alerts     Alerts
 	// Exporters are what /api/v1/exporters pages; nil lists none.
 	Exporters Exporters
+	// Contacts lists the members of the host page's contact sets; nil
+	// shows their counts only.
+	Contacts Contacts
 	// History lists the recently released alerts; nil keeps none.
 	History History
 	// Checks are what /api/v1/checks pages; nil lists none.

@@ -311,7 +311,7 @@ func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, st
 		// The operations surface, reading the others.
 		p.server, err = server.New(cfg.HTTP, server.Dependencies{
 			Logger: component("http"), Gatherer: p.registry, Registerer: p.registry,
-			Hosts: p.table, Alerts: p.engine, Exporters: p.collector, History: p.engine, Checks: p.engine,
+			Hosts: p.table, Contacts: p.table, Alerts: p.engine, Exporters: p.collector, History: p.engine, Checks: p.engine,
 			Ready: []server.ReadyCheck{
 				{Name: "collector", Ready: p.collector.Ready},
 				{Name: "sinks", Ready: p.sinks.Ready},
