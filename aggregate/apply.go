@@ -147,10 +147,16 @@ func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int6
 		src, dst := hkey{r.SrcAddr.As16(), r.VLAN}, hkey{r.DstAddr.As16(), r.VLAN}
 		sc.apps = append(sc.apps, t.l7.appOf(r))
 		sc.keys = append(sc.keys, src, dst)
-		hs, hd := hostHash(src), hostHash(dst)
-		sc.hostOps = append(sc.hostOps,
-			hostOp{shardOp{uint32(hs & t.mask), int32(i), true}, hs},
-			hostOp{shardOp{uint32(hd & t.mask), int32(i), false}, hd})
+		// A cluster's copy accounts only the host(s) its side names
+		// (zero: both, a record decoded here).
+		if r.Sides != flow.SideDst {
+			hs := hostHash(src)
+			sc.hostOps = append(sc.hostOps, hostOp{shardOp{uint32(hs & t.mask), int32(i), true}, hs})
+		}
+		if r.Sides != flow.SideSrc {
+			hd := hostHash(dst)
+			sc.hostOps = append(sc.hostOps, hostOp{shardOp{uint32(hd & t.mask), int32(i), false}, hd})
+		}
 	}
 	if len(sc.counts) != len(t.shards) {
 		sc.counts = make([]int, len(t.shards))
@@ -224,6 +230,9 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 			continue
 		}
 		k, srcIsA := makeConvKey(sc.keys[2*i].addr, r.SrcPort, sc.keys[2*i+1].addr, r.DstPort, r.Proto, r.VLAN)
+		if r.Sides == flow.SideSrc || r.Sides == flow.SideDst {
+			k.vp |= onlyTag(r.Sides == flow.SideSrc == srcIsA)
+		}
 		if r.Biflow {
 			if d, ok := decideBiflow(r, &k, srcIsA); ok {
 				sc.decisions = append(sc.decisions, d)
@@ -317,6 +326,10 @@ func (t *HostTable) addSampled(sc *applyScratch, r *flow.Record, i int) {
 		cli, srv, sport, cs, ss = dst, src, r.SrcPort, rev, fwd
 	}
 	k := makeSampledKey(cli, srv, sport, r.VLAN, r.SamplingRate)
+	if r.Sides == flow.SideSrc || r.Sides == flow.SideDst {
+		// Endpoint a of a sampled key is the client.
+		k.vp |= onlyTag(r.Sides == flow.SideSrc == srcClient)
+	}
 	if cs.seen {
 		t.addConvOp(sc, k, true, cs.flags, noApp)
 	}
@@ -387,10 +400,16 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 			// not a verdict.
 			d.verdict = verdictNone
 		}
-		hc, hs := hostHash(hkey{d.client, d.vlan}), hostHash(hkey{d.server, d.vlan})
-		sc.commits = append(sc.commits,
-			hostOp{shardOp{uint32(hc & t.mask), int32(i), true}, hc},
-			hostOp{shardOp{uint32(hs & t.mask), int32(i), false}, hs})
+		// A conversation stitched from one host's copies commits to that
+		// host only: the other's copies (its partition) decide for it.
+		if d.only != onlyServer {
+			hc := hostHash(hkey{d.client, d.vlan})
+			sc.commits = append(sc.commits, hostOp{shardOp{uint32(hc & t.mask), int32(i), true}, hc})
+		}
+		if d.only != onlyClient {
+			hs := hostHash(hkey{d.server, d.vlan})
+			sc.commits = append(sc.commits, hostOp{shardOp{uint32(hs & t.mask), int32(i), false}, hs})
+		}
 		if d.verdict == verdictRefused {
 			refused++
 		}

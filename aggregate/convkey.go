@@ -13,7 +13,7 @@ import (
 type convKey struct {
 	a, b  [16]byte
 	ports uint32 // pa<<16 | pb
-	vp    uint32 // vlan<<8 | proto
+	vp    uint32 // vlan<<8 | proto, and the onlyA, onlyB and sampledKey marks
 }
 
 func (k *convKey) pa() uint16 { return uint16(k.ports >> 16) }
@@ -23,6 +23,29 @@ func (k *convKey) pb() uint16 { return uint16(k.ports) }
 func (k *convKey) proto() uint8 { return uint8(k.vp) }
 
 func (k *convKey) vlan() uint16 { return uint16(k.vp >> 8) }
+
+// only tells whether the key's conversation names one endpoint only: 0
+// (both), onlyA or onlyB.
+func (k *convKey) only() uint32 { return k.vp & (onlyA | onlyB) }
+
+// onlyA and onlyB mark, in convKey.vp, a conversation stitched from the
+// copies of a cluster's records that name one of its hosts only (endpoint
+// a or b: see flow.Record.Sides). The copies of the other host (another
+// partition, maybe another worker) stitch the same conversation under the
+// other mark, so that each host gets the verdict once; records decoded in
+// this process (sides zero, or both) carry neither mark.
+const (
+	onlyA = 1 << 24
+	onlyB = 1 << 25
+)
+
+// onlyTag is the mark of a copy naming endpoint a (a true) or b.
+func onlyTag(a bool) uint32 {
+	if a {
+		return onlyA
+	}
+	return onlyB
+}
 
 // sampledKey marks, in convKey.vp, the key of a sampled service contact
 // (see makeSampledKey); 5-tuple keys never carry it (vp is vlan<<8|proto).

@@ -100,6 +100,19 @@
 // hashes), then a HyperLogLog sketch of precision 14 (0.81 % standard
 // error).
 //
+// # Cluster copies
+//
+// In a cluster (role check) a record arrives as copies, one under the
+// partition of each host (flow.Record.Sides names the host or hosts a copy
+// is for; zero, a record decoded in this process, is both). A copy
+// accounts traffic, L7, MAC and flags for the host(s) it names only. Its
+// conversation is stitched from the copies that name the same host(s), so
+// that a worker receiving the copies of both hosts (it owns both
+// partitions) decides the conversation once per host, and commits each
+// verdict to the host(s) the copies named: every host's figures equal
+// those of one process fed the records whole. Drop forgets the hosts of
+// partitions handed to another worker.
+//
 // # Under sampling
 //
 // A record whose SamplingRate N is above 1 shows about one packet in N. A

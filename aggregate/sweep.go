@@ -63,3 +63,26 @@ func (t *HostTable) sweep(now int64) {
 		}
 	}
 }
+
+// Drop removes the hosts for which drop returns true, without telling the
+// expiry listener, and returns their keys: a cluster worker forgets the
+// hosts of the partitions it no longer owns, whose new owner carries on
+// their state (and alerts). Conversations pending in the reply tracker
+// stay; those decided later commit to nothing for the dropped hosts.
+func (t *HostTable) Drop(drop func(HostKey) bool) []HostKey {
+	var dropped []HostKey
+	for i := range t.shards {
+		sh := &t.shards[i]
+		sh.mu.Lock()
+		sh.hosts.each(func(h *host) bool {
+			if k := h.key.hostKey(); drop(k) {
+				dropped = append(dropped, k)
+				return true
+			}
+			return false
+		})
+		sh.mu.Unlock()
+	}
+	t.count.Add(-int64(len(dropped)))
+	return dropped
+}

@@ -21,6 +21,12 @@ const (
 	verdictRefused
 )
 
+// The values of decision.only.
+const (
+	onlyClient = 1
+	onlyServer = 2
+)
+
 // decision is a decided conversation that changes contact sets.
 type decision struct {
 	client, server [16]byte // 16-byte forms, as in convKey
@@ -38,6 +44,9 @@ type decision struct {
 	// the client; the L7 entry app of both hosts then gains the flow.
 	app     l7ID
 	addFlow bool
+	// only is the one host to commit to (onlyClient, onlyServer), or 0
+	// for both: see convKey's onlyA and onlyB.
+	only uint8
 	// lossy: one-sided, and ingest lost datagrams during the reply
 	// window (or a window before it, when a reply may come first), so
 	// the reply may have been lost rather than never sent.
@@ -150,6 +159,13 @@ func makeDecision(k *convKey, v verdict, aClient bool, app l7ID) (decision, bool
 		d.client, d.server, d.sport, cport = k.a, k.b, k.pb(), k.pa()
 	} else {
 		d.client, d.server, d.sport, cport = k.b, k.a, k.pa(), k.pb()
+	}
+	switch o := k.only(); {
+	case o == 0:
+	case (o == onlyA) == aClient:
+		d.only = onlyClient
+	default:
+		d.only = onlyServer
 	}
 	// countsFlow counts a UDP record as a flow when it comes from the
 	// higher port (the lower address on equal ports): the only record of

@@ -12,11 +12,12 @@ import (
 	"github.com/flowcheck/flowcheck/alert"
 )
 
-// alertID is stable for one engaged alert: a hash of the collector, check,
-// host and first-seen time.
-func alertID(instance, check string, key aggregate.HostKey, first time.Time) string {
+// alertID is stable for one engaged alert: a hash of the scope (the
+// collector, or a cluster's consumer group: Configuration.AlertScope),
+// check, host and first-seen time.
+func alertID(scope, check string, key aggregate.HostKey, first time.Time) string {
 	h := fnv.New64a()
-	h.Write([]byte(instance))
+	h.Write([]byte(scope))
 	h.Write([]byte{0})
 	h.Write([]byte(check))
 	h.Write([]byte{0})
@@ -62,7 +63,7 @@ func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check
 	}
 	h.ext.setIdentity(snap)
 	a := &engagedAlert{
-		id:        alertID(e.instance, check, h.key(), now),
+		id:        alertID(e.scope, check, h.key(), now),
 		value:     value,
 		message:   msg,
 		firstSeen: now,

@@ -74,6 +74,11 @@ type Configuration struct {
 	// Instance is the collector id stamped on every event; main copies it
 	// from the top-level `instance` key.
 	Instance string `mapstructure:"-"`
+	// AlertScope is hashed into every alert id with the check, the host
+	// and the engagement's first-seen time: the instance for one process;
+	// main sets the cluster's consumer group in role check, so that the
+	// workers of one group give one engagement one id. Empty: Instance.
+	AlertScope string `mapstructure:"-"`
 }
 
 // CheckConfiguration are the options of one host check.

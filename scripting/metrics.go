@@ -12,6 +12,7 @@ type metrics struct {
 	events                  *prometheus.CounterVec
 	released                *prometheus.CounterVec
 	resumed                 prometheus.Counter
+	adopted                 prometheus.Counter
 	stateErrors             *prometheus.CounterVec
 	stateOverflow           prometheus.Counter
 	disabled                *prometheus.CounterVec
@@ -37,6 +38,8 @@ func newMetrics(r prometheus.Registerer) (metrics, error) {
 			Name: "released_total", Help: "Alerts released, by check and reason."}, []string{"check", "reason"}),
 		resumed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "alerts_resumed_total", Help: "Engaged alerts read back from alert_state_file at start."}),
+		adopted: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "alerts_adopted_total", Help: "Engaged alerts taken over from another cluster worker's checkpoint (Adopt)."}),
 		stateErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "alert_state_errors_total", Help: "alert_state_file that could not be read (op=load: corrupt or unreadable) or written (op=save)."}, []string{"op"}),
 		stateOverflow: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -55,7 +58,7 @@ func newMetrics(r prometheus.Registerer) (metrics, error) {
 		hosts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "tick_hosts", Help: "Hosts evaluated by the last tick."}),
 	}
-	for _, c := range []prometheus.Collector{m.calls, m.errors, m.timeouts, m.events, m.released, m.resumed, m.stateErrors, m.stateOverflow, m.disabled,
+	for _, c := range []prometheus.Collector{m.calls, m.errors, m.timeouts, m.events, m.released, m.resumed, m.adopted, m.stateErrors, m.stateOverflow, m.disabled,
 		m.reloads, m.loadErrors, m.ticks, m.tickSeconds, m.hosts} {
 		if err := r.Register(c); err != nil {
 			return m, err

@@ -45,7 +45,7 @@ func (e *Engine) ReloadConfig(cfg Configuration) error {
 		e.metrics.reloads.WithLabelValues("error").Inc()
 		return err
 	}
-	cfg.Instance = e.instance
+	cfg.Instance, cfg.AlertScope = e.instance, e.scope
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	e.keepStateFile(&cfg)

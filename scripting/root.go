@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -60,6 +61,8 @@ type Engine struct {
 	// read outside those locks (HostExpired, Engaged, the scheduler).
 	cfg      Configuration
 	instance string
+	// scope is what alert ids are scoped to (Configuration.AlertScope).
+	scope    string
 	interval atomic.Int64
 	deps     Dependencies
 	logger   *slog.Logger
@@ -131,6 +134,7 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 	e := &Engine{
 		cfg:      cfg,
 		instance: cfg.Instance,
+		scope:    cmp.Or(cfg.AlertScope, cfg.Instance),
 		deps:     deps,
 		logger:   deps.Logger.With("component", "scripting"),
 		sources:  srcs,
