@@ -3,18 +3,21 @@ package collector
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"runtime"
 	"testing"
 	"time"
 
+	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/flow"
 	"github.com/flowcheck/flowcheck/pcapsrc"
 	"github.com/netsampler/goflow2/v2/decoders/netflow"
 	"github.com/netsampler/goflow2/v2/decoders/netflowlegacy"
 	"github.com/netsampler/goflow2/v2/producer"
 	protoproducer "github.com/netsampler/goflow2/v2/producer/proto"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 type datagram struct {
@@ -147,4 +150,40 @@ func reportPerFlow(b *testing.B, flows *uint64, fn func()) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(*flows), "ns/flow")
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/float64(*flows), "allocs/flow")
+}
+
+// BenchmarkRealFeed runs the datagrams of a real export (softflowd's
+// NetFlow v9, 31 records a datagram) through a worker's decode and the
+// host table (aggregate.HostTable.Apply, as the daemon wires it), handing
+// the records on every datagrams_per_flush datagrams: one datagram per
+// call is what a worker without a backlog did at low rates. One op is one
+// datagram. Its instruction counts (valgrind --tool=callgrind) are in
+// docs/performance.md.
+func BenchmarkRealFeed(b *testing.B) {
+	dgs := loadCapture(b, "../testdata/softflowd-v9.pcap")
+	for _, per := range []int{1, 8, 32} {
+		b.Run(fmt.Sprintf("datagrams_per_flush=%d", per), func(b *testing.B) {
+			table, err := aggregate.New(aggregate.DefaultConfiguration(), aggregate.Dependencies{Registerer: prometheus.NewRegistry()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			c := newTestComponent(b, DefaultConfiguration(), table.Apply)
+			d := newDecoder(c)
+			// Warm up: templates known, hosts in the table.
+			for _, dg := range dgs {
+				d.handle(dg.from, dg.payload, dg.received, kindNetFlow)
+			}
+			d.flush()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				dg := &dgs[i%len(dgs)]
+				d.handle(dg.from, dg.payload, dg.received, kindNetFlow)
+				if i++; i%per == 0 {
+					d.flush()
+				}
+			}
+			d.flush()
+		})
+	}
 }

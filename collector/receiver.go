@@ -158,6 +158,11 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		if lost, received, ok := loss.add(now, int(kernelDrops)+queueDrops, queued); ok && c.deps.Lost != nil {
 			c.deps.Lost(now, lost, received)
 		}
+		if n < readBatch && c.config.ReadPause > 0 {
+			// The socket is empty: let datagrams gather in its buffer
+			// rather than wake up for each (collector.read_pause).
+			time.Sleep(c.config.ReadPause)
+		}
 	}
 }
 

@@ -277,6 +277,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Configuration) { c.Workers = 0 }, "workers: "},
 		{func(c *Configuration) { c.QueueSize = 0 }, "queue_size: "},
 		{func(c *Configuration) { c.ShedBacklog = 1.5 }, "shed_backlog: "},
+		{func(c *Configuration) { c.ReadPause = -time.Millisecond }, "read_pause: "},
+		{func(c *Configuration) { c.ReadPause = time.Second }, "read_pause: "},
 		{func(c *Configuration) { c.Exporters.Allow = []string{"10.0.0.1"} }, "exporters.allow[0]: "},
 		{func(c *Configuration) { c.Exporters.Max = 0 }, "exporters.max: "},
 		{func(c *Configuration) { c.Exporters.IdleTimeout = 0 }, "exporters.idle_timeout: "},
