@@ -176,10 +176,12 @@ func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int6
 		}
 		for _, h := range sc.hosts {
 			if h != nil {
-				// Its first line, then each L7 entry's last word: the
-				// second inline entry straddles two lines, and its id
-				// lies in the first, which the first entry touched.
-				for i := range h.l7 {
+				// Its first line, then the last word of its first L7
+				// entries: the second inline entry straddles two
+				// lines, and its id lies in the first, which the first
+				// entry touched. Only the first: a host with many
+				// applications would cost a load per entry per record.
+				for i := range min(len(h.l7), inlineL7) {
 					sc.touch += h.l7[i].flows
 				}
 			}
