@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -253,4 +254,13 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+// promHandler serves the gatherer's metrics, counting its own failures.
+func (c *Component) promHandler() http.Handler {
+	opts := promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.deps.Logger.Handler(), slog.LevelWarn)}
+	if c.deps.Registerer != nil {
+		opts.Registry = c.deps.Registerer
+	}
+	return promhttp.HandlerFor(c.deps.Gatherer, opts)
 }

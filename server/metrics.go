@@ -1,6 +1,10 @@
 package server
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // metrics counts API use, so that an operator sees who polls what, and how
 // often the API turned requests away to leave the CPU to ingest.
@@ -55,4 +59,17 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		*c = col.(*prometheus.CounterVec)
 	}
 	return m, nil
+}
+
+// registerOnce registers a collector, tolerating one already registered (a
+// second server on the same registry in tests).
+func registerOnce(r prometheus.Registerer, col prometheus.Collector) (prometheus.Collector, error) {
+	if err := r.Register(col); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			return are.ExistingCollector, nil
+		}
+		return nil, err
+	}
+	return col, nil
 }

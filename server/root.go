@@ -1,6 +1,7 @@
 // Package server is the collector's operations surface: Prometheus metrics,
-// liveness and readiness probes, and a read-only JSON API over the host table,
-// the engaged alerts and the exporters.
+// liveness and readiness probes, the web console, and a read-only JSON API
+// over the host table, the alerts, the exporters and the checks
+// (docs/api.md).
 //
 // It depends on small interfaces defined here, which the components satisfy,
 // so that it can be tested with fakes and never imports their internals.
@@ -14,86 +15,7 @@ import (
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/flowcheck/flowcheck/aggregate"
-	"github.com/flowcheck/flowcheck/alert"
-	"github.com/flowcheck/flowcheck/collector"
-	"github.com/flowcheck/flowcheck/scripting"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// Hosts is the read side of the host table (aggregate.HostTable).
-type Hosts interface {
-	// AppendKeys appends the key of every tracked host to dst.
-	AppendKeys(dst []aggregate.HostKey) []aggregate.HostKey
-	// Snapshot copies one host's state into dst; false when unknown.
-	Snapshot(key aggregate.HostKey, dst *aggregate.HostSnapshot) bool
-}
-
-// Alerts is the read side of the check engine (scripting.Engine).
-type Alerts interface {
-	// Engaged returns the currently engaged alerts.
-	Engaged() []alert.Event
-	// Score returns a host's current score.
-	Score(key aggregate.HostKey) int
-}
-
-// Exporters is the read side of the exporter registry
-// (collector.Component).
-type Exporters interface {
-	// Exporters describes every tracked exporter, in address order.
-	Exporters() []collector.ExporterInfo
-}
-
-// Contacts lists the members of a host's contact sets
-// (aggregate.HostTable).
-type Contacts interface {
-	// Contacts copies a host's contact sets with their first members;
-	// false when the host is unknown.
-	Contacts(key aggregate.HostKey) (aggregate.HostContacts, bool)
-}
-
-// History is the read side of the recently released alerts
-// (scripting.Engine).
-type History interface {
-	// Released returns the last released alerts kept, newest first.
-	Released() []alert.Event
-}
-
-// Checks is the read side of the loaded checks (scripting.Engine).
-type Checks interface {
-	// Checks describes every loaded check, in name order.
-	Checks() []scripting.CheckInfo
-}
-
-// ReadyCheck is one readiness condition, named in /readyz's answer.
-type ReadyCheck struct {
-	Name  string
-	Ready func() bool
-}
-
-// Dependencies are what the server reads.
-type Dependencies struct {
-	Logger *slog.Logger
-	// Gatherer serves /metrics; it should hold the Go runtime and process
-	// collectors beside every component's metrics.
-	Gatherer   prometheus.Gatherer
-	Registerer prometheus.Registerer
-	Hosts      Hosts
-	Alerts     Alerts
-	// Exporters are what /api/v1/exporters pages; nil lists none.
-	Exporters Exporters
-	// Contacts lists the members of the host page's contact sets; nil
-	// shows their counts only.
-	Contacts Contacts
-	// History lists the recently released alerts; nil keeps none.
-	History History
-	// Checks are what /api/v1/checks pages; nil lists none.
-	Checks Checks
-	// Ready lists the conditions /readyz requires.
-	Ready []ReadyCheck
-}
 
 // Component is the HTTP server.
 type Component struct {
@@ -126,28 +48,8 @@ func New(config Configuration, deps Dependencies) (*Component, error) {
 	if err := config.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Logger == nil {
-		deps.Logger = slog.New(slog.DiscardHandler)
-	}
-	if deps.Gatherer == nil {
-		return nil, errors.New("dependency Gatherer is required")
-	}
-	if deps.Exporters == nil {
-		deps.Exporters = noExporters{}
-	}
-	if deps.History == nil {
-		deps.History = noHistory{}
-	}
-	if deps.Checks == nil {
-		deps.Checks = noChecks{}
-	}
-	// A process without a host table (cluster role ingest) serves
-	// metrics and probes; its API lists no host and no alert.
-	if deps.Hosts == nil {
-		deps.Hosts = noHosts{}
-	}
-	if deps.Alerts == nil {
-		deps.Alerts = noAlerts{}
+	if err := deps.fill(); err != nil {
+		return nil, err
 	}
 	c := &Component{config: config, deps: deps, done: make(chan struct{}), slots: make(chan *scratch, config.MaxConcurrent)}
 	var err error
@@ -233,55 +135,4 @@ func (c *Component) Stop(ctx context.Context) error {
 	err := c.srv.Shutdown(ctx)
 	<-c.done
 	return err
-}
-
-// noExporters lists no exporter, for a server built without a collector.
-type noExporters struct{}
-
-func (noExporters) Exporters() []collector.ExporterInfo { return nil }
-
-// noHistory keeps no released alert.
-type noHistory struct{}
-
-func (noHistory) Released() []alert.Event { return nil }
-
-// noChecks lists no check.
-type noChecks struct{}
-
-func (noChecks) Checks() []scripting.CheckInfo { return nil }
-
-// noHosts holds no host, for a server built without a host table.
-type noHosts struct{}
-
-func (noHosts) AppendKeys(dst []aggregate.HostKey) []aggregate.HostKey { return dst }
-
-func (noHosts) Snapshot(aggregate.HostKey, *aggregate.HostSnapshot) bool { return false }
-
-// noAlerts engages no alert, for a server built without a check engine.
-type noAlerts struct{}
-
-func (noAlerts) Engaged() []alert.Event { return nil }
-
-func (noAlerts) Score(aggregate.HostKey) int { return 0 }
-
-// registerOnce registers a collector, tolerating one already registered (a
-// second server on the same registry in tests).
-func registerOnce(r prometheus.Registerer, col prometheus.Collector) (prometheus.Collector, error) {
-	if err := r.Register(col); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			return are.ExistingCollector, nil
-		}
-		return nil, err
-	}
-	return col, nil
-}
-
-// promHandler serves the gatherer's metrics, counting its own failures.
-func (c *Component) promHandler() http.Handler {
-	opts := promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(c.deps.Logger.Handler(), slog.LevelWarn)}
-	if c.deps.Registerer != nil {
-		opts.Registry = c.deps.Registerer
-	}
-	return promhttp.HandlerFor(c.deps.Gatherer, opts)
 }
