@@ -109,7 +109,9 @@ type kafkaSink struct {
 
 	// The tail writer (spooltail.go).
 	intake chan kafkaRecord
-	tail   tailAppender
+	// writes is where records are written (the spool, in tests a wrapper);
+	// k.spool serves the rest (Peek, Commit, Len).
+	writes spoolWriter
 	// unwritten counts the alerts on their way to the spool's tail (in
 	// the intake, waiting for room, or being written).
 	unwritten atomic.Int64
@@ -166,7 +168,7 @@ func newKafkaSink(cfg KafkaConfiguration, m *metrics, log *slog.Logger, clk cloc
 	if err != nil {
 		return nil, fmt.Errorf("spool.dir: %w", err)
 	}
-	k.spool, k.tail = sp, sp
+	k.spool, k.writes = sp, sp
 	for _, p := range rec.Problems {
 		k.log.Warn("spool directory", "problem", p)
 	}
@@ -451,19 +453,8 @@ func (k *kafkaSink) takeLive(held *[]kafkaRecord) []kafkaRecord {
 // spoolFront puts a failed live batch and everything still queued at the
 // front of the spool, in order, and switches intake to the spool.
 func (k *kafkaSink) spoolFront(recs []kafkaRecord) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	k.spooling.Store(true)
-	for {
-		select {
-		case r := <-k.queue:
-			recs = append(recs, r)
-			continue
-		default:
-		}
-		break
-	}
-	if _, err := k.spool.Prepend(encodeAll(recs)...); err != nil {
+	recs = append(recs, k.takeQueue()...)
+	if _, err := k.writes.Prepend(encodeAll(recs)...); err != nil {
 		k.ready.Store(false)
 		for _, r := range recs {
 			k.drop(r.topic, "spool_error", 1)
@@ -575,27 +566,15 @@ func (k *kafkaSink) write(recs []kafkaRecord) <-chan error {
 // be written they are returned, to be sent or spooled later, and the batch
 // stays in memory only too, so that order holds.
 func (k *kafkaSink) spill(recs []kafkaRecord) (spool.Cursor, []kafkaRecord, bool) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	var queued []kafkaRecord
-	for {
-		select {
-		case r := <-k.queue:
-			queued = append(queued, r)
-			continue
-		default:
-		}
-		break
-	}
+	queued := k.takeQueue()
 	if len(queued) > 0 {
-		if _, err := k.spool.Prepend(encodeAll(queued)...); err != nil {
+		if _, err := k.writes.Prepend(encodeAll(queued)...); err != nil {
 			k.spillFailed(err)
 			return spool.Cursor{}, queued, false
 		}
 		k.countSpooled(queued)
 	}
-	k.spooling.Store(true)
-	cur, err := k.spool.Prepend(encodeAll(recs)...)
+	cur, err := k.writes.Prepend(encodeAll(recs)...)
 	if err != nil {
 		k.spillFailed(err)
 		return spool.Cursor{}, nil, false
@@ -606,6 +585,27 @@ func (k *kafkaSink) spill(recs []kafkaRecord) (spool.Cursor, []kafkaRecord, bool
 	k.logs.Log(slog.LevelWarn, logKey{event: "spill"}, "kafka write unacknowledged after spool_after, alerts spooled meanwhile",
 		"spool_after", k.cfg.SpoolAfter, "alerts", len(recs)+len(queued))
 	return cur, nil, true
+}
+
+// takeQueue switches intake to the spool and empties the queue, under k.mu
+// so that no alert enters the queue behind the ones taken. The caller puts
+// them at the spool's front without the lock: a publisher never waits for
+// that write, and what publishers add meanwhile goes to the spool's tail,
+// behind them, through the tail writer.
+func (k *kafkaSink) takeQueue() []kafkaRecord {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.spooling.Store(true)
+	var queued []kafkaRecord
+	for {
+		select {
+		case r := <-k.queue:
+			queued = append(queued, r)
+			continue
+		default:
+		}
+		return queued
+	}
 }
 
 func (k *kafkaSink) spillFailed(err error) {

@@ -23,10 +23,11 @@ const (
 	tailBatchBytes   = 1 << 20
 )
 
-// tailAppender is where the tail writer appends: the spool, or in tests a
-// wrapper that holds or counts the writes.
-type tailAppender interface {
+// spoolWriter is the spool's writing half: Append for the tail writer,
+// Prepend for the drainer. Tests wrap it to hold or count the writes.
+type spoolWriter interface {
 	Append(recs ...[]byte) (written, dropped int, err error)
+	Prepend(recs ...[]byte) (spool.Cursor, error)
 }
 
 // toTail hands rec to the tail writer (k.mu held, released on return).
@@ -97,7 +98,7 @@ func (k *kafkaSink) writeTail() {
 func (k *kafkaSink) appendSpool(recs []kafkaRecord) {
 	enc := encodeAll(recs)
 	for len(recs) > 0 {
-		written, dropped, err := k.tail.Append(enc...)
+		written, dropped, err := k.writes.Append(enc...)
 		k.spoolDrops(dropped)
 		k.countSpooled(recs[:written])
 		recs, enc = recs[written:], enc[written:]

@@ -6,32 +6,47 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowcheck/flowcheck/sink/spool"
 )
 
-// heldAppender stands between the tail writer and the spool: each Append
-// is counted and waits until release is closed, as on a disk that hangs.
-type heldAppender struct {
-	next    tailAppender
-	entered chan int // the size of the first held Append
-	release chan struct{}
-	calls   atomic.Int64
+// heldSpool stands between the sink and the spool: each Append (or each
+// Prepend, with prepends set) is counted and waits until release is
+// closed, as on a disk that hangs.
+type heldSpool struct {
+	next     spoolWriter
+	prepends bool     // hold the prepends rather than the appends
+	entered  chan int // the size of the first held write
+	release  chan struct{}
+	calls    atomic.Int64
 }
 
-func (h *heldAppender) Append(recs ...[]byte) (int, int, error) {
+func (h *heldSpool) hold(n int) {
 	h.calls.Add(1)
 	select {
-	case h.entered <- len(recs):
+	case h.entered <- n:
 	default:
 	}
 	<-h.release
+}
+
+func (h *heldSpool) Append(recs ...[]byte) (int, int, error) {
+	if !h.prepends {
+		h.hold(len(recs))
+	}
 	return h.next.Append(recs...)
 }
 
-// outageSink starts a Kafka sink whose broker is down and whose spool
-// writer appends through a heldAppender; it returns once the sink is
-// spooling (the first alert failed and is in the spool) and the tail writer
-// is blocked in an Append of alert 1.
-func outageSink(t *testing.T, tune func(*Configuration)) (*Component, *kafkaSink, *heldAppender, Configuration, int) {
+func (h *heldSpool) Prepend(recs ...[]byte) (spool.Cursor, error) {
+	if h.prepends {
+		h.hold(len(recs))
+	}
+	return h.next.Prepend(recs...)
+}
+
+// newHeldSink builds a Kafka sink whose broker is down and whose spool
+// writes go through a heldSpool, and starts it.
+func newHeldSink(t *testing.T, prepends bool, tune func(*Configuration)) (*Component, *kafkaSink, *heldSpool, Configuration, int) {
 	t.Helper()
 	addr, port := freeAddr(t)
 	cfg := testConfig(t, addr)
@@ -45,21 +60,38 @@ func outageSink(t *testing.T, tune func(*Configuration)) (*Component, *kafkaSink
 		t.Fatal(err)
 	}
 	k := kafkaOf(c)
-	h := &heldAppender{next: k.tail, entered: make(chan int, 1), release: make(chan struct{})}
-	k.tail = h
+	h := &heldSpool{next: k.writes, prepends: prepends, entered: make(chan int, 1), release: make(chan struct{})}
+	k.writes = h
 	if err := c.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
+	return c, k, h, cfg, port
+}
+
+// entered waits for the first held write and returns its size.
+func (h *heldSpool) waitEntered(t *testing.T) int {
+	t.Helper()
+	select {
+	case n := <-h.entered:
+		return n
+	case <-time.After(30 * time.Second):
+		t.Fatal("no write reached the spool")
+		return 0
+	}
+}
+
+// outageSink starts a Kafka sink whose broker is down and whose tail
+// writer appends through a heldSpool; it returns once the sink is spooling
+// (the first alert failed and is in the spool) and the tail writer is
+// blocked in an Append of alert 1.
+func outageSink(t *testing.T, tune func(*Configuration)) (*Component, *kafkaSink, *heldSpool, Configuration, int) {
+	t.Helper()
+	c, k, h, cfg, port := newHeldSink(t, false, tune)
 	c.Publish(event(0))
 	waitFor(t, "spooling", func() bool { return k.spooling.Load() && k.spool.Len() == 1 })
 	c.Publish(event(1))
-	select {
-	case n := <-h.entered:
-		if n != 1 {
-			t.Fatalf("first held append of %d alerts, want 1", n)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("the tail writer did not append")
+	if n := h.waitEntered(t); n != 1 {
+		t.Fatalf("first held append of %d alerts, want 1", n)
 	}
 	return c, k, h, cfg, port
 }
@@ -176,4 +208,30 @@ func TestKafkaStopWritesIntake(t *testing.T) {
 	if d := sum(k.m.dropped); d != 0 {
 		t.Fatalf("%v alerts dropped", d)
 	}
+}
+
+// TestKafkaPublishDuringPrepend: while the drainer writes a failed batch at
+// the spool's front (held, as on a disk that hangs), Publish returns and
+// the alerts published meanwhile reach the spool's tail; the replay then
+// delivers every host's alerts in order, the failed batch's first.
+func TestKafkaPublishDuringPrepend(t *testing.T) {
+	const n = 100
+	c, k, h, cfg, port := newHeldSink(t, true, func(*Configuration) {})
+	c.Publish(event(0))
+	if got := h.waitEntered(t); got != 1 {
+		t.Fatalf("held prepend of %d alerts, want 1", got)
+	}
+	publishAll(t, c, 1, n)
+	waitFor(t, "tail written", func() bool { return counter(c, k.m.spooled, "kafka", "flowcheck.alerts") == n-1 })
+	close(h.release)
+	waitFor(t, "front written", func() bool { return counter(c, k.m.spooled, "kafka", "flowcheck.alerts") == n })
+	stop(t, c)
+
+	addr := cfg.Kafka.Brokers[0]
+	startCluster(t, port)
+	cfg.Kafka.RetryBackoffMin, cfg.Kafka.RetryBackoffMax = 10*time.Millisecond, 100*time.Millisecond
+	c = start(t, cfg)
+	defer stop(t, c)
+	// Alert 0 is host 0's first: checkOrder fails if it comes after 5.
+	checkOrder(t, consume(t, addr, n, "flowcheck.alerts"), seq(0, n))
 }

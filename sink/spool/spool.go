@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -137,7 +138,9 @@ type Spool struct {
 	headID   uint64
 	cursor   *os.File
 	bytes    int64 // sum of segment sizes
-	pending  int   // unconsumed records
+	// pending counts the unconsumed records (written under mu); Len
+	// reads it without the lock, which an fsync may hold.
+	pending  atomic.Int64
 	lastSync time.Time
 	dirty    bool
 	// readBuf is reused by Peek across calls.
@@ -196,8 +199,8 @@ func Open(opts Options) (*Spool, Recovery, error) {
 		return nil, rec, err
 	}
 	rec.Segments = len(s.segs)
-	rec.Records = s.pending
-	if s.pending == 0 {
+	rec.Records = int(s.pending.Load())
+	if rec.Records == 0 {
 		s.reset()
 	}
 	return s, rec, nil
@@ -261,7 +264,7 @@ func (s *Spool) recover(ids []uint64, rec *Recovery) error {
 		}
 		s.segs = append(s.segs, seg)
 		s.bytes += seg.size
-		s.pending += seg.records - headRead
+		s.pending.Add(int64(seg.records - headRead))
 	}
 	return nil
 }
@@ -476,7 +479,7 @@ func (s *Spool) Append(recs ...[]byte) (written, dropped int, err error) {
 		t.size = size
 		t.records += n
 		s.bytes += int64(len(buf))
-		s.pending += n
+		s.pending.Add(int64(n))
 		s.dirty = true
 		recs = recs[n:]
 		written += n
@@ -598,7 +601,7 @@ func (s *Spool) dropHead() int {
 // start of the next one and returns how many unconsumed records were lost.
 func (s *Spool) dropHeadFile() int {
 	lost := s.segs[0].records - s.headRead
-	s.pending -= lost
+	s.pending.Add(-int64(lost))
 	s.closeHead()
 	s.bytes -= s.segs[0].size
 	_ = os.Remove(s.path(s.segs[0].id))
@@ -653,7 +656,7 @@ func (s *Spool) Prepend(recs ...[]byte) (Cursor, error) {
 		}
 	}
 	s.closeHead()
-	s.pending += len(recs) + s.headRead
+	s.pending.Add(int64(len(recs) + s.headRead))
 	size := headerSize + int64(len(buf))
 	s.segs = append([]segment{{id: id, size: size, records: len(recs)}}, s.segs...)
 	s.bytes += size
@@ -722,8 +725,7 @@ func (s *Spool) Commit(c Cursor) error {
 	}
 	s.headOff = c.off
 	s.headRead += c.n + c.lost
-	s.pending -= c.n + c.lost
-	if s.pending == 0 {
+	if s.pending.Add(-int64(c.n+c.lost)) == 0 {
 		s.reset()
 		return nil
 	}
@@ -751,12 +753,9 @@ func (s *Spool) reset() {
 	_ = s.writeCursor()
 }
 
-// Len returns the number of unconsumed records.
-func (s *Spool) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pending
-}
+// Len returns the number of unconsumed records. It never waits for the
+// disk.
+func (s *Spool) Len() int { return int(s.pending.Load()) }
 
 // Bytes returns the disk space the segments take.
 func (s *Spool) Bytes() int64 {
