@@ -43,7 +43,7 @@ func (k *kafkaSink) toTail(rec kafkaRecord) {
 		return
 	default:
 	}
-	// Close waits for these senders before it closes the intake.
+	// Stop waits for these senders before it closes the intake.
 	k.senders.Add(1)
 	k.mu.Unlock()
 	defer k.senders.Done()
@@ -65,7 +65,7 @@ func (k *kafkaSink) toTail(rec kafkaRecord) {
 }
 
 // writeTail is the tail writer. It returns once the intake is closed (by
-// Close, after the last sender) and written.
+// Stop, after the last sender) and written.
 func (k *kafkaSink) writeTail() {
 	defer close(k.tailDone)
 	batch := make([]kafkaRecord, 0, tailBatchRecords)
