@@ -32,8 +32,8 @@ type AlertSink interface {
 	// waiting for the destination.
 	Start(ctx context.Context) error
 	// Enqueue hands one event and its JSON encoding to the sink. It never
-	// does I/O (to the destination or to a spool); an event it cannot keep
-	// is counted and logged.
+	// writes to the destination or to a spool, and waits a bounded time
+	// if at all; an event it cannot keep is counted and logged.
 	Enqueue(ev *alert.Event, value []byte)
 	// Ready tells whether the sink is delivering or safely spooling.
 	Ready() bool
@@ -131,11 +131,12 @@ func (c *Component) Start(ctx context.Context) error {
 	return nil
 }
 
-// Publish hands ev to every sink. It never does I/O: the Kafka sink spools
-// (through its spool writer) when its queue is full or the brokers are
-// unreachable; stdout and file count a drop and log when theirs is full.
-// It waits only when the Kafka spool writer is behind by intake_size
-// alerts, and at most intake_wait (see toTail).
+// Publish hands ev to every sink. It never writes to a destination or a
+// spool itself: the Kafka sink spools (through its spool writer) when its
+// queue is full or the brokers are unreachable; stdout and file count a
+// drop and log when theirs is full. It waits only when the Kafka spool
+// writer is behind by intake_size alerts, and at most intake_wait (see
+// toTail).
 func (c *Component) Publish(ev alert.Event) {
 	if c.stopped.Load() || len(c.sinks) == 0 {
 		for _, s := range c.sinks {
