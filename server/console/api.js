@@ -8,8 +8,23 @@ export class ApiError extends Error {
   }
 }
 
+// queue holds the requests of this page one at a time: the daemon serves
+// only http.max_concurrent (default 2) API requests at once and turns the
+// others away rather than let the API take the decoders' CPU.
+let queue = Promise.resolve();
+
 // get fetches an API path (with its query) and returns the parsed JSON.
-export async function get(path, params) {
+// Requests run one after the other; one turned away as busy (503 with
+// Retry-After) is tried again, up to three times.
+export function get(path, params) {
+  const run = queue.then(() => fetchJSON(path, params));
+  queue = run.catch(() => {});
+  return run;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function fetchJSON(path, params) {
   let url = 'api/v1/' + path;
   if (params) {
     const q = new URLSearchParams();
@@ -19,7 +34,12 @@ export async function get(path, params) {
     const s = q.toString();
     if (s) url += '?' + s;
   }
-  const resp = await fetch(url, {headers: {Accept: 'application/json'}, credentials: 'same-origin'});
+  let resp;
+  for (let attempt = 0; ; attempt++) {
+    resp = await fetch(url, {headers: {Accept: 'application/json'}, credentials: 'same-origin'});
+    if (resp.status !== 503 || !resp.headers.get('Retry-After') || attempt === 3) break;
+    await sleep(1000 * Number(resp.headers.get('Retry-After')));
+  }
   let body = null;
   try {
     body = await resp.json();
