@@ -13,18 +13,33 @@ export class ApiError extends Error {
 // others away rather than let the API take the decoders' CPU.
 let queue = Promise.resolve();
 
+// controller aborts the requests of the page being left, queued or in
+// flight, so that the next page's wait behind none of them (the daemon
+// stops a host-table walk whose client went away).
+let controller = new AbortController();
+
+// abortAll abandons every request made so far.
+export function abortAll() {
+  controller.abort();
+  controller = new AbortController();
+}
+
 // get fetches an API path (with its query) and returns the parsed JSON.
 // Requests run one after the other; one turned away as busy (503 with
 // Retry-After) is tried again, up to three times.
 export function get(path, params) {
-  const run = queue.then(() => fetchJSON(path, params));
+  const signal = controller.signal;
+  const run = queue.then(() => {
+    signal.throwIfAborted();
+    return fetchJSON(path, params, signal);
+  });
   queue = run.catch(() => {});
   return run;
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function fetchJSON(path, params) {
+async function fetchJSON(path, params, signal) {
   let url = 'api/v1/' + path;
   if (params) {
     const q = new URLSearchParams();
@@ -36,7 +51,7 @@ async function fetchJSON(path, params) {
   }
   let resp;
   for (let attempt = 0; ; attempt++) {
-    resp = await fetch(url, {headers: {Accept: 'application/json'}, credentials: 'same-origin'});
+    resp = await fetch(url, {headers: {Accept: 'application/json'}, credentials: 'same-origin', signal});
     if (resp.status !== 503 || !resp.headers.get('Retry-After') || attempt === 3) break;
     await sleep(1000 * Number(resp.headers.get('Retry-After')));
   }

@@ -2,6 +2,7 @@
 // render(view, params, ctx) and may register timers through ctx.every, which
 // stop when the page is left.
 import {el, fill} from './dom.js';
+import {abortAll} from './api.js';
 import * as overview from './pages/overview.js';
 import * as hosts from './pages/hosts.js';
 import * as host from './pages/host.js';
@@ -27,6 +28,7 @@ function parseHash(hash) {
 async function route() {
   for (const t of timers) clearInterval(t);
   for (const f of cleanups) f();
+  abortAll();
   timers = [];
   cleanups = [];
   const gen = ++generation;

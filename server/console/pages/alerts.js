@@ -1,6 +1,6 @@
 // Alerts: the engaged alerts and the recently released ones (with the
 // reason of their release), filtered by check, severity and host.
-import {el, fill, append, table, badge} from '../dom.js';
+import {el, fill, append, table, badge, section} from '../dom.js';
 import {get, hostHref} from '../api.js';
 import * as fmt from '../fmt.js';
 
@@ -47,7 +47,7 @@ export async function render(view, {params}, ctx) {
 
   const engaged = el('div', {id: 'engaged'}, el('p', {className: 'loading'}, 'Loading…'));
   const released = el('div', {id: 'released'});
-  fill(view, el('h1', null, 'Alerts'), form, el('h2', null, 'Engaged'), engaged, el('h2', null, 'Recently released'), released);
+  fill(view, el('h1', null, 'Alerts'), form, section('Engaged', engaged), section('Recently released', released));
 
   // The check list fills the filter; a failure leaves it with the
   // current choice only.

@@ -6,7 +6,8 @@ import * as fmt from '../fmt.js';
 
 export const title = 'Hosts';
 
-const pageSize = 50;
+// sizes are the page sizes offered (the API answers at most 1000).
+const sizes = [25, 50, 100, 500, 1000];
 
 // sorts are the server's orders, as the table's headers offer them.
 const quick = [
@@ -27,15 +28,28 @@ function query(params) {
     q: params.get('q') || '',
     local: params.get('local') || '',
     vlan: params.get('vlan') || '',
+    size: sizes.includes(Number(params.get('size'))) ? Number(params.get('size')) : 50,
   };
 }
 
 function hrefWith(q, changes) {
   const p = new URLSearchParams();
   const m = {...q, ...changes};
-  for (const [k, v] of Object.entries(m)) if (v !== '' && v !== 0 && !(k === 'sort' && v === 'bytes')) p.set(k, String(v));
+  for (const [k, v] of Object.entries(m)) {
+    if (v !== '' && v !== 0 && !(k === 'sort' && v === 'bytes') && !(k === 'size' && v === 50)) p.set(k, String(v));
+  }
   const s = p.toString();
   return '#/hosts' + (s ? '?' + s : '');
+}
+
+// maxOffset is how deep the API pages by offset; past it, a filter or
+// another order narrows the list.
+const maxOffset = 10000;
+
+function nextLink(q, last, total) {
+  if (last >= total) return el('span', {className: 'off'}, 'next ›');
+  if (last + q.size > maxOffset) return el('span', {className: 'off', title: 'Narrow the list with a filter or another order'}, 'next ›');
+  return el('a', {href: hrefWith(q, {offset: last}), id: 'next'}, 'next ›');
 }
 
 export async function render(view, {params}, ctx) {
@@ -47,10 +61,13 @@ export async function render(view, {params}, ctx) {
     el('option', {value: ''}, 'local and remote'), el('option', {value: 'true'}, 'local'), el('option', {value: 'false'}, 'remote'));
   local.value = q.local;
   const vlan = el('input', {type: 'number', id: 'filter-vlan', placeholder: 'VLAN', min: 0, max: 4095, value: q.vlan});
-  const form = el('form', {className: 'filters', on: {submit: (e) => { e.preventDefault(); go({q: addr.value.trim(), local: local.value, vlan: vlan.value}); }}},
-    addr, local, vlan, el('button', {type: 'submit'}, 'Filter'),
-    (q.q || q.local || q.vlan) ? el('a', {href: hrefWith({sort: q.sort}, {}), className: 'reset'}, 'clear filters') : null);
+  const size = el('select', {id: 'page-size', title: 'Hosts per page'}, sizes.map((n) => el('option', {value: n}, n + ' per page')));
+  size.value = String(q.size);
+  const form = el('form', {className: 'filters', on: {submit: (e) => { e.preventDefault(); go({q: addr.value.trim(), local: local.value, vlan: vlan.value, size: Number(size.value)}); }}},
+    addr, local, vlan, size, el('button', {type: 'submit'}, 'Filter'),
+    (q.q || q.local || q.vlan) ? el('a', {href: hrefWith({sort: q.sort, size: q.size}, {}), className: 'reset'}, 'clear filters') : null);
   local.addEventListener('change', () => form.requestSubmit());
+  size.addEventListener('change', () => form.requestSubmit());
 
   const tabs = el('div', {className: 'tabs'}, quick.map(([key, label]) =>
     el('a', {href: hrefWith(q, {sort: key, offset: 0}), className: key === q.sort ? 'active' : '', dataset: {sort: key}}, label)));
@@ -59,7 +76,7 @@ export async function render(view, {params}, ctx) {
   fill(view, el('h1', null, 'Hosts'), tabs, form, holder);
 
   const load = async () => {
-    const data = await get('hosts', {sort: q.sort, offset: q.offset, limit: pageSize, q: q.q, local: q.local, vlan: q.vlan});
+    const data = await get('hosts', {sort: q.sort, offset: q.offset, limit: q.size, q: q.q, local: q.local, vlan: q.vlan});
     if (!ctx.live()) return;
     const columns = [
       {title: 'Host', value: hostLink},
@@ -80,9 +97,9 @@ export async function render(view, {params}, ctx) {
     const first = data.total === 0 ? 0 : q.offset + 1;
     const last = q.offset + data.items.length;
     const pager = el('div', {className: 'pager'},
-      q.offset > 0 ? el('a', {href: hrefWith(q, {offset: Math.max(0, q.offset - pageSize)}), id: 'prev'}, '‹ previous') : el('span', {className: 'off'}, '‹ previous'),
+      q.offset > 0 ? el('a', {href: hrefWith(q, {offset: Math.max(0, q.offset - q.size)}), id: 'prev'}, '‹ previous') : el('span', {className: 'off'}, '‹ previous'),
       el('span', {id: 'range'}, `${fmt.num(first)}–${fmt.num(last)} of ${fmt.num(data.total)} hosts`),
-      last < data.total ? el('a', {href: hrefWith(q, {offset: last}), id: 'next'}, 'next ›') : el('span', {className: 'off'}, 'next ›'));
+      nextLink(q, last, data.total));
     fill(holder, tbl, pager);
   };
   await load();
