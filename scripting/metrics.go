@@ -88,3 +88,50 @@ func (m *metrics) initCheck(check string) {
 		m.released.WithLabelValues(check, string(reason))
 	}
 }
+
+// severities are the bands of alert.Severity, the labels of
+// flowcheck_scripting_alerts_engaged.
+var severities = [...]string{"info", "warning", "error", "critical"}
+
+// engagedCollector is flowcheck_scripting_alerts_engaged: the engaged
+// alerts by severity, counted when scraped (a walk over the engine's
+// hosts, without building events), every band present at zero.
+type engagedCollector struct {
+	e    *Engine
+	desc *prometheus.Desc
+}
+
+func newEngagedCollector(e *Engine) engagedCollector {
+	return engagedCollector{e: e, desc: prometheus.NewDesc("flowcheck_scripting_alerts_engaged",
+		"Engaged alerts, by severity (info, warning, error, critical: the bands of the alert value).", []string{"severity"}, nil)}
+}
+
+func (c engagedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c engagedCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := c.e.engagedBySeverity()
+	for i, sev := range severities {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[i]), sev)
+	}
+}
+
+// engagedBySeverity counts the engaged alerts by band, in the order of
+// severities.
+func (e *Engine) engagedBySeverity() (counts [len(severities)]int) {
+	for _, h := range e.hosts.pending.appendTo(e.hosts.all(nil)) {
+		h.mu.Lock()
+		if h.ext != nil {
+			for i := range h.ext.slots {
+				if a := h.ext.slots[i].alert; a != nil {
+					for j, sev := range severities {
+						if alert.Severity(a.value) == sev {
+							counts[j]++
+						}
+					}
+				}
+			}
+		}
+		h.mu.Unlock()
+	}
+	return counts
+}

@@ -1,10 +1,13 @@
 package scripting
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flowcheck/flowcheck/aggregate"
 )
 
 // TestSeriesAtZero: the labelled counters that alert rules use exist at
@@ -73,4 +76,37 @@ func countSeries(c prometheus.Collector) int {
 		n++
 	}
 	return n
+}
+
+// TestAlertsEngagedMetric: flowcheck_scripting_alerts_engaged counts the
+// engaged alerts by severity band, every band at zero before any alert.
+func TestAlertsEngagedMetric(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	h := newHarness(t, map[string]string{
+		"crit": `return { check = function() host.triggerAlert(90, "c") end }`,
+		"warn": `return { check = function() if host.ip() == "10.0.0.7" then host.triggerAlert(30, "w") end end }`,
+	}, newFakeHosts(hostA(), aggregate.HostSnapshot{Key: key("10.0.0.7")}), nil)
+	if err := reg.Register(newEngagedCollector(h.e)); err != nil {
+		t.Fatal(err)
+	}
+	engaged := func() map[string]float64 {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, f := range families {
+			for _, m := range f.GetMetric() {
+				out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	if got, want := engaged(), map[string]float64{"info": 0, "warning": 0, "error": 0, "critical": 0}; !maps.Equal(got, want) {
+		t.Fatalf("before any tick: %v, want %v", got, want)
+	}
+	h.tick()
+	if got, want := engaged(), map[string]float64{"info": 0, "warning": 1, "error": 0, "critical": 2}; !maps.Equal(got, want) {
+		t.Fatalf("after a tick: %v, want %v", got, want)
+	}
 }

@@ -16,12 +16,11 @@ export function el(tag, props, ...children) {
       else node[k] = v;
     }
   }
-  append(node, children);
-  return node;
+  return append(node, ...children);
 }
 
 // append adds children to node as el() does.
-export function append(node, children) {
+export function append(node, ...children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     node.append(c instanceof Node ? c : document.createTextNode(String(c)));
@@ -32,7 +31,7 @@ export function append(node, children) {
 // fill replaces the children of node with children, as el() takes them.
 export function fill(node, ...children) {
   node.replaceChildren();
-  return append(node, children);
+  return append(node, ...children);
 }
 
 // table builds a table from column definitions and rows. A column is

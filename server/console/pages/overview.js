@@ -25,7 +25,16 @@ function card(label, value, id, alerting) {
   return el('div', {className: 'card' + (alerting ? ' alerting' : ''), id}, el('div', {className: 'label'}, label), el('div', {className: 'value'}, value));
 }
 
-function cards(cur) {
+// lastTick is the duration of the latest tick: the current sample's, or
+// the last one the series holds (a tick runs every scripting.interval).
+function lastTick(cur, series) {
+  if (cur.tick_seconds !== null && cur.tick_seconds !== undefined) return cur.tick_seconds;
+  const ticks = series.tick_seconds || [];
+  for (let i = ticks.length - 1; i >= 0; i--) if (ticks[i] !== null) return ticks[i];
+  return null;
+}
+
+function cards(cur, series) {
   const a = cur.alerts || {};
   const engaged = (a.info || 0) + (a.warning || 0) + (a.error || 0) + (a.critical || 0);
   return [
@@ -36,7 +45,7 @@ function cards(cur) {
     card('Hosts', fmt.num(cur.hosts), 'card-hosts'),
     card('Exporters', fmt.num(cur.exporters), 'card-exporters'),
     card('Engaged alerts', `${fmt.num(engaged)} (${a.critical || 0} crit, ${a.error || 0} err, ${a.warning || 0} warn, ${a.info || 0} info)`, 'card-alerts', (a.critical || 0) + (a.error || 0) > 0),
-    card('Last tick', fmt.duration(cur.tick_seconds), 'card-tick'),
+    card('Last tick', fmt.duration(lastTick(cur, series)), 'card-tick'),
   ];
 }
 
@@ -75,12 +84,12 @@ function merge(held, fresh) {
 export async function render(view, _route, ctx) {
   const d = await get('overview');
   if (!ctx.live()) return;
-  const cardBox = el('div', {className: 'cards', id: 'cards'}, cards(d.current));
+  let series = merge({time: []}, d.series);
+  const cardBox = el('div', {className: 'cards', id: 'cards'}, cards(d.current, series));
   const holders = charts.map((c) => el('div', {className: 'chart panel'}, el('h3', null, c.title)));
   const top = el('div', {id: 'top-scanners'});
   fill(view, el('h1', null, 'Overview', el('span', {className: 'sub'}, 'last hour, one sample a second')), cardBox,
     el('div', {className: 'grid-2'}, holders, section('Top scanners (refused ports)', top, el('p', null, el('a', {href: '#/hosts?sort=refused_ports'}, 'All hosts by refused ports ›')))));
-  let series = merge({time: []}, d.series);
   const plots = charts.map((c, i) => plot(holders[i], c, columns(series, c)));
   ctx.onLeave(() => plots.forEach((p) => p.destroy()));
 
@@ -102,8 +111,8 @@ export async function render(view, _route, ctx) {
     try {
       const n = await get('overview', since ? {since} : undefined);
       if (!ctx.live()) return;
-      fill(cardBox, cards(n.current));
       series = merge(series, n.series);
+      fill(cardBox, cards(n.current, series));
       if (series.time.length) since = series.time[series.time.length - 1];
       plots.forEach((p, i) => p.setData(columns(series, charts[i])));
     } catch (e) {
