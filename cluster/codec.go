@@ -1,10 +1,13 @@
 package cluster
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -143,9 +146,14 @@ func appendFlowBody(b []byte, r *flow.Record) []byte {
 	b = appendUint(b, fieldInIf, uint64(r.InIf))
 	b = appendUint(b, fieldOutIf, uint64(r.OutIf))
 	b = appendUint(b, fieldAppID, uint64(r.AppID))
-	if r.AppName != "" {
+	if name := r.AppName; name != "" {
+		// A proto3 string is UTF-8: what an exporter sent otherwise is
+		// mended, lest readers of the schema refuse the whole batch.
+		if !utf8.ValidString(name) {
+			name = strings.ToValidUTF8(name, "\uFFFD")
+		}
 		b = protowire.AppendTag(b, fieldAppName, protowire.BytesType)
-		b = protowire.AppendString(b, r.AppName)
+		b = protowire.AppendString(b, name)
 	}
 	return b
 }
@@ -154,20 +162,19 @@ func appendUint(b []byte, num protowire.Number, v uint64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, v)
+	return appendVarint(appendTag(b, num, protowire.VarintType), v)
 }
 
 func appendAddr(b []byte, num protowire.Number, a netip.Addr) []byte {
 	switch {
 	case a.Is4():
 		v := a.As4()
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		return protowire.AppendBytes(b, v[:])
+		b = append(appendTag(b, num, protowire.BytesType), 4)
+		return append(b, v[:]...)
 	case a.Is6():
 		v := a.As16()
-		b = protowire.AppendTag(b, num, protowire.BytesType)
-		return protowire.AppendBytes(b, v[:])
+		b = append(appendTag(b, num, protowire.BytesType), 16)
+		return append(b, v[:]...)
 	}
 	return b
 }
@@ -176,8 +183,25 @@ func appendTime(b []byte, num protowire.Number, t time.Time) []byte {
 	if t.IsZero() {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.Fixed64Type)
-	return protowire.AppendFixed64(b, uint64(t.UnixNano()))
+	return binary.LittleEndian.AppendUint64(appendTag(b, num, protowire.Fixed64Type), uint64(t.UnixNano()))
+}
+
+// appendTag and appendVarint are protowire's, inlined for the one- and
+// two-byte cases that every field of a Flow takes (numbers up to 27).
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	k := uint64(num)<<3 | uint64(typ)
+	if k < 0x80 {
+		return append(b, byte(k))
+	}
+	return appendVarint(b, k)
+}
+
+func appendVarint(b []byte, v uint64) []byte {
+	for v >= 0x80 {
+		b = append(b, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(b, byte(v))
 }
 
 func macToUint(m [6]byte) uint64 {
@@ -211,6 +235,9 @@ func (d *Decoder) Decode(value []byte) ([]flow.Record, error) {
 		num, typ, n := protowire.ConsumeTag(value)
 		if n < 0 {
 			return nil, corrupt("batch tag", n)
+		}
+		if num > protowire.MaxValidNumber {
+			return nil, fmt.Errorf("%w: field number %d", ErrCorrupt, num)
 		}
 		value = value[n:]
 		switch {
@@ -249,9 +276,26 @@ func corrupt(what string, n int) error {
 // type, or a value out of its Go field's range, is corruption.
 func (d *Decoder) decodeFlow(b []byte, r *flow.Record) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		// Every field of a Flow has a tag of one or two bytes, most
+		// values are one byte: those cases skip protowire's general
+		// loops.
+		var num protowire.Number
+		var typ protowire.Type
+		n := 1
+		switch {
+		case b[0] < 0x80:
+			num, typ = protowire.Number(b[0]>>3), protowire.Type(b[0]&7)
+		case len(b) > 1 && b[1] < 0x80:
+			k := uint64(b[0]&0x7f) | uint64(b[1])<<7
+			num, typ, n = protowire.Number(k>>3), protowire.Type(k&7), 2
+		default:
+			num, typ, n = protowire.ConsumeTag(b)
+		}
 		if n < 0 {
 			return corrupt("flow tag", n)
+		}
+		if num < protowire.MinValidNumber || num > protowire.MaxValidNumber {
+			return fmt.Errorf("%w: field number %d", ErrCorrupt, num)
 		}
 		b = b[n:]
 		if num < 0 || int(num) >= len(wireTypes) || !wireTypes[num].known {
@@ -266,10 +310,12 @@ func (d *Decoder) decodeFlow(b []byte, r *flow.Record) error {
 		}
 		var v uint64
 		var raw []byte
-		switch typ {
-		case protowire.VarintType:
+		switch {
+		case typ == protowire.VarintType && len(b) > 0 && b[0] < 0x80:
+			v, n = uint64(b[0]), 1
+		case typ == protowire.VarintType:
 			v, n = protowire.ConsumeVarint(b)
-		case protowire.Fixed64Type:
+		case typ == protowire.Fixed64Type:
 			v, n = protowire.ConsumeFixed64(b)
 		default:
 			raw, n = protowire.ConsumeBytes(b)
@@ -311,6 +357,9 @@ func (d *Decoder) set(r *flow.Record, num protowire.Number, v uint64, raw []byte
 	case fieldExporter:
 		r.Exporter, err = addrOf(raw)
 	case fieldAppName:
+		if !utf8.Valid(raw) {
+			return fmt.Errorf("%w: app_name is not UTF-8", ErrCorrupt)
+		}
 		r.AppName = d.name(raw)
 	case fieldStart:
 		r.Start = time.Unix(0, int64(v)).UTC()

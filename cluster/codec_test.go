@@ -179,6 +179,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"sides out of range", flowOf(field(fieldSides, 4)), ErrCorrupt, 0},
 		{"MAC out of range", flowOf(field(fieldSrcMAC, 1<<48)), ErrCorrupt, 0},
 		{"address of 5 bytes", flowOf(protowire.AppendBytes(protowire.AppendTag(nil, fieldSrcAddr, protowire.BytesType), []byte{1, 2, 3, 4, 5})), ErrCorrupt, 0},
+		{"app_name not UTF-8", flowOf(protowire.AppendBytes(protowire.AppendTag(nil, fieldAppName, protowire.BytesType), []byte{0xff, 'x'})), ErrCorrupt, 0},
 		{"wrong wire type", flowOf(protowire.AppendFixed32(protowire.AppendTag(nil, fieldBytes, protowire.Fixed32Type), 1)), ErrCorrupt, 0},
 	} {
 		var d Decoder
@@ -189,6 +190,22 @@ func TestDecodeErrors(t *testing.T) {
 		if len(recs) != tc.n {
 			t.Errorf("%s: %d records, want %d", tc.name, len(recs), tc.n)
 		}
+	}
+}
+
+// TestAppNameMended: an application name that is not UTF-8 is published
+// mended, so that the batch stays readable by the schema's generated code.
+func TestAppNameMended(t *testing.T) {
+	r := fullRecord()
+	r.AppName = "TLS.\xffGoogle"
+	var b Batch
+	b.Add(&r, 0)
+	var pb flowpb.FlowBatch
+	if err := proto.Unmarshal(b.Bytes(), &pb); err != nil {
+		t.Fatal(err)
+	}
+	if got := pb.Flows[0].AppName; got != "TLS.\uFFFDGoogle" {
+		t.Errorf("app_name %q", got)
 	}
 }
 
@@ -232,6 +249,22 @@ func FuzzDecode(f *testing.F) {
 				t.Fatalf("error wraps neither ErrCorrupt nor ErrVersion: %v", err)
 			}
 			return
+		}
+		// What the decoder accepts, the generated code reads the same.
+		var pb flowpb.FlowBatch
+		if err := proto.Unmarshal(value, &pb); err != nil {
+			t.Fatalf("accepted a value proto.Unmarshal refuses: %v", err)
+		}
+		if len(pb.Flows) != len(recs) {
+			t.Fatalf("%d records, proto.Unmarshal reads %d flows", len(recs), len(pb.Flows))
+		}
+		for i := range recs {
+			// Fields unknown to the schema are skipped by the decoder
+			// and kept by the generated code.
+			pb.Flows[i].ProtoReflect().SetUnknown(nil)
+			if !proto.Equal(pb.Flows[i], toPB(recs[i])) {
+				t.Fatalf("record %d: %+v, proto.Unmarshal reads %v", i, recs[i], pb.Flows[i])
+			}
 		}
 		var again Batch
 		for i := range recs {

@@ -19,17 +19,30 @@ const (
 // agree on it, so it never changes (partition_test.go holds fixed vectors).
 // n must be > 0.
 func PartitionOf(addr netip.Addr, vlan uint16, n int) int {
-	a := addr.As16()
+	var h uint64
+	if addr.Is4() {
+		// The IPv4-mapped prefix is the same 12 bytes for every IPv4
+		// address: its hash state is computed once.
+		a := addr.As4()
+		h = fnv1a(ipv4MappedState, a[:])
+	} else {
+		a := addr.As16()
+		h = fnv1a(fnvOffset64, a[:])
+	}
 	var v [2]byte
 	binary.BigEndian.PutUint16(v[:], vlan)
-	h := uint64(fnvOffset64)
-	for _, b := range a {
-		h ^= uint64(b)
+	return int(fnv1a(h, v[:]) % uint64(n))
+}
+
+// ipv4MappedState is the FNV-1a state after ::ffff:, the first 12 bytes
+// of an IPv4-mapped address.
+var ipv4MappedState = fnv1a(fnvOffset64, []byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff})
+
+// fnv1a continues an FNV-1a 64-bit hash from state h over b.
+func fnv1a(h uint64, b []byte) uint64 {
+	for _, c := range b {
+		h ^= uint64(c)
 		h *= fnvPrime64
 	}
-	for _, b := range v {
-		h ^= uint64(b)
-		h *= fnvPrime64
-	}
-	return int(h % uint64(n))
+	return h
 }

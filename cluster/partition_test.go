@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"hash/fnv"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 )
@@ -33,6 +35,30 @@ func TestPartitionOfVectors(t *testing.T) {
 	}
 }
 
+// TestPartitionOfMatchesFNV holds PartitionOf (whose IPv4 path starts from
+// a precomputed state) to hash/fnv over the 18 bytes, on random hosts.
+func TestPartitionOfMatchesFNV(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 10000 {
+		var a [16]byte
+		for j := range a {
+			a[j] = byte(rng.Uint32())
+		}
+		addr := netip.AddrFrom16(a)
+		if i%2 == 0 {
+			addr = netip.AddrFrom4([4]byte(a[:4]))
+		}
+		vlan, n := uint16(rng.Uint32()), 1+rng.IntN(300)
+		h := fnv.New64a()
+		b := addr.As16()
+		h.Write(b[:])
+		h.Write([]byte{byte(vlan >> 8), byte(vlan)})
+		if got, want := PartitionOf(addr, vlan, n), int(h.Sum64()%uint64(n)); got != want {
+			t.Fatalf("PartitionOf(%s, %d, %d) = %d, hash/fnv says %d", addr, vlan, n, got, want)
+		}
+	}
+}
+
 // TestPartitionOfSpread checks that consecutive addresses spread over the
 // partitions: none gets more than twice its share.
 func TestPartitionOfSpread(t *testing.T) {
@@ -51,8 +77,12 @@ func TestPartitionOfSpread(t *testing.T) {
 }
 
 func BenchmarkPartitionOf(b *testing.B) {
-	a := netip.MustParseAddr("2001:db8::1")
-	for b.Loop() {
-		_ = PartitionOf(a, 10, 32)
+	for _, addr := range []string{"192.0.2.1", "2001:db8::1"} {
+		b.Run(addr, func(b *testing.B) {
+			a := netip.MustParseAddr(addr)
+			for b.Loop() {
+				_ = PartitionOf(a, 10, 32)
+			}
+		})
 	}
 }
