@@ -183,6 +183,8 @@ copies=$(metric_sum "$metrics" '^flowcheck_cluster_publish_records_total')
 value_bytes=$(metric_sum "$metrics" '^flowcheck_cluster_publish_bytes_total')
 messages=$(metric_sum "$metrics" '^flowcheck_cluster_publish_messages_total')
 pub_drops=$(metric_sum "$metrics" '^flowcheck_cluster_publish_dropped_records_total')
+pub_reasons=$(curl -fsS "$metrics" | awk -F'[{}"= ]+' '/^flowcheck_cluster_publish_dropped_records_total\{/ && $NF > 0 {printf "%s%s %s", sep, $3, $NF; sep = ", "}')
+pub_errors=$(curl -fsS "$metrics" | awk -F'[{}"= ]+' '/^flowcheck_cluster_publish_errors_total\{/ && $NF > 0 {printf "%s%s %s", sep, $3, $NF; sep = ", "}')
 col_drops=$(metric_sum "$metrics" '^flowcheck_collector_drops_total')
 icpu=$(awk -v a="$(cpu_of "$ingest_pid")" -v b="$cpu0" 'BEGIN{printf "%.2f", a - b}')
 bcpu=$(awk -v a="$(cpu_of "$broker_pid")" -v b="$bcpu0" 'BEGIN{printf "%.2f", a - b}')
@@ -195,7 +197,7 @@ ingest_pid=""
 	echo "# Cluster benchmark, $(date -u '+%Y-%m-%d %H:%M') UTC"
 	echo
 	echo "$(nproc) CPUs, load before: $(cut -d' ' -f1-3 /proc/loadavg). kfake (internal/cmd/kfakebroker), $PARTITIONS partitions."
-	echo "flowgen: $sent records in ${elapsed}s (v$VERSION, $EXPORTERS exporters, $HOSTS hosts, target rate $RATE/s)."
+	echo "flowgen: $sent records in ${elapsed}s (v$VERSION, $EXPORTERS exporters, $HOSTS hosts, target rate $RATE/s); $(div "$((sent - decoded))" "$sent" %.1f 100) % not decoded (lost on the way or dropped)."
 	echo
 	echo "## Ingest (one process)"
 	echo
@@ -203,8 +205,8 @@ ingest_pid=""
 	echo "|---|---|"
 	echo "| records decoded | $decoded (collector drops $col_drops) |"
 	echo "| records handed to the publisher | $input |"
-	echo "| record copies acknowledged | $copies ($(div "$copies" "$input" %.2f) per record), dropped $pub_drops |"
-	echo "| publish rate | $(div "$input" "$elapsed") records/s over flowgen's ${elapsed}s |"
+	echo "| record copies acknowledged | $copies ($(div "$copies" "$input" %.2f) per record), dropped $pub_drops${pub_reasons:+ ($pub_reasons)}, write errors ${pub_errors:-0} |"
+	echo "| publish rate | $(div "$input" "$elapsed") records/s handed to the publisher, $(div "$copies" "$elapsed") copies/s acknowledged, over flowgen's ${elapsed}s |"
 	echo "| ingest CPU | ${icpu}s: $(div "$icpu" "$input" %.2f 1000000) µs per record, $(div "$input" "$icpu") records per CPU-second |"
 	echo "| broker (kfake) CPU | ${bcpu}s: $(div "$bcpu" "$input" %.2f 1000000) µs per record |"
 	echo "| messages | $messages acknowledged, $stored_msgs stored: $(div "$copies" "$messages") copies per message |"

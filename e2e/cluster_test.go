@@ -147,7 +147,30 @@ func topicAlerts(t *testing.T, kcat, broker, topic string) []alert.Event {
 	if err != nil {
 		return nil
 	}
-	return parseAlerts(t, out)
+	// The topic's partitions come in no particular order: by time.
+	evs := parseAlerts(t, out)
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].Time.Before(evs[j].Time) })
+	return evs
+}
+
+// newer are the events of evs not in seen (by eventKey).
+func newer(evs []alert.Event, seen map[string]bool) []alert.Event {
+	var out []alert.Event
+	for _, ev := range evs {
+		if !seen[eventKey(ev)] {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// keys are the eventKeys of evs.
+func keys(evs []alert.Event) map[string]bool {
+	out := map[string]bool{}
+	for _, ev := range evs {
+		out[eventKey(ev)] = true
+	}
+	return out
 }
 
 // waitTopic reads an alert topic until ok accepts its events and no new
@@ -382,7 +405,9 @@ func replayIngest(t *testing.T, config, pcap string) bool {
 // after deduplication by id no host is engaged twice for one check.
 func TestCluster(t *testing.T) {
 	kcat := tool(t, "kcat")
-	broker := startBroker(t, "-partitions", "4")
+	// The flows topic exists before any process asks for it (an automatic
+	// creation would give it the broker's default partition count).
+	broker := startBroker(t, "-partitions", "4", "-topic", fmt.Sprintf("%s:%d", flowsTopic, clusterPartitions))
 	config := clusterConfig(broker)
 	const (
 		clusterAlerts = "flowcheck.alerts.cluster"
@@ -420,18 +445,15 @@ func TestCluster(t *testing.T) {
 	t.Logf("cluster = all: %d (host, check, state) from %d and %d events", len(triples(got)), len(got), len(want))
 
 	// Failover: the scans again, until both scanners are engaged.
-	before := len(got)
+	first := keys(got)
 	for i, e := range clusterExports {
 		send(t, e.from, ingests[i%len(ingests)].udp, "../testdata/"+e.pcap)
 	}
 	waitTopic(t, kcat, broker, clusterAlerts, "scan alerts engaged again", 0, func(evs []alert.Event) bool {
-		return len(evs) >= before && scansEngaged(evs[before:])
+		return scansEngaged(newer(evs, first))
 	})
 	victim := owner(t, checks, scanMixScanners[0])
-	seen := map[string]bool{}
-	for _, ev := range topicAlerts(t, kcat, broker, clusterAlerts) {
-		seen[eventKey(ev)] = true
-	}
+	seen := keys(topicAlerts(t, kcat, broker, clusterAlerts))
 	if err := checks[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -451,8 +473,8 @@ func TestCluster(t *testing.T) {
 		// (same id) or engaged anew.
 		for _, ip := range scanMixScanners {
 			news := false
-			for _, ev := range evs {
-				if ev.Host.IP == ip && ev.Check == "scan_detection" && ev.Collector != dead && !seen[eventKey(ev)] {
+			for _, ev := range newer(evs, seen) {
+				if ev.Host.IP == ip && ev.Check == "scan_detection" && ev.Collector != dead {
 					news = true
 				}
 			}
