@@ -263,3 +263,16 @@ func TestPublishBrokerOutage(t *testing.T) {
 	t.Logf("dropped %v, retries %v, delivered after the outage %d copies",
 		testutil.ToFloat64(p.m.dropped.WithLabelValues(dropBufferFull)), testutil.ToFloat64(p.m.retries), after)
 }
+
+// TestPublishIdleOutage: with no record flowing, readiness still follows
+// the brokers (the sender asks for metadata while idle).
+func TestPublishIdleOutage(t *testing.T) {
+	port := freePort(t)
+	kf, broker := startKafka(t, port)
+	p, _ := startPublisher(t, ingestConfig(broker, 4), false)
+	waitFor(t, "ready", p.Ready)
+	kf.Close()
+	waitFor(t, "not ready with the broker away", func() bool { return !p.Ready() })
+	startKafka(t, port)
+	waitFor(t, "ready once the broker is back", p.Ready)
+}

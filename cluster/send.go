@@ -80,7 +80,7 @@ func (p *Publisher) send() {
 	open := true
 	for open || len(pending) > 0 {
 		if len(pending) == 0 {
-			s, ok := <-p.sealed
+			s, ok := p.next()
 			if !ok {
 				break
 			}
@@ -128,6 +128,34 @@ func (p *Publisher) send() {
 	}
 }
 
+// next waits for the next sealed batch; false once Stop closed the queue.
+// While nothing comes for retry_backoff_max, it asks the brokers for the
+// topic's metadata, so that readiness follows an outage (and a broker that
+// came back without the topic gets it again) even when no record flows.
+func (p *Publisher) next() (*sealedBatch, bool) {
+	t := time.NewTimer(p.cfg.Publish.RetryBackoffMax)
+	defer t.Stop()
+	for {
+		select {
+		case s, ok := <-p.sealed:
+			return s, ok
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(p.hardCtx, p.cfg.Publish.WriteTimeout)
+		err := p.ensureTopic(ctx, p.sec.Transport(p.cfg.ClientID, p.cfg.Publish.WriteTimeout))
+		cancel()
+		switch {
+		case err == nil:
+			p.up()
+		case !p.down.Swap(true):
+			p.topicOK.Store(false)
+			p.deps.Logger.Warn("flows topic unreachable: records will be buffered, then dropped, until it answers",
+				"topic", p.cfg.FlowsTopic, "kind", errorKind(err), "error", err)
+		}
+		t.Reset(p.cfg.Publish.RetryBackoffMax)
+	}
+}
+
 // write sends the batches and returns those that failed. Acknowledged
 // batches are counted and recycled.
 func (p *Publisher) write(writer *kafka.Writer, batches []*sealedBatch) ([]*sealedBatch, error) {
@@ -169,19 +197,28 @@ func (p *Publisher) write(writer *kafka.Writer, batches []*sealedBatch) ([]*seal
 		p.failed(err, failed)
 		return failed, err
 	}
+	p.up()
+	return nil, nil
+}
+
+// up records that the brokers answered, and says so after an outage.
+func (p *Publisher) up() {
 	if p.down.Swap(false) {
 		p.deps.Logger.Info("flows topic reachable again", "topic", p.cfg.FlowsTopic, "dropped_so_far", p.dropped.Load())
 	}
-	return nil, nil
+}
+
+// errorKind names an error for the errors metric and the logs.
+func errorKind(err error) string {
+	if errors.As(err, new(*partitionCountError)) {
+		return "partition_count"
+	}
+	return kafkaconn.ErrorKind(err)
 }
 
 // failed accounts for a failed write.
 func (p *Publisher) failed(err error, batches []*sealedBatch) {
-	kind := kafkaconn.ErrorKind(err)
-	var mismatch *partitionCountError
-	if errors.As(err, &mismatch) {
-		kind = "partition_count"
-	}
+	kind := errorKind(err)
 	p.m.errors.WithLabelValues(kind).Inc()
 	if !p.down.Swap(true) {
 		p.deps.Logger.Warn("cannot publish to the flows topic: records are buffered, then dropped, until it answers",
