@@ -71,3 +71,31 @@ func TestContacts(t *testing.T) {
 		t.Fatalf("after reset %+v", c)
 	}
 }
+
+// TestAppendShardKeys: the shards' keys together are the table's.
+func TestAppendShardKeys(t *testing.T) {
+	tbl, _, _ := newTestTable(t, DefaultConfiguration(), Dependencies{})
+	tbl.Apply(scan("192.0.2.1", "192.0.2.2", 10))
+	var recs []flow.Record
+	for i := range 500 {
+		recs = append(recs, rec(fmt.Sprintf("10.0.%d.%d", i/250, i%250), 1000, "192.0.2.9", 53, flow.ProtoUDP, 0))
+	}
+	tbl.Apply(recs)
+	all := tbl.AppendKeys(nil)
+	var byShard []HostKey
+	for i := range tbl.Shards() {
+		byShard = tbl.AppendShardKeys(i, byShard)
+	}
+	if len(all) != 503 || len(byShard) != len(all) {
+		t.Fatalf("%d keys, %d by shard", len(all), len(byShard))
+	}
+	seen := map[HostKey]bool{}
+	for _, k := range byShard {
+		seen[k] = true
+	}
+	for _, k := range all {
+		if !seen[k] {
+			t.Fatalf("%v missing from the shards", k)
+		}
+	}
+}

@@ -8,14 +8,25 @@ import (
 // AppendKeys appends the key of every host to dst.
 func (t *HostTable) AppendKeys(dst []HostKey) []HostKey {
 	for i := range t.shards {
-		sh := &t.shards[i]
-		sh.mu.Lock()
-		sh.hosts.each(func(h *host) bool {
-			dst = append(dst, h.key.hostKey())
-			return false
-		})
-		sh.mu.Unlock()
+		dst = t.AppendShardKeys(i, dst)
 	}
+	return dst
+}
+
+// Shards is the number of shards AppendShardKeys reads.
+func (t *HostTable) Shards() int { return len(t.shards) }
+
+// AppendShardKeys appends the key of every host of one shard (0 to
+// Shards()-1) to dst, so that a reader walking the table shard by shard
+// holds one shard's keys at a time.
+func (t *HostTable) AppendShardKeys(i int, dst []HostKey) []HostKey {
+	sh := &t.shards[i]
+	sh.mu.Lock()
+	sh.hosts.each(func(h *host) bool {
+		dst = append(dst, h.key.hostKey())
+		return false
+	})
+	sh.mu.Unlock()
 	return dst
 }
 

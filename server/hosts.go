@@ -21,6 +21,14 @@ import (
 // then carries a cursor.
 const maxHostWindow = 10_000
 
+// shardedHosts is a Hosts whose keys can be read one shard at a time
+// (aggregate.HostTable): a walk then holds one shard's keys, not the
+// table's (32 bytes a host).
+type shardedHosts interface {
+	Shards() int
+	AppendShardKeys(shard int, dst []aggregate.HostKey) []aggregate.HostKey
+}
+
 // hostSummary is one line of /api/v1/hosts.
 type hostSummary struct {
 	// key orders and identifies the host; IP and MAC are formatted only
@@ -233,44 +241,55 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 	}
 	window := hq.offset + hq.limit
 	sc := scratchOf(r)
-	sc.keys = c.deps.Hosts.AppendKeys(sc.keys[:0])
 	top := &topHosts{items: sc.top[:0], order: hostOrder}
-	total, remaining := 0, 0
-	for i, k := range sc.keys {
-		if i%yieldEvery == yieldEvery-1 {
-			// The API yields to ingest, and gives up past its deadline.
-			if r.Context().Err() != nil {
-				writeError(w, http.StatusServiceUnavailable, errTimeout.Error())
-				return
+	total, remaining, i := 0, 0, 0
+	sharded, byShard := c.deps.Hosts.(shardedHosts)
+	shards := 1
+	if byShard {
+		shards = sharded.Shards()
+	}
+	for shard := range shards {
+		if byShard {
+			sc.keys = sharded.AppendShardKeys(shard, sc.keys[:0])
+		} else {
+			sc.keys = c.deps.Hosts.AppendKeys(sc.keys[:0])
+		}
+		for _, k := range sc.keys {
+			if i++; i%yieldEvery == 0 {
+				// The API yields to ingest, and gives up past its deadline.
+				if r.Context().Err() != nil {
+					writeError(w, http.StatusServiceUnavailable, errTimeout.Error())
+					return
+				}
+				runtime.Gosched()
 			}
-			runtime.Gosched()
-		}
-		if !hq.keyWanted(k) || !c.deps.Hosts.Snapshot(k, &sc.snap) ||
-			(hq.local == 1 && !sc.snap.Local) || (hq.local == 2 && sc.snap.Local) {
-			continue
-		}
-		total++
-		// The candidate lives in top, not in a local: its address goes to
-		// an indirect call, which would move every summary to the heap.
-		// The score is read for all hosts only when it is the order.
-		top.cand = summarize(&sc.snap, 0)
-		if hq.sortBy == "score" {
-			top.cand.Score = c.deps.Alerts.Score(k)
-		}
-		top.cand.sortValue = hq.value(&top.cand)
-		if hq.asc {
-			top.cand.sortValue = ^top.cand.sortValue
-		}
-		if hq.after != nil && hostOrder(&top.cand, hq.after) <= 0 {
-			continue
-		}
-		remaining++
-		if top.Len() < window {
-			top.items = append(top.items, top.cand)
-			heap.Fix(top, top.Len()-1)
-		} else if hostOrder(&top.cand, &top.items[0]) < 0 {
-			top.items[0] = top.cand
-			heap.Fix(top, 0)
+			if !hq.keyWanted(k) || !c.deps.Hosts.Snapshot(k, &sc.snap) ||
+				(hq.local == 1 && !sc.snap.Local) || (hq.local == 2 && sc.snap.Local) {
+				continue
+			}
+			total++
+			// The candidate lives in top, not in a local: its address goes to
+			// an indirect call, which would move every summary to the heap.
+			// The score is read for all hosts only when it is the order.
+			top.cand = summarize(&sc.snap, 0)
+			if hq.sortBy == "score" {
+				top.cand.Score = c.deps.Alerts.Score(k)
+			}
+			top.cand.sortValue = hq.value(&top.cand)
+			if hq.asc {
+				top.cand.sortValue = ^top.cand.sortValue
+			}
+			if hq.after != nil && hostOrder(&top.cand, hq.after) <= 0 {
+				continue
+			}
+			remaining++
+			if top.Len() < window {
+				top.items = append(top.items, top.cand)
+				heap.Fix(top, top.Len()-1)
+			} else if hostOrder(&top.cand, &top.items[0]) < 0 {
+				top.items[0] = top.cand
+				heap.Fix(top, 0)
+			}
 		}
 	}
 	sc.top = top.items
