@@ -284,9 +284,14 @@ func (d *decoder) resolveTimes(e *exporterState, hdr *exportHeader, t *recordTim
 	}
 	if start.IsZero() && end.IsZero() && t.hasUp {
 		switch {
-		case hdr.version == 9:
+		case hdr.version == 9 && export.Unix() > 0 && export.Unix() < maxPlausibleSec:
 			// export is sysUptime ms after boot; uint32 arithmetic
-			// handles the 49.7-day wrap of the uptime counter.
+			// handles the 49.7-day wrap of the uptime counter. In
+			// int64 nanoseconds, as below: no overflow in 1970-2200.
+			x := export.UnixNano()
+			start = time.Unix(0, x-int64(hdr.sysUptime-uint32(t.upFirst))*int64(time.Millisecond))
+			end = time.Unix(0, x-int64(hdr.sysUptime-uint32(t.upLast))*int64(time.Millisecond))
+		case hdr.version == 9:
 			start = export.Add(-time.Duration(hdr.sysUptime-uint32(t.upFirst)) * time.Millisecond)
 			end = export.Add(-time.Duration(hdr.sysUptime-uint32(t.upLast)) * time.Millisecond)
 		default:
