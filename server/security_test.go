@@ -73,7 +73,7 @@ func TestJSONErrors(t *testing.T) {
 func TestSecurityHeaders(t *testing.T) {
 	ready := true
 	ts := newTestServer(t, &ready)
-	for _, path := range []string{"/healthz", "/metrics", "/api/v1/hosts", "/api/v1/nothing", "/nothing"} {
+	for _, path := range []string{"/", "/healthz", "/metrics", "/api/v1/hosts", "/api/v1/nothing", "/nothing"} {
 		resp, err := http.Get(ts.URL + path)
 		if err != nil {
 			t.Fatal(err)
@@ -126,6 +126,7 @@ func TestAuth(t *testing.T) {
 		{"empty token", "/api/v1/hosts", func(r *http.Request) { r.Header.Set("Authorization", "Bearer ") }, 401},
 		{"alice", "/api/v1/hosts", func(r *http.Request) { r.SetBasicAuth("alice", "wonderland") }, 200},
 		{"bob on metrics", "/metrics", func(r *http.Request) { r.SetBasicAuth("bob", "builder") }, 200},
+		{"alice on the console", "/", func(r *http.Request) { r.SetBasicAuth("alice", "wonderland") }, 200},
 		{"alice with bob's password", "/api/v1/hosts", func(r *http.Request) { r.SetBasicAuth("alice", "builder") }, 401},
 		{"unknown user", "/api/v1/hosts", func(r *http.Request) { r.SetBasicAuth("eve", "wonderland") }, 401},
 		{"unknown user, empty password", "/api/v1/hosts", func(r *http.Request) { r.SetBasicAuth("eve", "") }, 401},
