@@ -12,10 +12,21 @@ import (
 type partition struct {
 	mu    sync.Mutex
 	batch *Batch
+	// dropped and kept count the copies for this partition the buffer
+	// had no room for, and those it took, since the last batch sealed:
+	// a batch sealed after drops carries them as a Loss.
+	dropped, kept int
+	// socketLoss is the ingest's loss (Lost) not yet in a batch, for want
+	// of buffer space.
+	socketLoss    Loss
+	hasSocketLoss bool
 	// Padding keeps two partitions' locks off one cache line: decode
 	// workers fill different partitions at once.
-	_ [40]byte
+	_ [64]byte
 }
+
+// lossBytes is room kept in a batch for its loss reports.
+const lossBytes = 64
 
 // sealedBatch is a batch ready to send to its partition.
 type sealedBatch struct {
@@ -95,7 +106,7 @@ func (p *Publisher) copies(r *flow.Record) int {
 // full.
 func (p *Publisher) add(part int, body []byte, sides flow.Side) int {
 	pt := &p.parts[part]
-	need := len(body) + 16 // the Flow's tag, length and sides
+	need := len(body) + 16 + lossBytes // the Flow's tag, length and sides
 	pt.mu.Lock()
 	for pt.batch == nil || pt.batch.Size()+need > p.cfg.Publish.FlushBytes {
 		if pt.batch != nil {
@@ -107,6 +118,7 @@ func (p *Publisher) add(part int, body []byte, sides flow.Side) int {
 			continue
 		}
 		if !p.deps.Block || p.stalled.Load() {
+			pt.dropped++
 			pt.mu.Unlock()
 			return 0
 		}
@@ -118,6 +130,7 @@ func (p *Publisher) add(part int, body []byte, sides flow.Side) int {
 			// Nothing was acknowledged for a whole write_timeout: stop
 			// waiting until something is, lest every record wait.
 			p.stalled.Store(true)
+			pt.dropped++
 			pt.mu.Unlock()
 			return 0
 		}
@@ -128,15 +141,68 @@ func (p *Publisher) add(part int, body []byte, sides flow.Side) int {
 		pt.batch = p.newBatch()
 	}
 	pt.batch.AddEncoded(body, sides)
+	pt.kept++
 	pt.mu.Unlock()
 	return 1
 }
 
-// seal hands a partition's batch to the sender (pt.mu held). The sealed
-// queue has room for every batch a token allows: this never waits.
+// seal hands a partition's batch to the sender (pt.mu held), with the
+// losses it has to tell. The sealed queue has room for every batch a token
+// allows: this never waits.
 func (p *Publisher) seal(part int, pt *partition) {
+	if pt.hasSocketLoss {
+		pt.batch.AddLoss(pt.socketLoss)
+		pt.hasSocketLoss = false
+	}
+	if pt.dropped > 0 {
+		pt.batch.AddLoss(Loss{At: p.deps.Clock.Now(), Lost: pt.dropped, Received: pt.kept})
+	}
+	pt.dropped, pt.kept = 0, 0
 	p.sealed <- &sealedBatch{partition: part, batch: pt.batch, at: time.Now()}
 	pt.batch = nil
+}
+
+// Lost is the collector's Dependencies.Lost: datagrams of flow data lost
+// on ingest's sockets (lost) and handed on (received) as of clock time at.
+// Every partition's owner must know, since any of them may have a reply in
+// what was lost: the report goes into each partition's batch, or waits
+// there for buffer space. It is safe for concurrent use.
+func (p *Publisher) Lost(at time.Time, lost, received int) {
+	p.closing.RLock()
+	defer p.closing.RUnlock()
+	if p.closed || lost <= 0 {
+		return
+	}
+	for i := range p.parts {
+		pt := &p.parts[i]
+		pt.mu.Lock()
+		l := &pt.socketLoss
+		if !pt.hasSocketLoss {
+			*l = Loss{}
+		}
+		// Reports waiting together become one, as of the latest.
+		l.Lost, l.Received = l.Lost+lost, l.Received+received
+		if at.After(l.At) {
+			l.At = at
+		}
+		pt.hasSocketLoss = true
+		p.placeLoss(pt)
+		pt.mu.Unlock()
+	}
+}
+
+// placeLoss moves a waiting socket loss into the partition's batch, taking
+// buffer space for one if there is none (pt.mu held). The interval flush
+// then sends it even without records.
+func (p *Publisher) placeLoss(pt *partition) {
+	if !pt.hasSocketLoss || pt.batch == nil && !p.acquire(false) {
+		return
+	}
+	if pt.batch == nil {
+		pt.batch = p.newBatch()
+	}
+	pt.batch.AddLoss(pt.socketLoss)
+	pt.hasSocketLoss = false
 }
 
 // sealAll seals every partition's batch that holds records.
@@ -144,7 +210,13 @@ func (p *Publisher) sealAll() {
 	for i := range p.parts {
 		pt := &p.parts[i]
 		pt.mu.Lock()
-		if pt.batch != nil && pt.batch.Len() > 0 {
+		p.placeLoss(pt)
+		if pt.batch == nil && pt.dropped > 0 && p.acquire(false) {
+			// Drops to tell, and room again: tell them now, not with
+			// the partition's next record, which may be long coming.
+			pt.batch = p.newBatch()
+		}
+		if pt.batch != nil && (pt.batch.Len() > 0 || pt.batch.losses > 0 || pt.dropped > 0) {
 			p.seal(i, pt)
 		}
 		pt.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 	"time"
@@ -32,6 +33,11 @@ var (
 const (
 	fieldVersion = 1
 	fieldFlows   = 2
+	fieldLosses  = 3
+
+	fieldLossAt       = 1
+	fieldLossLost     = 2
+	fieldLossReceived = 3
 
 	fieldSrcAddr           = 1
 	fieldDstAddr           = 2
@@ -67,6 +73,7 @@ const (
 type Batch struct {
 	buf     []byte
 	records int
+	losses  int
 	scratch []byte
 }
 
@@ -74,7 +81,7 @@ type Batch struct {
 func (b *Batch) Reset() {
 	b.buf = protowire.AppendVarint(b.buf[:0], protowire.EncodeTag(fieldVersion, protowire.VarintType))
 	b.buf = protowire.AppendVarint(b.buf, Version)
-	b.records = 0
+	b.records, b.losses = 0, 0
 }
 
 // Add appends r as a copy for sides.
@@ -101,6 +108,31 @@ func (b *Batch) AddEncoded(body []byte, sides flow.Side) {
 		b.buf = append(b.buf, byte(protowire.EncodeTag(fieldSides, protowire.VarintType)), byte(sides))
 	}
 	b.records++
+}
+
+// Loss is a report of data lost on ingest (a FlowBatch's losses): Lost
+// units were lost and Received handed on since the previous report, as of
+// At; the units are datagrams or record copies, the same in both. It is
+// what the collector's Dependencies.Lost reports, carried to the check
+// workers.
+type Loss struct {
+	At             time.Time
+	Lost, Received int
+}
+
+// AddLoss appends a loss report.
+func (b *Batch) AddLoss(l Loss) {
+	if len(b.buf) == 0 {
+		b.Reset()
+	}
+	var body [40]byte
+	m := appendTime(body[:0], fieldLossAt, l.At)
+	m = appendUint(m, fieldLossLost, uint64(max(l.Lost, 0)))
+	m = appendUint(m, fieldLossReceived, uint64(max(l.Received, 0)))
+	b.buf = appendTag(b.buf, fieldLosses, protowire.BytesType)
+	b.buf = appendVarint(b.buf, uint64(len(m)))
+	b.buf = append(b.buf, m...)
+	b.losses++
 }
 
 // Len is the number of records in the batch.
@@ -221,14 +253,19 @@ const maxNames = 4096
 // allocates nothing per record. It is not safe for concurrent use.
 type Decoder struct {
 	records []flow.Record
+	losses  []Loss
 	names   map[string]string
 }
+
+// Losses are the loss reports of the value last decoded, valid until the
+// next Decode.
+func (d *Decoder) Losses() []Loss { return d.losses }
 
 // Decode returns the records of one FlowBatch value. The slice is valid
 // until the next call. An error wraps ErrVersion or ErrCorrupt, and then no
 // record of the value is returned: a batch is applied whole or not at all.
 func (d *Decoder) Decode(value []byte) ([]flow.Record, error) {
-	d.records = d.records[:0]
+	d.records, d.losses = d.records[:0], d.losses[:0]
 	var version uint64
 	seen := false
 	for len(value) > 0 {
@@ -253,15 +290,28 @@ func (d *Decoder) Decode(value []byte) ([]flow.Record, error) {
 					return nil, err
 				}
 			}
+		case num == fieldLosses && typ == protowire.BytesType:
+			var body []byte
+			body, n = protowire.ConsumeBytes(value)
+			if n >= 0 {
+				l, err := decodeLoss(body)
+				if err != nil {
+					d.losses = d.losses[:0]
+					return nil, err
+				}
+				d.losses = append(d.losses, l)
+			}
 		default:
 			n = protowire.ConsumeFieldValue(num, typ, value)
 		}
 		if n < 0 {
+			d.losses = d.losses[:0]
 			return nil, corrupt("batch field", n)
 		}
 		value = value[n:]
 	}
 	if !seen || version != Version {
+		d.losses = d.losses[:0]
 		return nil, fmt.Errorf("%w: %d", ErrVersion, version)
 	}
 	return d.records, nil
@@ -329,6 +379,46 @@ func (d *Decoder) decodeFlow(b []byte, r *flow.Record) error {
 		}
 	}
 	return nil
+}
+
+// decodeLoss reads a Loss message; counts beyond an int are corrupt.
+func decodeLoss(b []byte) (Loss, error) {
+	var l Loss
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return l, corrupt("loss tag", n)
+		}
+		if num > protowire.MaxValidNumber {
+			return l, fmt.Errorf("%w: field number %d", ErrCorrupt, num)
+		}
+		b = b[n:]
+		var v uint64
+		switch {
+		case num == fieldLossAt && typ == protowire.Fixed64Type:
+			v, n = protowire.ConsumeFixed64(b)
+			l.At = time.Unix(0, int64(v)).UTC()
+		case (num == fieldLossLost || num == fieldLossReceived) && typ == protowire.VarintType:
+			v, n = protowire.ConsumeVarint(b)
+			if n >= 0 && v > math.MaxInt32 {
+				return l, fmt.Errorf("%w: loss count %d", ErrCorrupt, v)
+			}
+			if num == fieldLossLost {
+				l.Lost = int(v)
+			} else {
+				l.Received = int(v)
+			}
+		case num == fieldLossAt || num == fieldLossLost || num == fieldLossReceived:
+			return l, fmt.Errorf("%w: loss field %d has wire type %d", ErrCorrupt, num, typ)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return l, corrupt("loss field", n)
+		}
+		b = b[n:]
+	}
+	return l, nil
 }
 
 // wireTypes are the wire types of the Flow fields, by number.

@@ -107,6 +107,10 @@ func TestCodecMatchesSchema(t *testing.T) {
 		b.Add(&recs[i], recs[i].Sides)
 		want.Flows = append(want.Flows, toPB(recs[i]))
 	}
+	loss := Loss{At: time.Date(2026, 12, 3, 10, 0, 0, 5, time.UTC), Lost: 3, Received: 997}
+	b.AddLoss(loss)
+	b.AddLoss(Loss{})
+	want.Losses = []*flowpb.Loss{{AtNs: loss.At.UnixNano(), Lost: 3, Received: 997}, {}}
 	if b.Len() != len(recs) || b.Size() != len(b.Bytes()) {
 		t.Fatalf("Len %d Size %d, want %d records and %d bytes", b.Len(), b.Size(), len(recs), len(b.Bytes()))
 	}
@@ -131,6 +135,9 @@ func TestCodecMatchesSchema(t *testing.T) {
 	decoded, err := d.Decode(value)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if l := d.Losses(); len(l) != 2 || l[0] != loss || l[1].Lost != 0 || !l[1].At.IsZero() {
+		t.Errorf("losses %+v, want %+v and an empty one", l, loss)
 	}
 	if !reflect.DeepEqual(decoded, recs) {
 		for i := range recs {
@@ -180,6 +187,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"MAC out of range", flowOf(field(fieldSrcMAC, 1<<48)), ErrCorrupt, 0},
 		{"address of 5 bytes", flowOf(protowire.AppendBytes(protowire.AppendTag(nil, fieldSrcAddr, protowire.BytesType), []byte{1, 2, 3, 4, 5})), ErrCorrupt, 0},
 		{"app_name not UTF-8", flowOf(protowire.AppendBytes(protowire.AppendTag(nil, fieldAppName, protowire.BytesType), []byte{0xff, 'x'})), ErrCorrupt, 0},
+		{"loss count beyond an int", append(version(Version), protowire.AppendBytes(protowire.AppendTag(nil, fieldLosses, protowire.BytesType), field(fieldLossLost, 1<<40))...), ErrCorrupt, 0},
 		{"wrong wire type", flowOf(protowire.AppendFixed32(protowire.AppendTag(nil, fieldBytes, protowire.Fixed32Type), 1)), ErrCorrupt, 0},
 	} {
 		var d Decoder
@@ -237,6 +245,7 @@ func FuzzDecode(f *testing.F) {
 	for _, r := range testRecords(4) {
 		b.Add(&r, r.Sides)
 	}
+	b.AddLoss(Loss{At: time.Unix(1764756000, 0), Lost: 1, Received: 2})
 	f.Add(b.Bytes())
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x01})
@@ -264,6 +273,15 @@ func FuzzDecode(f *testing.F) {
 			pb.Flows[i].ProtoReflect().SetUnknown(nil)
 			if !proto.Equal(pb.Flows[i], toPB(recs[i])) {
 				t.Fatalf("record %d: %+v, proto.Unmarshal reads %v", i, recs[i], pb.Flows[i])
+			}
+		}
+		if len(pb.Losses) != len(d.Losses()) {
+			t.Fatalf("%d losses, proto.Unmarshal reads %d", len(d.Losses()), len(pb.Losses))
+		}
+		for i, l := range d.Losses() {
+			pl := pb.Losses[i]
+			if uint64(l.Lost) != pl.Lost || uint64(l.Received) != pl.Received || (!l.At.IsZero() || pl.AtNs != 0) && l.At.UnixNano() != pl.AtNs {
+				t.Fatalf("loss %d: %+v, proto.Unmarshal reads %v", i, l, pl)
 			}
 		}
 		var again Batch

@@ -102,8 +102,9 @@ func expectedCopies(recs []flow.Record, n int) map[copyKey]int {
 }
 
 // consumeCopies reads every partition of topic from the start until it
-// has total copies (or the deadline), decoding each message.
-func consumeCopies(t *testing.T, broker, topic string, total int) map[copyKey]int {
+// has total copies (or the deadline), decoding each message; it returns
+// the copies and the loss reports read on the way.
+func consumeCopies(t *testing.T, broker, topic string, total int) (map[copyKey]int, map[int][]Loss) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
@@ -113,7 +114,7 @@ func consumeCopies(t *testing.T, broker, topic string, total int) map[copyKey]in
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	got := map[copyKey]int{}
+	got, losses := map[copyKey]int{}, map[int][]Loss{}
 	n := 0
 	var d Decoder
 	for n < total {
@@ -130,6 +131,9 @@ func consumeCopies(t *testing.T, broker, topic string, total int) map[copyKey]in
 			if err != nil {
 				t.Fatalf("partition %d offset %d: %v", r.Partition, r.Offset, err)
 			}
+			if l := d.Losses(); len(l) > 0 {
+				losses[int(r.Partition)] = append(losses[int(r.Partition)], l...)
+			}
 			for i := range recs {
 				sides := recs[i].Sides
 				recs[i].Sides = 0
@@ -138,7 +142,7 @@ func consumeCopies(t *testing.T, broker, topic string, total int) map[copyKey]in
 			}
 		})
 	}
-	return got
+	return got, losses
 }
 
 // TestPublishPartitions publishes a softflowd capture's records and reads
@@ -162,7 +166,10 @@ func TestPublishPartitions(t *testing.T) {
 	for _, c := range want {
 		total += c
 	}
-	got := consumeCopies(t, broker, cfg.FlowsTopic, total)
+	got, losses := consumeCopies(t, broker, cfg.FlowsTopic, total)
+	if len(losses) != 0 {
+		t.Errorf("loss reports %v, with nothing lost", losses)
+	}
 	for k, c := range want {
 		if got[k] != c {
 			t.Errorf("partition %d sides %d: %d copies, want %d", k.partition, k.sides, got[k], c)
@@ -251,7 +258,16 @@ func TestPublishBrokerOutage(t *testing.T) {
 	}
 
 	after := int(testutil.ToFloat64(p.m.records) - before)
-	got := consumeCopies(t, broker, cfg.FlowsTopic, after)
+	got, losses := consumeCopies(t, broker, cfg.FlowsTopic, after)
+	told := 0
+	for _, ls := range losses {
+		for _, l := range ls {
+			told += l.Lost
+		}
+	}
+	if want := int(testutil.ToFloat64(p.m.dropped.WithLabelValues(dropBufferFull))); told != want {
+		t.Errorf("loss reports tell of %d copies lost, %d were dropped", told, want)
+	}
 	for k, c := range expectedCopies(recs, partitions) {
 		if got[k] < c {
 			t.Errorf("after the outage: partition %d sides %d: %d copies, want at least %d", k.partition, k.sides, got[k], c)
@@ -275,4 +291,43 @@ func TestPublishIdleOutage(t *testing.T) {
 	waitFor(t, "not ready with the broker away", func() bool { return !p.Ready() })
 	startKafka(t, port)
 	waitFor(t, "ready once the broker is back", p.Ready)
+}
+
+// TestPublishSocketLoss: a loss on ingest's sockets reaches the owner of
+// every partition, records flowing or not.
+func TestPublishSocketLoss(t *testing.T) {
+	_, broker := startKafka(t, 0)
+	const partitions = 4
+	cfg := ingestConfig(broker, partitions)
+	p, _ := startPublisher(t, cfg, false)
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	p.Lost(at, 5, 100)
+	p.Lost(at.Add(time.Second), 0, 100) // nothing lost: nothing to tell
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Read until every partition told (no records to count).
+	cl, err := kgo.NewClient(kgo.SeedBrokers(broker), kgo.ConsumeTopics(cfg.FlowsTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	told := map[int32][]Loss{}
+	var d Decoder
+	for len(told) < partitions && ctx.Err() == nil {
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			if _, err := d.Decode(r.Value); err != nil {
+				t.Fatal(err)
+			}
+			told[r.Partition] = append(told[r.Partition], d.Losses()...)
+		})
+	}
+	for part := range int32(partitions) {
+		if l := told[part]; len(l) != 1 || l[0] != (Loss{At: at, Lost: 5, Received: 100}) {
+			t.Errorf("partition %d: losses %+v", part, l)
+		}
+	}
 }

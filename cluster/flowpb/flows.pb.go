@@ -36,8 +36,12 @@ const (
 type FlowBatch struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// version is the encoding's version: 1. Zero (absent) is refused.
-	Version       uint32  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
-	Flows         []*Flow `protobuf:"bytes,2,rep,name=flows,proto3" json:"flows,omitempty"`
+	Version uint32  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	Flows   []*Flow `protobuf:"bytes,2,rep,name=flows,proto3" json:"flows,omitempty"`
+	// losses tell the check worker reading this partition that ingest lost
+	// flow data, so that it withholds the verdicts a lost reply could
+	// falsify, as a single process does after a loss on its own sockets.
+	Losses        []*Loss `protobuf:"bytes,3,rep,name=losses,proto3" json:"losses,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,6 +88,78 @@ func (x *FlowBatch) GetFlows() []*Flow {
 		return x.Flows
 	}
 	return nil
+}
+
+func (x *FlowBatch) GetLosses() []*Loss {
+	if x != nil {
+		return x.Losses
+	}
+	return nil
+}
+
+// Loss is one report of data lost on ingest: lost units (datagrams of
+// flow data on the ingest's sockets, or record copies of this partition
+// its publisher dropped) and received units of the same kind handed on,
+// since the previous report, as of at_ns.
+type Loss struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Clock time of the report, nanoseconds since the Unix epoch.
+	AtNs          int64  `protobuf:"fixed64,1,opt,name=at_ns,json=atNs,proto3" json:"at_ns,omitempty"`
+	Lost          uint64 `protobuf:"varint,2,opt,name=lost,proto3" json:"lost,omitempty"`
+	Received      uint64 `protobuf:"varint,3,opt,name=received,proto3" json:"received,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Loss) Reset() {
+	*x = Loss{}
+	mi := &file_flows_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Loss) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Loss) ProtoMessage() {}
+
+func (x *Loss) ProtoReflect() protoreflect.Message {
+	mi := &file_flows_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Loss.ProtoReflect.Descriptor instead.
+func (*Loss) Descriptor() ([]byte, []int) {
+	return file_flows_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Loss) GetAtNs() int64 {
+	if x != nil {
+		return x.AtNs
+	}
+	return 0
+}
+
+func (x *Loss) GetLost() uint64 {
+	if x != nil {
+		return x.Lost
+	}
+	return 0
+}
+
+func (x *Loss) GetReceived() uint64 {
+	if x != nil {
+		return x.Received
+	}
+	return 0
 }
 
 // Flow is one flow.Record, field for field, plus the side(s) this copy
@@ -141,7 +217,7 @@ type Flow struct {
 
 func (x *Flow) Reset() {
 	*x = Flow{}
-	mi := &file_flows_proto_msgTypes[1]
+	mi := &file_flows_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +229,7 @@ func (x *Flow) String() string {
 func (*Flow) ProtoMessage() {}
 
 func (x *Flow) ProtoReflect() protoreflect.Message {
-	mi := &file_flows_proto_msgTypes[1]
+	mi := &file_flows_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +242,7 @@ func (x *Flow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Flow.ProtoReflect.Descriptor instead.
 func (*Flow) Descriptor() ([]byte, []int) {
-	return file_flows_proto_rawDescGZIP(), []int{1}
+	return file_flows_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Flow) GetSrcAddr() []byte {
@@ -362,10 +438,15 @@ var File_flows_proto protoreflect.FileDescriptor
 
 const file_flows_proto_rawDesc = "" +
 	"\n" +
-	"\vflows.proto\x12\x12flowcheck.flows.v1\"U\n" +
+	"\vflows.proto\x12\x12flowcheck.flows.v1\"\x87\x01\n" +
 	"\tFlowBatch\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12.\n" +
-	"\x05flows\x18\x02 \x03(\v2\x18.flowcheck.flows.v1.FlowR\x05flows\"\x97\x06\n" +
+	"\x05flows\x18\x02 \x03(\v2\x18.flowcheck.flows.v1.FlowR\x05flows\x120\n" +
+	"\x06losses\x18\x03 \x03(\v2\x18.flowcheck.flows.v1.LossR\x06losses\"K\n" +
+	"\x04Loss\x12\x13\n" +
+	"\x05at_ns\x18\x01 \x01(\x10R\x04atNs\x12\x12\n" +
+	"\x04lost\x18\x02 \x01(\x04R\x04lost\x12\x1a\n" +
+	"\breceived\x18\x03 \x01(\x04R\breceived\"\x97\x06\n" +
 	"\x04Flow\x12\x19\n" +
 	"\bsrc_addr\x18\x01 \x01(\fR\asrcAddr\x12\x19\n" +
 	"\bdst_addr\x18\x02 \x01(\fR\adstAddr\x12\x19\n" +
@@ -408,18 +489,20 @@ func file_flows_proto_rawDescGZIP() []byte {
 	return file_flows_proto_rawDescData
 }
 
-var file_flows_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_flows_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_flows_proto_goTypes = []any{
 	(*FlowBatch)(nil), // 0: flowcheck.flows.v1.FlowBatch
-	(*Flow)(nil),      // 1: flowcheck.flows.v1.Flow
+	(*Loss)(nil),      // 1: flowcheck.flows.v1.Loss
+	(*Flow)(nil),      // 2: flowcheck.flows.v1.Flow
 }
 var file_flows_proto_depIdxs = []int32{
-	1, // 0: flowcheck.flows.v1.FlowBatch.flows:type_name -> flowcheck.flows.v1.Flow
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 0: flowcheck.flows.v1.FlowBatch.flows:type_name -> flowcheck.flows.v1.Flow
+	1, // 1: flowcheck.flows.v1.FlowBatch.losses:type_name -> flowcheck.flows.v1.Loss
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_flows_proto_init() }
@@ -433,7 +516,7 @@ func file_flows_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flows_proto_rawDesc), len(file_flows_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

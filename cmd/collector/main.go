@@ -357,6 +357,10 @@ func (p *pipeline) buildIngest(cfg Config, clk clock.Clock, logger *slog.Logger,
 	p.collector, err = collector.New(cfg.Collector, collector.Dependencies{
 		Logger: logger.With("component", "collector"), Registerer: p.registry, Clock: clk,
 		Flows: p.publisher.Handle,
+		// The check workers withhold the verdicts a lost datagram could
+		// have falsified, as role all does: they learn of the loss
+		// through the topic.
+		Lost: p.publisher.Lost,
 	})
 	if err != nil {
 		return fmt.Errorf("collector: %w", err)
