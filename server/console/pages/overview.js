@@ -18,11 +18,14 @@ const charts = [
   {title: 'Drops and shed records /s', series: [['drops_per_second', 'datagrams dropped/s', '#c62828'], ['shed_per_second', 'records shed/s', '#ef6c00']], value: (v) => fmt.num(v, 1)},
   {title: 'Hosts', series: [['hosts', 'hosts', '#6a1b9a']], value: (v) => fmt.num(v)},
   {title: 'Engaged alerts by severity', series: [['alerts_critical', 'critical', '#c62828'], ['alerts_error', 'error', '#ef6c00'], ['alerts_warning', 'warning', '#f9a825'], ['alerts_info', 'info', '#1e88e5']], value: (v) => fmt.num(v)},
-  {title: 'Tick duration', series: [['tick_seconds', 'tick', '#00838f']], value: (v) => fmt.duration(v)},
+  // A tick ends every scripting.interval: its series joins the seconds
+  // that have one.
+  {title: 'Tick duration', series: [['tick_seconds', 'tick', '#00838f']], value: (v) => fmt.duration(v), sparse: true},
 ];
 
-function card(label, value, id, alerting) {
-  return el('div', {className: 'card' + (alerting ? ' alerting' : ''), id}, el('div', {className: 'label'}, label), el('div', {className: 'value'}, value));
+function card(label, value, id, alerting, detail) {
+  return el('div', {className: 'card' + (alerting ? ' alerting' : ''), id}, el('div', {className: 'label'}, label), el('div', {className: 'value'}, value),
+    detail ? el('div', {className: 'detail'}, detail) : null);
 }
 
 // lastTick is the duration of the latest tick: the current sample's, or
@@ -44,21 +47,23 @@ function cards(cur, series) {
     card('Shed/s', fmt.num(cur.shed_per_second, 1), 'card-shed', cur.shed_per_second > 0),
     card('Hosts', fmt.num(cur.hosts), 'card-hosts'),
     card('Exporters', fmt.num(cur.exporters), 'card-exporters'),
-    card('Engaged alerts', `${fmt.num(engaged)} (${a.critical || 0} crit, ${a.error || 0} err, ${a.warning || 0} warn, ${a.info || 0} info)`, 'card-alerts', (a.critical || 0) + (a.error || 0) > 0),
+    card('Engaged alerts', fmt.num(engaged), 'card-alerts', (a.critical || 0) + (a.error || 0) > 0,
+      `critical ${a.critical || 0} · error ${a.error || 0} · warning ${a.warning || 0} · info ${a.info || 0}`),
     card('Last tick', fmt.duration(lastTick(cur, series)), 'card-tick'),
   ];
 }
 
 // plot draws one chart into its holder and returns the uPlot.
 function plot(holder, chart, data) {
-  const width = Math.max(300, holder.clientWidth - 4);
+  const width = Math.max(300, holder.clientWidth);
   const opts = {
-    width, height: 150,
+    width, height: 140,
     legend: {show: true},
     cursor: {drag: {x: false, y: false}},
     scales: {x: {time: true}, y: {range: (_u, min, max) => [0, Math.max(max, 1) * 1.1]}},
     axes: [{}, {size: 70, values: (_u, ticks) => ticks.map(chart.value)}],
-    series: [{}, ...chart.series.map(([, label, stroke]) => ({label, stroke, width: 1.5, spanGaps: false, value: (_u, v) => (v === null ? '–' : chart.value(v))}))],
+    series: [{}, ...chart.series.map(([, label, stroke]) => ({label, stroke, width: 1.5, spanGaps: !!chart.sparse, points: {show: !!chart.sparse},
+      value: (_u, v) => (v === null ? '–' : chart.value(v))}))],
   };
   return new uPlot(opts, data, holder);
 }
@@ -73,8 +78,9 @@ function merge(held, fresh) {
   const last = held.time.length ? held.time[held.time.length - 1] : -Infinity;
   const start = times.findIndex((t) => t > last);
   if (start < 0) return held;
+  const before = held.time.length;
   for (const k of Object.keys(fresh)) {
-    held[k] = (held[k] || new Array(held.time.length).fill(null)).concat(fresh[k].slice(start));
+    held[k] = (held[k] || new Array(before).fill(null)).concat(fresh[k].slice(start));
   }
   const cut = held.time.length - hour;
   if (cut > 0) for (const k of Object.keys(held)) held[k] = held[k].slice(cut);
@@ -86,10 +92,11 @@ export async function render(view, _route, ctx) {
   if (!ctx.live()) return;
   let series = merge({time: []}, d.series);
   const cardBox = el('div', {className: 'cards', id: 'cards'}, cards(d.current, series));
-  const holders = charts.map((c) => el('div', {className: 'chart panel'}, el('h3', null, c.title)));
+  const holders = charts.map(() => el('div', {className: 'plot'}));
+  const panels = charts.map((c, i) => el('div', {className: 'chart panel'}, el('h3', null, c.title), holders[i]));
   const top = el('div', {id: 'top-scanners'});
   fill(view, el('h1', null, 'Overview', el('span', {className: 'sub'}, 'last hour, one sample a second')), cardBox,
-    el('div', {className: 'grid-2'}, holders, section('Top scanners (refused ports)', top, el('p', null, el('a', {href: '#/hosts?sort=refused_ports'}, 'All hosts by refused ports ›')))));
+    el('div', {className: 'grid-2'}, panels, section('Top scanners (refused ports)', top, el('p', null, el('a', {href: '#/hosts?sort=refused_ports'}, 'All hosts by refused ports ›')))));
   const plots = charts.map((c, i) => plot(holders[i], c, columns(series, c)));
   ctx.onLeave(() => plots.forEach((p) => p.destroy()));
 
