@@ -3,14 +3,16 @@
 // stop when the page is left.
 import {el, fill} from './dom.js';
 import {abortAll} from './api.js';
-import * as overview from './pages/overview.js';
-import * as hosts from './pages/hosts.js';
-import * as host from './pages/host.js';
-import * as alerts from './pages/alerts.js';
-import * as exporters from './pages/exporters.js';
-import * as checks from './pages/checks.js';
 
-const routes = {'': overview, hosts, host, alerts, exporters, checks};
+// Pages load when first opened: only the overview needs the chart library.
+const routes = {
+  '': () => import('./pages/overview.js'),
+  hosts: () => import('./pages/hosts.js'),
+  host: () => import('./pages/host.js'),
+  alerts: () => import('./pages/alerts.js'),
+  exporters: () => import('./pages/exporters.js'),
+  checks: () => import('./pages/checks.js'),
+};
 const navName = {'': 'overview', host: 'hosts'};
 
 let timers = [];
@@ -33,12 +35,11 @@ async function route() {
   cleanups = [];
   const gen = ++generation;
   const {page, arg, params} = parseHash(location.hash);
-  const mod = routes[page];
   const view = document.getElementById('view');
   for (const a of document.querySelectorAll('#nav a')) {
     a.classList.toggle('active', a.dataset.page === (navName[page] ?? page));
   }
-  if (!mod) {
+  if (!Object.hasOwn(routes, page)) {
     fill(view, el('p', {className: 'error'}, 'No such page: ' + page));
     return;
   }
@@ -50,8 +51,10 @@ async function route() {
     onLeave: (fn) => cleanups.push(fn),
     status,
   };
-  document.title = 'flowcheck · ' + (mod.title || page);
   try {
+    const mod = await routes[page]();
+    if (gen !== generation) return;
+    document.title = 'flowcheck · ' + (mod.title || page);
     await mod.render(view, {arg, params}, ctx);
     if (gen === generation) status('');
   } catch (err) {

@@ -20,7 +20,7 @@ function setView(label, set, id) {
     shown.length ? el('div', {className: 'members'}, shown.map((m) => el('span', null, String(m))), more) : null);
 }
 
-function contactsPanel(title, kind, counts, sets, flows) {
+function contactsPanel(title, kind, counts, sets, flows, clients) {
   const s = sets || {};
   return section(title,
     el('table', {className: 'grid', id: kind + '-figures'},
@@ -28,11 +28,11 @@ function contactsPanel(title, kind, counts, sets, flows) {
       el('tbody', null,
         el('tr', null, el('td', null, 'Peers contacted as client'), el('td', {className: 'num', dataset: {field: kind + '.peers_as_client'}}, fmt.num(counts.peers_as_client))),
         el('tr', null, el('td', null, 'Server ports contacted as client'), el('td', {className: 'num', dataset: {field: kind + '.server_ports'}}, fmt.num(counts.server_ports))),
-        el('tr', null, el('td', null, 'Clients left unanswered as server'), el('td', {className: 'num', dataset: {field: kind + '.peers_as_server'}}, fmt.num(counts.peers_as_server))),
+        el('tr', null, el('td', null, clients + ' as server'), el('td', {className: 'num', dataset: {field: kind + '.peers_as_server'}}, fmt.num(counts.peers_as_server))),
         flows ? el('tr', null, el('td', null, 'Conversations (TCP / UDP, as client)'), el('td', {className: 'num'}, `${fmt.num(flows.egress_tcp)} / ${fmt.num(flows.egress_udp)}`)) : null)),
     setView('Server ports', s.server_ports, kind + '-ports'),
     setView('Peers as client', s.peers_as_client, kind + '-peers'),
-    setView('Peers as server', s.peers_as_server, kind + '-clients'));
+    setView(clients, s.peers_as_server, kind + '-clients'));
 }
 
 export async function render(view, {arg, params}, ctx) {
@@ -71,8 +71,8 @@ export async function render(view, {arg, params}, ctx) {
       {title: 'Flows', value: (r) => fmt.num(r.flows), numeric: true},
     ], [...(h.l7 || [])].sort((a, b) => (b.bytes_sent + b.bytes_rcvd) - (a.bytes_sent + a.bytes_rcvd)), {id: 'l7', empty: 'No application seen.'}));
     const sets = h.sets || {};
-    const noreply = contactsPanel('One-sided (no reply)', 'noreply', h.noreply, sets.noreply, null);
-    const refused = contactsPanel('Refused (TCP reset)', 'refused', h.refused, sets.refused, h.refused_flows);
+    const noreply = contactsPanel('One-sided (no reply)', 'noreply', h.noreply, sets.noreply, null, 'Clients left unanswered');
+    const refused = contactsPanel('Refused (TCP reset)', 'refused', h.refused, sets.refused, h.refused_flows, 'Clients refused');
     const u = h.unidirectional;
     const uni = section('Unidirectional flows', table([
       {title: 'Direction', value: (r) => r[0]},

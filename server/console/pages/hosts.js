@@ -80,7 +80,7 @@ export async function render(view, {params}, ctx) {
     if (!ctx.live()) return;
     const columns = [
       {title: 'Host', value: hostLink},
-      {title: 'Name', value: (h) => (h.name && h.name !== h.ip ? h.name : '')},
+      {title: 'Name', value: (h) => (h.name && h.name !== h.ip ? el('span', {title: h.name}, h.name) : ''), className: 'name'},
       {title: 'VLAN', value: (h) => String(h.vlan), numeric: true},
       {title: 'Local', value: (h) => (h.local ? 'local' : 'remote')},
       {title: 'Score', value: (h) => fmt.num(h.score), numeric: true, sort: 'score'},

@@ -58,7 +58,7 @@ function plot(holder, chart, data) {
   const width = Math.max(300, holder.clientWidth);
   const opts = {
     width, height: 140,
-    legend: {show: true},
+    legend: {show: true, live: false},
     cursor: {drag: {x: false, y: false}},
     scales: {x: {time: true}, y: {range: (_u, min, max) => [0, Math.max(max, 1) * 1.1]}},
     axes: [{}, {size: 70, values: (_u, ticks) => ticks.map(chart.value)}],
