@@ -71,7 +71,8 @@ type PublishConfiguration struct {
 	// FlushInterval is the longest a record waits in a partition's batch.
 	FlushInterval time.Duration `mapstructure:"flush_interval"`
 	// BufferBytes bounds the memory of batches not yet acknowledged, all
-	// partitions together; beyond it records are dropped and counted.
+	// partitions together; beyond it records are dropped and counted. At
+	// least two batches per partition.
 	BufferBytes int `mapstructure:"buffer_bytes"`
 	// Acks is all, one or none.
 	Acks string `mapstructure:"acks"`
@@ -168,8 +169,10 @@ func (c Configuration) Validate() error {
 		if p.FlushInterval <= 0 {
 			bad("publish.flush_interval", "must be > 0")
 		}
-		if p.BufferBytes < 2*p.FlushBytes {
-			bad("publish.buffer_bytes", "must be ≥ 2 × flush_bytes")
+		// Every partition fills a batch of its own, and one more may be
+		// in flight for each: less would drop records with the brokers up.
+		if c.Partitions > 0 && p.BufferBytes < 2*c.Partitions*p.FlushBytes {
+			bad("publish.buffer_bytes", "must be ≥ 2 × partitions × flush_bytes (%d); or lower flush_bytes", 2*c.Partitions*p.FlushBytes)
 		}
 		switch p.Acks {
 		case "all", "one", "none":
