@@ -99,3 +99,22 @@ func TestAppendShardKeys(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotCounters: the same copy as Snapshot, without the name.
+func TestSnapshotCounters(t *testing.T) {
+	tbl, _, _ := newTestTable(t, DefaultConfiguration(), Dependencies{})
+	tbl.Apply(scan("192.0.2.1", "192.0.2.2", 10))
+	full := snap(t, tbl, key("192.0.2.1"))
+	var c HostSnapshot
+	c.Name = "stale"
+	if !tbl.SnapshotCounters(key("192.0.2.1"), &c) || c.Name != "" || full.Name != "192.0.2.1" {
+		t.Fatalf("counters %+v, full name %q", c, full.Name)
+	}
+	c.Name = full.Name
+	if fmt.Sprint(c) != fmt.Sprint(full) {
+		t.Fatalf("counters %+v, want %+v", c, full)
+	}
+	if tbl.SnapshotCounters(key("203.0.113.1"), &c) {
+		t.Fatal("unknown host copied")
+	}
+}

@@ -33,6 +33,17 @@ func (t *HostTable) AppendShardKeys(i int, dst []HostKey) []HostKey {
 // Snapshot copies the state of one host into dst, reusing dst.L7's
 // capacity. It returns false if the host is unknown.
 func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
+	if !t.SnapshotCounters(key, dst) {
+		return false
+	}
+	dst.Name = t.nameOf(key.Addr.Unmap())
+	return true
+}
+
+// SnapshotCounters is Snapshot without the display name (Name is left
+// empty), for a walk that shows few of the hosts it reads: formatting the
+// name is a snapshot's one allocation.
+func (t *HostTable) SnapshotCounters(key HostKey, dst *HostSnapshot) bool {
 	k := keyOf(key)
 	hash := hostHash(k)
 	sh := &t.shards[hash&t.mask]
@@ -72,7 +83,6 @@ func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
 	}
 	dst.Sampling = VerdictSampling{Rate: max(nr.Rate, ref.Rate), Verdicts: nr.Verdicts + ref.Verdicts}
 	sh.mu.Unlock()
-	dst.Name = t.nameOf(addrOf16(k.addr))
 	return true
 }
 

@@ -29,6 +29,13 @@ type shardedHosts interface {
 	AppendShardKeys(shard int, dst []aggregate.HostKey) []aggregate.HostKey
 }
 
+// counterHosts is a Hosts that can copy a host without its display name
+// (aggregate.HostTable): a walk then formats names only for the hosts it
+// answers.
+type counterHosts interface {
+	SnapshotCounters(key aggregate.HostKey, dst *aggregate.HostSnapshot) bool
+}
+
 // hostSummary is one line of /api/v1/hosts.
 type hostSummary struct {
 	// key orders and identifies the host; IP and MAC are formatted only
@@ -243,6 +250,11 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 	sc := scratchOf(r)
 	top := &topHosts{items: sc.top[:0], order: hostOrder}
 	total, remaining, i := 0, 0, 0
+	snapshot := c.deps.Hosts.Snapshot
+	counters, named := c.deps.Hosts.(counterHosts)
+	if named {
+		snapshot = counters.SnapshotCounters
+	}
 	sharded, byShard := c.deps.Hosts.(shardedHosts)
 	shards := 1
 	if byShard {
@@ -263,7 +275,7 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 				}
 				runtime.Gosched()
 			}
-			if !hq.keyWanted(k) || !c.deps.Hosts.Snapshot(k, &sc.snap) ||
+			if !hq.keyWanted(k) || !snapshot(k, &sc.snap) ||
 				(hq.local == 1 && !sc.snap.Local) || (hq.local == 2 && sc.snap.Local) {
 				continue
 			}
@@ -301,6 +313,13 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 			out[i].Score = c.deps.Alerts.Score(out[i].key)
 		}
 		out[i].format()
+		if named {
+			// The name only: the figures stay those the page was sorted by.
+			out[i].Name = out[i].IP
+			if c.deps.Hosts.Snapshot(out[i].key, &sc.snap) {
+				out[i].Name = sc.snap.Name
+			}
+		}
 	}
 	items, err := fill(len(out), hq.limit, func(i int) any { return &out[i] })
 	if err != nil {

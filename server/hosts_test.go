@@ -235,6 +235,11 @@ func TestHostSets(t *testing.T) {
 	if !strings.Contains(body, `"peers_as_server": {`+"\n"+`        "count": 1,`) || !strings.Contains(body, `"192.0.2.1"`) {
 		t.Fatalf("victim: %s", body)
 	}
+	// The list walks without names, then names the page's hosts.
+	p := getPage[hostSummary](t, ts, "/api/v1/hosts?sort=refused_ports")
+	if len(p.Items) != 2 || p.Items[0].Name != "192.0.2.1" || p.Items[1].Name != "192.0.2.2" {
+		t.Fatalf("hosts %+v", p.Items)
+	}
 	// Without Contacts, the sets show their counts.
 	ts2, _ := serve(t, DefaultConfiguration(), Dependencies{Hosts: table})
 	_, body = get(t, ts2, "/api/v1/hosts/192.0.2.1")
