@@ -3,12 +3,13 @@ package cluster
 import (
 	"context"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/flowcheck/flowcheck/internal/cputime"
 )
 
 // BenchmarkPublish feeds a softflowd capture's records, over and over, to
@@ -27,7 +28,7 @@ func BenchmarkPublish(b *testing.B) {
 	var next atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	start, cpu0 := time.Now(), cpuTime(b)
+	start, cpu0 := time.Now(), cputime.Process()
 	done := make(chan struct{})
 	for range 2 {
 		go func() {
@@ -47,7 +48,7 @@ func BenchmarkPublish(b *testing.B) {
 	if err := p.Stop(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	elapsed, cpu := time.Since(start), cpuTime(b)-cpu0
+	elapsed, cpu := time.Since(start), cputime.Process()-cpu0
 	b.StopTimer()
 	// The process's CPU time: the in-process broker's included.
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/record")
@@ -56,15 +57,6 @@ func BenchmarkPublish(b *testing.B) {
 	b.ReportMetric(copies/float64(b.N), "copies/record")
 	b.ReportMetric(testutil.ToFloat64(p.m.bytes)/copies, "value-bytes/copy")
 	b.ReportMetric(kafkaBytes(b, broker, cfg.FlowsTopic, int64(copies))/copies, "kafka-bytes/copy")
-}
-
-// cpuTime is the CPU time (user and system) of the process so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // kafkaBytes consumes the topic to its end and returns the compressed

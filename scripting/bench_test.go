@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/flowcheck/flowcheck/aggregate"
 	"github.com/flowcheck/flowcheck/clock"
+	"github.com/flowcheck/flowcheck/internal/cputime"
 )
 
 // benchSource is fakeHosts with a fixed key list: the fake's AppendKeys
@@ -71,7 +71,7 @@ func benchmarkTick(b *testing.B, workers, nHosts int) {
 	now := t0
 	e.Tick(context.Background(), now, false) // create per-host state outside the measure
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Process()
 	b.ResetTimer()
 	calls := 0
 	for i := 0; i < b.N; i++ {
@@ -80,7 +80,7 @@ func benchmarkTick(b *testing.B, workers, nHosts int) {
 		calls += st.Calls
 	}
 	b.StopTimer()
-	cpu := cpuTime() - cpu0
+	cpu := cputime.Process() - cpu0
 	if calls != b.N*nHosts*5 {
 		b.Fatalf("%d calls, want %d", calls, b.N*nHosts*5)
 	}
@@ -112,15 +112,6 @@ func BenchmarkTickMillion(b *testing.B) {
 		b.Skip("set FLOWCHECK_BENCH_MILLION=1 to tick over 10^6 hosts")
 	}
 	benchmarkTick(b, 0, 1_000_000)
-}
-
-// cpuTime is the process's user+system CPU time.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkL7 runs one check on 1000 hosts with five L7 protocols each and
