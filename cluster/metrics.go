@@ -88,3 +88,87 @@ func newPublishMetrics(reg prometheus.Registerer) (*publishMetrics, error) {
 	}
 	return m, nil
 }
+
+// consumeMetrics are the check role's series.
+type consumeMetrics struct {
+	records          prometheus.Counter
+	messages         prometheus.Counter
+	bytes            prometheus.Counter
+	decodeErrors     *prometheus.CounterVec
+	groupErrors      *prometheus.CounterVec
+	lag              *prometheus.GaugeVec
+	owned            prometheus.Gauge
+	rebuilding       prometheus.Gauge
+	rebuilds         prometheus.Counter
+	rebuildSeconds   prometheus.Histogram
+	checkpoints      prometheus.Counter
+	checkpointErrors *prometheus.CounterVec
+}
+
+func newConsumeMetrics(reg prometheus.Registerer) (*consumeMetrics, error) {
+	m := &consumeMetrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_consume_records_total",
+			Help: "Record copies read from the flows topic and applied to the host table.",
+		}),
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_consume_messages_total",
+			Help: "Messages read from the flows topic (batches, goflow2 flows and alert checkpoints).",
+		}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_consume_bytes_total",
+			Help: "Bytes of message values read from the flows topic, after decompression.",
+		}),
+		decodeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_consume_decode_errors_total",
+			Help: "Messages of the flows topic skipped because they could not be decoded, by kind (version: an unknown FlowBatch version; corrupt; checkpoint: an alert checkpoint).",
+		}, []string{"kind"}),
+		groupErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_consume_errors_total",
+			Help: "Failed consumer group, fetch, offset and commit requests by kind (connection_refused, network, timeout, a Kafka error name, other).",
+		}, []string{"kind"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "flowcheck_cluster_consume_lag_messages",
+			Help: "Messages of an owned partition not applied yet (its high watermark minus the next offset), by partition.",
+		}, []string{"partition"}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowcheck_cluster_owned_partitions",
+			Help: "Partitions of the flows topic the consumer group gave this worker.",
+		}),
+		rebuilding: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "flowcheck_cluster_partitions_rebuilding",
+			Help: "Owned partitions being rebuilt (read from now − cluster.rebuild_window, alerts held); /readyz is false meanwhile.",
+		}),
+		rebuilds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_rebuilds_total",
+			Help: "Partition rebuilds completed.",
+		}),
+		rebuildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "flowcheck_cluster_rebuild_duration_seconds",
+			Help:    "Wall time of a partition's rebuild.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 16),
+		}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_checkpoints_total",
+			Help: "Alert checkpoints written (one per owned partition per check interval, and one when a partition is revoked).",
+		}),
+		checkpointErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "flowcheck_cluster_checkpoint_errors_total",
+			Help: "Failed writes of alert checkpoints, by kind.",
+		}, []string{"kind"}),
+	}
+	for _, c := range []prometheus.Collector{m.records, m.messages, m.bytes, m.decodeErrors, m.groupErrors, m.lag,
+		m.owned, m.rebuilding, m.rebuilds, m.rebuildSeconds, m.checkpoints, m.checkpointErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range []string{"version", "corrupt", "checkpoint"} {
+		m.decodeErrors.WithLabelValues(k)
+	}
+	for _, k := range []string{"connection_refused", "network", "timeout", "other"} {
+		m.groupErrors.WithLabelValues(k)
+		m.checkpointErrors.WithLabelValues(k)
+	}
+	return m, nil
+}

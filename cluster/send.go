@@ -32,36 +32,46 @@ func (e *partitionCountError) Error() string {
 // ensureTopic checks that the flows topic has cluster.partitions
 // partitions, creating it when it is missing.
 func (p *Publisher) ensureTopic(ctx context.Context, transport *kafka.Transport) error {
+	err := ensureTopic(ctx, p.cfg, transport, p.deps.Logger)
+	if err == nil {
+		p.topicOK.Store(true)
+	}
+	return err
+}
+
+// ensureTopic checks that cfg's flows topic has cfg.Partitions
+// partitions, creating it when it is missing: the ingest role's publisher
+// and the check role's consumer, whichever starts first.
+func ensureTopic(ctx context.Context, cfg Configuration, transport *kafka.Transport, logger *slog.Logger) error {
 	defer transport.CloseIdleConnections()
-	client := &kafka.Client{Addr: kafka.TCP(p.cfg.Brokers...), Transport: transport}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: transport}
 	for attempt := 0; ; attempt++ {
-		resp, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{p.cfg.FlowsTopic}})
+		resp, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.FlowsTopic}})
 		if err != nil {
 			return err
 		}
 		if len(resp.Topics) != 1 {
-			return fmt.Errorf("metadata of %s: %d topics in the answer", p.cfg.FlowsTopic, len(resp.Topics))
+			return fmt.Errorf("metadata of %s: %d topics in the answer", cfg.FlowsTopic, len(resp.Topics))
 		}
 		t := resp.Topics[0]
 		switch {
-		case t.Error == nil && len(t.Partitions) == p.cfg.Partitions:
-			p.topicOK.Store(true)
+		case t.Error == nil && len(t.Partitions) == cfg.Partitions:
 			return nil
 		case t.Error == nil:
-			return &partitionCountError{topic: p.cfg.FlowsTopic, have: len(t.Partitions), want: p.cfg.Partitions}
+			return &partitionCountError{topic: cfg.FlowsTopic, have: len(t.Partitions), want: cfg.Partitions}
 		case !errors.Is(t.Error, kafka.UnknownTopicOrPartition) || attempt > 0:
 			return t.Error
 		}
 		cr, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-			Topic: p.cfg.FlowsTopic, NumPartitions: p.cfg.Partitions, ReplicationFactor: p.cfg.ReplicationFactor,
+			Topic: cfg.FlowsTopic, NumPartitions: cfg.Partitions, ReplicationFactor: cfg.ReplicationFactor,
 		}}})
 		if err != nil {
 			return err
 		}
-		if err := cr.Errors[p.cfg.FlowsTopic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		if err := cr.Errors[cfg.FlowsTopic]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
 			return err
 		}
-		p.deps.Logger.Info("flows topic created", "topic", p.cfg.FlowsTopic, "partitions", p.cfg.Partitions)
+		logger.Info("flows topic created", "topic", cfg.FlowsTopic, "partitions", cfg.Partitions)
 		// Read it back: another process may have created it first,
 		// with another count.
 	}

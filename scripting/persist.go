@@ -273,6 +273,10 @@ func (e *Engine) restore(r savedAlert, now time.Time) bool {
 		h.ext = &hostExt{host: r.Host, local: r.Host.IsLocal}
 		p.put(h, now.Add(e.hostExpiry(r.Host.IsLocal)))
 	}
+	// Adopt restores while the pending entries are visible to readers
+	// (Engaged), which hold h.mu.
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	s := h.extSlot(slot)
 	if s.alert != nil {
 		return false

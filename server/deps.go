@@ -82,6 +82,9 @@ type Dependencies struct {
 	Checks Checks
 	// Ready lists the conditions /readyz requires.
 	Ready []ReadyCheck
+	// Partitions, set in cluster role check, lists the partitions of the
+	// flows topic whose hosts this worker holds: /api/v1/hosts says them.
+	Partitions func() []int
 }
 
 // fill gives the dependencies left out their defaults. A process without a

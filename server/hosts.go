@@ -326,7 +326,7 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	p := page{Total: total, Limit: hq.limit, Items: items}
+	p := hostsPage{page: page{Total: total, Limit: hq.limit, Items: items}}
 	if end := hq.offset + len(items); end < remaining {
 		if hq.after == nil && end+hq.limit <= maxHostWindow {
 			p.Next = nextURL(r, "offset", strconv.Itoa(end), hq.limit)
@@ -334,7 +334,19 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 			p.Next = nextURL(r, "cursor", hostCursor(&out[len(items)-1]), hq.limit, "offset")
 		}
 	}
+	if c.deps.Partitions != nil {
+		owned := c.deps.Partitions()
+		p.Partitions = &owned
+	}
 	writeJSON(w, http.StatusOK, p)
+}
+
+// hostsPage is a page of /api/v1/hosts: in cluster role check it says which
+// partitions of the flows topic this worker holds the hosts of (the hosts
+// of the others are on other workers).
+type hostsPage struct {
+	page
+	Partitions *[]int `json:"partitions,omitempty"`
 }
 
 // topHosts is a heap whose root is the worst of the best summaries kept.

@@ -247,3 +247,26 @@ func TestHostSets(t *testing.T) {
 		t.Fatalf("counts only: %+v %v", d.Sets.Refused, err)
 	}
 }
+
+// TestHostsPartitions: in cluster role check the hosts page says which
+// partitions the worker holds; otherwise it says nothing of partitions.
+func TestHostsPartitions(t *testing.T) {
+	k := key("10.0.0.9", 0)
+	hosts := fakeHosts{k: {Key: k}}
+	cases := []struct {
+		name  string
+		parts func() []int
+		want  string // in the body; "" for no partitions key
+	}{
+		{"role all", nil, ""},
+		{"check worker", func() []int { return []int{0, 3} }, `"partitions": [`},
+		{"check worker owning none", func() []int { return []int{} }, `"partitions": []`},
+	}
+	for _, tc := range cases {
+		ts, _ := serve(t, DefaultConfiguration(), Dependencies{Hosts: hosts, Partitions: tc.parts})
+		code, body := get(t, ts, "/api/v1/hosts")
+		if code != http.StatusOK || strings.Contains(body, `"partitions"`) != (tc.want != "") || !strings.Contains(body, tc.want) {
+			t.Errorf("%s: %d %s", tc.name, code, body)
+		}
+	}
+}

@@ -149,16 +149,29 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		p.stop(logger)
 		return exitFailure
 	}
-	logger.Info("running", "listen", p.collector.ListenAddrs(), "http", p.httpAddr())
+	if p.collector != nil {
+		logger.Info("running", "listen", p.collector.ListenAddrs(), "http", p.httpAddr())
+	} else {
+		logger.Info("running", "role", cfg.Cluster.Role, "http", p.httpAddr())
+	}
 
 	// 4. Wait for a signal: SIGHUP reloads, SIGTERM/SIGINT stop.
-	for sig := range signals {
-		if sig == syscall.SIGHUP {
-			cfg = reload(cfg, *configPath, p, logger)
-			continue
+	status := exitOK
+wait:
+	for {
+		select {
+		case sig := <-signals:
+			if sig == syscall.SIGHUP {
+				cfg = reload(cfg, *configPath, p, logger)
+				continue
+			}
+			logger.Info("stopping", "signal", sig.String())
+			break wait
+		case err := <-p.fatal():
+			logger.Error("stopping", "err", err)
+			status = exitFailure
+			break wait
 		}
-		logger.Info("stopping", "signal", sig.String())
-		break
 	}
 
 	// 5. Stop in reverse order: the tick first, the sinks flush last.
@@ -167,7 +180,7 @@ func runDaemon(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	logger.Info("stopped")
-	return exitOK
+	return status
 }
 
 // buildFailed reports a pipeline that could not be built and returns the
@@ -194,6 +207,9 @@ type pipeline struct {
 	// publisher is role ingest's end of the data path; nil otherwise
 	// (and then sinks, engine, table and sched are nil).
 	publisher *cluster.Publisher
+	// consumer is role check's start of the data path (collector is nil
+	// then); nil otherwise.
+	consumer *cluster.Consumer
 	// parts are the components with a lifecycle, in start order; the first
 	// running of them are started.
 	parts   []part
@@ -237,8 +253,13 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 		err = p.buildAll(cfg, clk, logger, stdout, live)
 	case cluster.RoleIngest:
 		err = p.buildIngest(cfg, clk, logger, live)
+	case cluster.RoleCheck:
+		if !live {
+			return nil, errors.New("cluster.role check consumes the flows topic: replay a capture with role all, or into a cluster with role ingest")
+		}
+		err = p.buildCheck(cfg, clk, logger, stdout)
 	default:
-		err = fmt.Errorf("cluster.role %s is not implemented yet", cfg.Cluster.Role)
+		err = fmt.Errorf("cluster.role %s is unknown", cfg.Cluster.Role)
 	}
 	if err != nil {
 		return nil, err
@@ -382,6 +403,84 @@ func (p *pipeline) buildIngest(cfg Config, clk clock.Clock, logger *slog.Logger,
 		p.parts = append(p.parts, part{"collector", p.collector, stopTimeout}, part{"http", p.server, stopTimeout})
 	}
 	return nil
+}
+
+// buildCheck is role check: the flows topic in consumer group
+// cluster.group → host table → checks → sinks, on this worker's share of
+// the hosts. No UDP listener: the ingest processes decode.
+func (p *pipeline) buildCheck(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer) error {
+	component := func(name string) *slog.Logger { return logger.With("component", name) }
+	var err error
+	p.sinks, err = sink.New(cfg.Sinks, sink.Dependencies{Logger: logger, Registerer: p.registry, Stdout: stdout})
+	if err != nil {
+		return fmt.Errorf("sinks: %w", err)
+	}
+	p.table, err = aggregate.New(cfg.Aggregate, aggregate.Dependencies{Logger: logger, Registerer: p.registry, Clock: clk})
+	if err != nil {
+		return fmt.Errorf("aggregate: %w", err)
+	}
+	// The workers of one group give one engagement one alert id.
+	scfg := cfg.Scripting
+	scfg.AlertScope = cfg.Cluster.Group
+	p.engine, err = scripting.New(scfg, scripting.Dependencies{
+		Logger: logger, Registerer: p.registry, Clock: clk,
+		Hosts: p.table, Alerts: p.sinks, EmbeddedScripts: flowcheck.Scripts,
+	})
+	if err != nil {
+		return fmt.Errorf("scripting: %w", err)
+	}
+	if err := p.table.ListenExpiry(p.engine); err != nil {
+		return fmt.Errorf("aggregate: %w", err)
+	}
+	// The flows topic into the table; the hand-over of hosts and alerts
+	// when partitions move goes through the engine.
+	p.consumer, err = cluster.NewConsumer(cfg.Cluster, cluster.ConsumerDependencies{
+		Logger: component("cluster"), Registerer: p.registry, Clock: clk,
+		Table: p.table, Engine: p.engine, CheckpointInterval: p.engine.Interval,
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	// The checks wait while a partition rebuilds or the group rebalances:
+	// no alert from a partial host state.
+	p.sched, err = newScheduler(p.table, heldTicker{p.engine, p.consumer.Holding}, clk, true, component("tick"), p.registry)
+	if err != nil {
+		return fmt.Errorf("tick: %w", err)
+	}
+	p.server, err = server.New(cfg.HTTP, server.Dependencies{
+		Logger: component("http"), Gatherer: p.registry, Registerer: p.registry,
+		Hosts: p.table, Contacts: p.table, Alerts: p.engine, History: p.engine, Checks: p.engine,
+		Partitions: p.consumer.Owned,
+		Ready: []server.ReadyCheck{
+			{Name: "cluster", Ready: p.consumer.Ready},
+			{Name: "sinks", Ready: p.sinks.Ready},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	// As role all, with the consumer in the collector's place: it stops
+	// before the engine, so that the hosts it hands over leave with their
+	// alerts engaged (the next owner adopts them) rather than released.
+	p.parts = []part{
+		{"sinks", p.sinks, cfg.Sinks.ShutdownGrace + time.Second},
+		{"scripting", p.engine, stopTimeout},
+		{"aggregate", p.table, stopTimeout},
+		{"cluster", p.consumer, 15 * time.Second},
+		{"http", p.server, stopTimeout},
+		{"tick", p.sched, stopTimeout},
+	}
+	return nil
+}
+
+// fatal is the channel of an error that stops the daemon (role check with
+// input_format goflow2 in a group that splits the partitions); nil, which
+// never delivers, otherwise.
+func (p *pipeline) fatal() <-chan error {
+	if p.consumer == nil {
+		return nil
+	}
+	return p.consumer.Fatal()
 }
 
 // start starts the parts in order, until one fails.

@@ -24,6 +24,23 @@ type ticker interface {
 	Tick(ctx context.Context, now time.Time, paced bool) scripting.TickStats
 }
 
+// heldTicker is role check's engine: no tick runs while held says so (a
+// partition rebuilding, or the group rebalancing), so that no alert comes
+// from a partial host state. The scheduler logs a held tick as one of no
+// host; it is not counted as skipped (the engine was not late).
+type heldTicker struct {
+	ticker
+	held func() bool
+}
+
+// Tick runs the engine's tick unless held.
+func (h heldTicker) Tick(ctx context.Context, now time.Time, paced bool) scripting.TickStats {
+	if h.held() {
+		return scripting.TickStats{}
+	}
+	return h.ticker.Tick(ctx, now, paced)
+}
+
 // scheduler moves the pipeline's time forward: the one piece of code that
 // decides reply windows, host expiry and ticks, live and in replay. Only one
 // goroutine calls advance (the live loop, or the replay loop).

@@ -144,6 +144,18 @@ func (s Security) Transport(clientID string, timeout time.Duration) *kafka.Trans
 	}
 }
 
+// Dialer is a new kafka-go Dialer with this security, for the clients
+// that take one rather than a Transport (Reader, ConsumerGroup).
+func (s Security) Dialer(clientID string, timeout time.Duration) *kafka.Dialer {
+	return &kafka.Dialer{
+		Timeout:       min(timeout, 5*time.Second),
+		ClientID:      clientID,
+		TLS:           s.TLS,
+		SASLMechanism: s.SASL,
+		DualStack:     true,
+	}
+}
+
 // ErrorKind names a kafka-go error for a metric label: the broker error's
 // title in snake case (unknown_topic_or_partition), or timeout,
 // connection_refused, network, canceled, other.
