@@ -20,6 +20,7 @@ type decoder struct {
 	data    []queuedSet
 	pending []pendingSet
 	opts    []optionRecord
+	fields  []fixedOp // a variable-length record's fields, for applyFields
 	hdr     exportHeader
 	rates   rateCache
 	names   map[string]string

@@ -243,9 +243,7 @@ func (d *decoder) flowSet(e *exporterState, hdr *exportHeader, p *plan, set []by
 	if p.fixedOps != nil {
 		for ; len(b) >= p.fixed; b = b[p.fixed:] {
 			var rs recordState
-			for _, op := range p.fixedOps {
-				d.apply(&rs, op.kind, b[op.off:op.off+op.length])
-			}
+			d.applyFields(&rs, p.fixedOps, b)
 			d.finish(e, hdr, &rs)
 		}
 		return
@@ -253,6 +251,7 @@ func (d *decoder) flowSet(e *exporterState, hdr *exportHeader, p *plan, set []by
 	mark, sum := len(d.batch), d.sum
 	for pos := 0; len(b)-pos >= p.fixed; {
 		var rs recordState
+		d.fields = d.fields[:0]
 		for _, op := range p.ops {
 			v, next, ok := op.field(b, pos)
 			if !ok {
@@ -263,9 +262,12 @@ func (d *decoder) flowSet(e *exporterState, hdr *exportHeader, p *plan, set []by
 			}
 			pos = next
 			if op.kind != kIgnore {
-				d.apply(&rs, op.kind, v)
+				// v ends at next (a field cut short by the set's end
+				// is shorter than its length says).
+				d.fields = append(d.fields, fixedOp{op.kind, next - len(v), len(v)})
 			}
 		}
+		d.applyFields(&rs, d.fields, b)
 		d.finish(e, hdr, &rs)
 	}
 }
