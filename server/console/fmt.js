@@ -18,10 +18,20 @@ export function rate(n, unit = '') {
   return num(n, n < 10 ? 1 : 0) + (unit ? ' ' + unit : '') + '/s';
 }
 
+// formats holds one Intl.NumberFormat per number of digits: building one
+// per call (toLocaleString with options) cost most of the time of a
+// 1000-row table.
+const formats = new Map();
+
 // num formats a count with thousands separators.
 export function num(n, digits = 0) {
   if (n === undefined || n === null) return '–';
-  return Number(n).toLocaleString('en-US', {minimumFractionDigits: digits, maximumFractionDigits: digits});
+  let f = formats.get(digits);
+  if (!f) {
+    f = new Intl.NumberFormat('en-US', {minimumFractionDigits: digits, maximumFractionDigits: digits});
+    formats.set(digits, f);
+  }
+  return f.format(Number(n));
 }
 
 // duration formats seconds (fractions allowed) briefly.
