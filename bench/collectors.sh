@@ -1,4 +1,4 @@
-# Sourced by peers.sh and realfeed.sh: the pieces of a side-by-side run
+# Sourced by peers.sh, realfeed.sh and soak.sh (metric_sum): the pieces of a side-by-side run
 # (installing the peers, starting, watching and stopping each collector,
 # reading what it says it received), one copy of each. The sourcing script
 # sets root, work (a scratch directory), RCVBUF, FC_SOCKETS, SETTLE_MAX,

@@ -56,6 +56,8 @@ mkdir -p "$(dirname "$OUT")"
 work=$(mktemp -d "${TMPDIR:-/tmp}/flowcheck-soak.XXXXXX")
 clk_tck=$(getconf CLK_TCK)
 
+# shellcheck source=bench/collectors.sh
+. "$(dirname "$0")/collectors.sh" # metric_sum
 log() { echo "soak.sh: $*" >&2; }
 
 # Every process this script starts, by PID; the trap stops them.
@@ -96,9 +98,6 @@ free_port() {
 	local p=$1
 	while ! port_free "$p"; do p=$((p + 1)); done
 	echo "$p"
-}
-metric_sum() { # URL awk-regex
-	curl -fsS "$1" 2>/dev/null | awk -v re="$2" '$0 ~ re && $1 !~ /^#/ {s += $NF} END {printf "%.0f", s}'
 }
 status_kib() { # PID FIELD
 	awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status" 2>/dev/null || echo 0
