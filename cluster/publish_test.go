@@ -331,3 +331,43 @@ func TestPublishSocketLoss(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishStopDeadline: a broker that accepts connections and never
+// answers holds nothing past Stop's deadline; what it did not acknowledge
+// is dropped, counted and reported.
+func TestPublishStopDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		var held []net.Conn
+		defer func() {
+			for _, c := range held {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	cfg := ingestConfig(ln.Addr().String(), 4)
+	cfg.Publish.WriteTimeout = time.Second
+	p, _ := startPublisher(t, cfg, false)
+	recs := []flow.Record{fullRecord(), fullRecord()}
+	recs[1].DstAddr = recs[1].SrcAddr // one copy for both sides
+	p.Handle(recs)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := p.Stop(ctx); err == nil {
+		t.Fatal("Stop reported nothing lost")
+	}
+	if n := testutil.ToFloat64(p.m.dropped.WithLabelValues(dropUnacknowledged)); n != 3 {
+		t.Errorf("%v copies dropped unacknowledged, want 3", n)
+	}
+}

@@ -84,7 +84,9 @@ func ensureTopic(ctx context.Context, cfg Configuration, transport *kafka.Transp
 func (p *Publisher) send() {
 	defer close(p.sendDone)
 	writer := p.newWriter()
-	defer func() { _ = writer.Close() }()
+	// A Writer's Close waits for the writes in flight, which a hung
+	// broker or Stop's deadline may have left: close in the background.
+	defer func() { go closeWriter(writer) }()
 	backoff := p.cfg.Publish.RetryBackoffMin
 	var pending []*sealedBatch
 	open := true
@@ -122,7 +124,7 @@ func (p *Publisher) send() {
 		pending = failed
 		// Start again with fresh metadata and connections: a broker
 		// that came back may have lost the topic.
-		_ = writer.Close()
+		go closeWriter(writer)
 		writer = p.newWriter()
 		p.topicOK.Store(false)
 		t := time.NewTimer(backoff)
@@ -165,6 +167,8 @@ func (p *Publisher) next() (*sealedBatch, bool) {
 		t.Reset(p.cfg.Publish.RetryBackoffMax)
 	}
 }
+
+func closeWriter(w *kafka.Writer) { _ = w.Close() }
 
 // write sends the batches and returns those that failed. Acknowledged
 // batches are counted and recycled.
