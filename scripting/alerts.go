@@ -58,6 +58,10 @@ func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check
 	s := h.extSlot(i)
 	if a := s.alert; a != nil {
 		h.ext.score += value - a.value
+		if was, is := band(a.value), band(value); was != is {
+			e.metrics.engaged[was].Dec()
+			e.metrics.engaged[is].Inc()
+		}
 		a.value, a.message, a.lastSeen = value, msg, now
 		return
 	}
@@ -71,6 +75,7 @@ func (e *Engine) engage(h *hostEntry, snap *aggregate.HostSnapshot, i int, check
 	}
 	s.alert = a
 	h.ext.score += value
+	e.metrics.engaged[band(value)].Inc()
 	*evs = append(*evs, e.event(h, check, a, alert.Engaged, "", now))
 }
 
@@ -84,7 +89,21 @@ func (e *Engine) release(h *hostEntry, i int, check string, reason alert.Reason,
 	a := s.alert
 	s.alert = nil
 	h.ext.score -= a.value
+	e.metrics.engaged[band(a.value)].Dec()
 	*evs = append(*evs, e.event(h, check, a, alert.Released, reason, now))
+}
+
+// uncount takes the engaged alerts of an entry handed to another engine
+// (not released) out of the engaged gauges. Called with h.mu held.
+func (e *Engine) uncount(h *hostEntry) {
+	if h.ext == nil {
+		return
+	}
+	for i := range h.ext.slots {
+		if a := h.ext.slots[i].alert; a != nil {
+			e.metrics.engaged[band(a.value)].Dec()
+		}
+	}
 }
 
 // releaseAll releases every alert of an entry (host expiry, shutdown).

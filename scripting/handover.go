@@ -46,6 +46,7 @@ func (e *Engine) Forget(keys []aggregate.HostKey) {
 		if h != nil {
 			h.mu.Lock()
 			h.dead = true
+			e.uncount(h)
 			h.mu.Unlock()
 		}
 	}

@@ -21,6 +21,22 @@ type metrics struct {
 	ticks                   prometheus.Counter
 	tickSeconds             prometheus.Histogram
 	hosts                   prometheus.Gauge
+	// engaged counts the engaged alerts by severity band (severities'
+	// order), kept at each engage, value change and release.
+	engaged [len(severities)]prometheus.Gauge
+}
+
+// band is the index in severities of an alert value's band.
+func band(value int) int {
+	switch alert.Severity(value) {
+	case "info":
+		return 0
+	case "warning":
+		return 1
+	case "error":
+		return 2
+	}
+	return 3
 }
 
 func newMetrics(r prometheus.Registerer) (metrics, error) {
@@ -58,11 +74,19 @@ func newMetrics(r prometheus.Registerer) (metrics, error) {
 		hosts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "tick_hosts", Help: "Hosts evaluated by the last tick."}),
 	}
+	// Kept at each engage, change of band and release, so that a scrape
+	// does not walk the engine's hosts.
+	engaged := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+		Name: "alerts_engaged", Help: "Engaged alerts, by severity (info, warning, error, critical: the bands of the alert value), resumed ones included."},
+		[]string{"severity"})
 	for _, c := range []prometheus.Collector{m.calls, m.errors, m.timeouts, m.events, m.released, m.resumed, m.adopted, m.stateErrors, m.stateOverflow, m.disabled,
-		m.reloads, m.loadErrors, m.ticks, m.tickSeconds, m.hosts} {
+		m.reloads, m.loadErrors, m.ticks, m.tickSeconds, m.hosts, engaged} {
 		if err := r.Register(c); err != nil {
 			return m, err
 		}
+	}
+	for i, sev := range severities {
+		m.engaged[i] = engaged.WithLabelValues(sev)
 	}
 	// Series at zero from start-up, so that alert rules on rate() or
 	// increase() see the first failure.
@@ -90,48 +114,5 @@ func (m *metrics) initCheck(check string) {
 }
 
 // severities are the bands of alert.Severity, the labels of
-// flowcheck_scripting_alerts_engaged.
+// flowcheck_scripting_alerts_engaged, in the order of metrics.engaged.
 var severities = [...]string{"info", "warning", "error", "critical"}
-
-// engagedCollector is flowcheck_scripting_alerts_engaged: the engaged
-// alerts by severity, counted when scraped (a walk over the engine's
-// hosts, without building events), every band present at zero.
-type engagedCollector struct {
-	e    *Engine
-	desc *prometheus.Desc
-}
-
-func newEngagedCollector(e *Engine) engagedCollector {
-	return engagedCollector{e: e, desc: prometheus.NewDesc("flowcheck_scripting_alerts_engaged",
-		"Engaged alerts, by severity (info, warning, error, critical: the bands of the alert value).", []string{"severity"}, nil)}
-}
-
-func (c engagedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
-
-func (c engagedCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := c.e.engagedBySeverity()
-	for i, sev := range severities {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(counts[i]), sev)
-	}
-}
-
-// engagedBySeverity counts the engaged alerts by band, in the order of
-// severities.
-func (e *Engine) engagedBySeverity() (counts [len(severities)]int) {
-	for _, h := range e.hosts.pending.appendTo(e.hosts.all(nil)) {
-		h.mu.Lock()
-		if h.ext != nil {
-			for i := range h.ext.slots {
-				if a := h.ext.slots[i].alert; a != nil {
-					for j, sev := range severities {
-						if alert.Severity(a.value) == sev {
-							counts[j]++
-						}
-					}
-				}
-			}
-		}
-		h.mu.Unlock()
-	}
-	return counts
-}

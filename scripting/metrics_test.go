@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flowcheck/flowcheck/aggregate"
+	"github.com/flowcheck/flowcheck/alert"
 )
 
 // TestSeriesAtZero: the labelled counters that alert rules use exist at
@@ -79,16 +80,19 @@ func countSeries(c prometheus.Collector) int {
 }
 
 // TestAlertsEngagedMetric: flowcheck_scripting_alerts_engaged counts the
-// engaged alerts by severity band, every band at zero before any alert.
+// engaged alerts by severity band, every band at zero before any alert,
+// through a change of band, a release, a host expiry and a hand-over.
 func TestAlertsEngagedMetric(t *testing.T) {
-	reg := prometheus.NewRegistry()
 	h := newHarness(t, map[string]string{
 		"crit": `return { check = function() host.triggerAlert(90, "c") end }`,
-		"warn": `return { check = function() if host.ip() == "10.0.0.7" then host.triggerAlert(30, "w") end end }`,
+		// 30 (warning) on the first run, 60 (error) on the second, then
+		// cleared.
+		"warn": `return { check = function(info)
+			info.state.n = (info.state.n or 0) + 1
+			if host.ip() == "10.0.0.7" and info.state.n <= 2 then host.triggerAlert(30 * info.state.n, "w") end
+		end }`,
 	}, newFakeHosts(hostA(), aggregate.HostSnapshot{Key: key("10.0.0.7")}), nil)
-	if err := reg.Register(newEngagedCollector(h.e)); err != nil {
-		t.Fatal(err)
-	}
+	reg := h.e.deps.Registerer.(*prometheus.Registry)
 	engaged := func() map[string]float64 {
 		families, err := reg.Gather()
 		if err != nil {
@@ -96,6 +100,9 @@ func TestAlertsEngagedMetric(t *testing.T) {
 		}
 		out := map[string]float64{}
 		for _, f := range families {
+			if f.GetName() != "flowcheck_scripting_alerts_engaged" {
+				continue
+			}
 			for _, m := range f.GetMetric() {
 				out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
 			}
@@ -108,5 +115,29 @@ func TestAlertsEngagedMetric(t *testing.T) {
 	h.tick()
 	if got, want := engaged(), map[string]float64{"info": 0, "warning": 1, "error": 0, "critical": 2}; !maps.Equal(got, want) {
 		t.Fatalf("after a tick: %v, want %v", got, want)
+	}
+	h.tick()
+	if got, want := engaged(), map[string]float64{"info": 0, "warning": 0, "error": 1, "critical": 2}; !maps.Equal(got, want) {
+		t.Fatalf("after a change of band: %v, want %v", got, want)
+	}
+	h.tick()
+	if got, want := engaged(), map[string]float64{"info": 0, "warning": 0, "error": 0, "critical": 2}; !maps.Equal(got, want) {
+		t.Fatalf("after a release: %v, want %v", got, want)
+	}
+	h.e.HostExpired(key("10.0.0.7"))
+	h.e.Forget([]aggregate.HostKey{hostA().Key})
+	if got, want := engaged(), map[string]float64{"info": 0, "warning": 0, "error": 0, "critical": 0}; !maps.Equal(got, want) {
+		t.Fatalf("after an expiry and a hand-over: %v, want %v", got, want)
+	}
+	if n := len(h.e.Engaged()); n != 0 {
+		t.Fatalf("%d engaged, the gauges say none", n)
+	}
+	// An adopted (or resumed) alert counts from the moment it is restored.
+	if n := h.e.Adopt([]alert.Event{{State: alert.Engaged, ID: "00000000000000aa", Check: "warn",
+		Host: alert.Host{IP: "10.0.0.8"}, Value: 60, FirstSeen: t0, LastSeen: t0}}); n != 1 {
+		t.Fatalf("adopted %d", n)
+	}
+	if got, want := engaged(), map[string]float64{"info": 0, "warning": 0, "error": 1, "critical": 0}; !maps.Equal(got, want) {
+		t.Fatalf("after an adoption: %v, want %v", got, want)
 	}
 }

@@ -283,6 +283,7 @@ func (e *Engine) restore(r savedAlert, now time.Time) bool {
 	}
 	s.alert = &engagedAlert{id: r.ID, value: r.Value, message: r.Message, firstSeen: r.FirstSeen, lastSeen: r.LastSeen}
 	h.ext.score += r.Value
+	e.metrics.engaged[band(r.Value)].Inc()
 	return true
 }
 

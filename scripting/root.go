@@ -147,9 +147,6 @@ func New(cfg Configuration, deps Dependencies) (*Engine, error) {
 	if e.metrics, err = newMetrics(deps.Registerer); err != nil {
 		return nil, err
 	}
-	if err := deps.Registerer.Register(newEngagedCollector(e)); err != nil {
-		return nil, err
-	}
 	set, failed, err := e.buildSet(nil, cfg, srcs)
 	if err != nil {
 		return nil, err

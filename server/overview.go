@@ -32,8 +32,7 @@ const (
 	mExporters  = "flowcheck_collector_exporters"
 	mHosts      = "flowcheck_aggregate_hosts"
 	mTick       = "flowcheck_scripting_tick_duration_seconds"
-	mTicks      = "flowcheck_scripting_ticks_total"
-	mEvents     = "flowcheck_scripting_events_total"
+	mEngaged    = "flowcheck_scripting_alerts_engaged"
 )
 
 // totals are the cumulative figures of one gather.
@@ -41,7 +40,8 @@ type totals struct {
 	records, bytes, datagrams, drops, shed float64
 	hosts, exporters                       float64
 	tickSum, tickCount                     float64
-	ticks, events                          float64
+	// alerts are the engaged alerts by severity, in severities' order.
+	alerts [4]int32
 	// perExporter are the counters of each exporter, by label.
 	perExporter map[string]*exporterTotals
 }
@@ -75,12 +75,11 @@ type sampler struct {
 	n    int
 	prev *totals
 	// window holds the last exporterWindow+1 totals, for exporter rates.
-	window    [exporterWindow + 1]*totals
-	windowAt  [exporterWindow + 1]int64
-	wnext     int
-	rates     map[string]exporterRate
-	alerts    [4]int32
-	alertsKey [2]float64 // ticks and events when alerts were last counted
+	window   [exporterWindow + 1]*totals
+	windowAt [exporterWindow + 1]int64
+	wnext    int
+	rates    map[string]exporterRate
+	alerts   [4]int32
 }
 
 // readTotals gathers the figures the overview shows.
@@ -125,10 +124,14 @@ func (c *Component) readTotals() (*totals, error) {
 			t.drops = sumCounters(mf)
 		case mShed:
 			t.shed = sumCounters(mf)
-		case mTicks:
-			t.ticks = sumCounters(mf)
-		case mEvents:
-			t.events = sumCounters(mf)
+		case mEngaged:
+			for _, m := range mf.GetMetric() {
+				for i, sev := range severities {
+					if labelOf(m, "severity") == sev {
+						t.alerts[i] = int32(m.GetGauge().GetValue())
+					}
+				}
+			}
 		case mHosts:
 			t.hosts = sumGauges(mf)
 		case mExporters:
@@ -185,23 +188,8 @@ func (c *Component) takeSample(now time.Time) {
 		return
 	}
 	s := &c.sampler
-	// Alerts change at ticks and host expiries (both move ticks or
-	// events): the engaged alerts are only counted again then, not every
-	// second (counting walks every host the engine tracks).
-	if key := [2]float64{t.ticks, t.events}; s.prev == nil || key != s.alertsKey {
-		var counts [4]int32
-		for _, ev := range c.alerts.get(c.deps.Alerts) {
-			for i, sev := range severities {
-				if ev.Severity == sev {
-					counts[i]++
-				}
-			}
-		}
-		s.mu.Lock()
-		s.alerts, s.alertsKey = counts, key
-		s.mu.Unlock()
-	}
 	s.mu.Lock()
+	s.alerts = t.alerts
 	defer s.mu.Unlock()
 	at := now.Unix()
 	if s.prev != nil {

@@ -19,8 +19,8 @@ import (
 // name them.
 type ingestMetrics struct {
 	flows, dgrams, decodeErrs, drops *prometheus.CounterVec
-	flowBytes, shed, ticks           prometheus.Counter
-	events                           *prometheus.CounterVec
+	flowBytes, shed                  prometheus.Counter
+	engaged                          *prometheus.GaugeVec
 	hosts, exporters                 prometheus.Gauge
 	tick                             prometheus.Histogram
 }
@@ -33,13 +33,12 @@ func newIngestMetrics(reg *prometheus.Registry) *ingestMetrics {
 		drops:      prometheus.NewCounterVec(prometheus.CounterOpts{Name: mDrops}, []string{"reason"}),
 		flowBytes:  prometheus.NewCounter(prometheus.CounterOpts{Name: mFlowBytes}),
 		shed:       prometheus.NewCounter(prometheus.CounterOpts{Name: mShed}),
-		ticks:      prometheus.NewCounter(prometheus.CounterOpts{Name: mTicks}),
-		events:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: mEvents}, []string{"check", "state"}),
+		engaged:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: mEngaged}, []string{"severity"}),
 		hosts:      prometheus.NewGauge(prometheus.GaugeOpts{Name: mHosts}),
 		exporters:  prometheus.NewGauge(prometheus.GaugeOpts{Name: mExporters}),
 		tick:       prometheus.NewHistogram(prometheus.HistogramOpts{Name: mTick}),
 	}
-	reg.MustRegister(m.flows, m.dgrams, m.decodeErrs, m.drops, m.flowBytes, m.shed, m.ticks, m.events, m.hosts, m.exporters, m.tick)
+	reg.MustRegister(m.flows, m.dgrams, m.decodeErrs, m.drops, m.flowBytes, m.shed, m.engaged, m.hosts, m.exporters, m.tick)
 	return m
 }
 
@@ -49,9 +48,10 @@ func newIngestMetrics(reg *prometheus.Registry) *ingestMetrics {
 func TestOverview(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newIngestMetrics(reg)
-	engaged := []alert.Event{{Check: "scan", Severity: "critical"}, {Check: "scan", Severity: "critical"}, {Check: "p2p", Severity: "info"}}
+	m.engaged.WithLabelValues("critical").Set(2)
+	m.engaged.WithLabelValues("info").Set(1)
 	srv, err := New(DefaultConfiguration(), Dependencies{Gatherer: reg, Registerer: reg, Hosts: fakeHosts{},
-		Alerts: fakeAlerts{events: engaged}, Exporters: exporterList{{Address: netip.MustParseAddr("192.0.2.1")}}})
+		Exporters: exporterList{{Address: netip.MustParseAddr("192.0.2.1")}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,6 @@ func TestOverview(t *testing.T) {
 		if i == 3 {
 			m.tick.Observe(0.5)
 			m.tick.Observe(1.5)
-			m.ticks.Add(2)
 		}
 		srv.takeSample(t0.Add(time.Duration(i) * time.Second))
 	}
