@@ -68,6 +68,12 @@ export async function render(view, {params}, ctx) {
     fill(released, table(alertColumns({released: true}), r.items, {id: 'alerts-released', empty: 'No alert released recently.'}),
       r.total > r.items.length ? el('p', {className: 'muted'}, `${fmt.num(r.items.length)} of ${fmt.num(r.total)} shown.`) : null);
   };
-  await load();
+  try {
+    await load();
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    fill(engaged, el('p', {className: 'error', id: 'alerts-error'}, e.message));
+    return;
+  }
   ctx.every(5000, () => load().catch((err) => ctx.status('Refresh failed: ' + err.message)));
 }

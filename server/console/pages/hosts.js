@@ -102,6 +102,14 @@ export async function render(view, {params}, ctx) {
       nextLink(q, last, data.total));
     fill(holder, tbl, pager);
   };
-  await load();
+  // A filter the API refuses (a bad CIDR, a VLAN out of range) is said
+  // under the form, which stays to be corrected.
+  try {
+    await load();
+  } catch (e) {
+    if (e.name === 'AbortError') throw e;
+    fill(holder, el('p', {className: 'error', id: 'hosts-error'}, e.message));
+    return;
+  }
   ctx.every(10000, () => load().catch((e) => ctx.status('Refresh failed: ' + e.message)));
 }
