@@ -77,6 +77,11 @@ func readUsers(path string) (map[string][sha256.Size]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseUsers(path, b)
+}
+
+// parseUsers reads the lines of a users file named path.
+func parseUsers(path string, b []byte) (map[string][sha256.Size]byte, error) {
 	users := map[string][sha256.Size]byte{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
