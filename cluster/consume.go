@@ -30,6 +30,9 @@ type Table interface {
 	Apply(batch []flow.Record)
 	// Drop forgets the hosts for which drop is true and returns them.
 	Drop(drop func(aggregate.HostKey) bool) []aggregate.HostKey
+	// IngestLost tells of data lost on ingest (the batches' loss
+	// reports), whose replies may be missing.
+	IngestLost(at time.Time, lost, received int)
 }
 
 // Engine is what the check role hands alerts over with: the check engine

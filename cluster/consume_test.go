@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -377,5 +378,67 @@ func TestConsumeDecodeErrors(t *testing.T) {
 	var s aggregate.HostSnapshot
 	if !w.table.Snapshot(aggregate.HostKey{Addr: netip.MustParseAddr("10.0.0.1")}, &s) || s.BytesSent != 200 {
 		t.Errorf("10.0.0.1 sent %d bytes, want 200", s.BytesSent)
+	}
+}
+
+// TestGoflow2Consume: goflow2's own values of a softflowd export, on a
+// topic of 3 partitions as goflow2 spreads them, read by a worker with
+// input_format goflow2: it owns every partition and its hosts have the
+// figures of the collector's own decoding; a second worker of the group is
+// refused at start.
+func TestGoflow2Consume(t *testing.T) {
+	_, broker := startKafka(t, 0)
+	path := "../testdata/softflowd-v9.pcap"
+	cfg := checkConfig(broker, "group-goflow2", 3)
+	cfg.InputFormat, cfg.FlowsTopic = FormatGoflow2, "goflow2.flows"
+	// goflow2's topic, as its operator created it.
+	if err := ensureTopic(context.Background(), cfg, (&kafka.Transport{}), slog.Default()); err != nil {
+		t.Fatal(err)
+	}
+	wr := &kafka.Writer{Addr: kafka.TCP(broker), Topic: cfg.FlowsTopic, AllowAutoTopicCreation: true, Balancer: &kafka.RoundRobin{}}
+	defer wr.Close()
+	var msgs []kafka.Message
+	for _, v := range goflow2Values(t, path) {
+		msgs = append(msgs, kafka.Message{Value: v.value})
+	}
+	if err := wr.WriteMessages(context.Background(), msgs...); err != nil {
+		t.Fatal(err)
+	}
+	w := startWorker(t, "check-goflow2", cfg, time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
+	n, err := w.consumer.topicPartitions(context.Background())
+	if err != nil || n < 1 {
+		t.Fatalf("topic partitions %d, %v", n, err)
+	}
+	waitFor(t, "every goflow2 flow consumed", func() bool { return w.caughtUp() && w.consumed() == len(msgs) })
+	if got := w.consumer.Owned(); len(got) != n {
+		t.Errorf("owns %v of %d partitions", got, n)
+	}
+	second, err := NewConsumer(cfg, ConsumerDependencies{Registerer: prometheus.NewRegistry(), Table: w.table, Engine: w.engine})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "one worker must read every partition") {
+		t.Errorf("a second goflow2 worker started: %v", err)
+		_ = second.Stop(context.Background())
+	}
+
+	refClk := clock.NewManual(w.clk.Now())
+	ref, err := aggregate.New(aggregate.DefaultConfiguration(), aggregate.Dependencies{Registerer: prometheus.NewRegistry(), Clock: refClk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref.Apply(captureRecords(t, path))
+	settle(ref, refClk)
+	settle(w.table, w.clk)
+	got, want := figures(w.table), figures(ref)
+	if len(got) != len(want) {
+		t.Errorf("%d hosts, want %d", len(got), len(want))
+	}
+	for k, s := range want {
+		g := got[k]
+		if g.BytesSent != s.BytesSent || g.BytesRcvd != s.BytesRcvd || g.NoReply != s.NoReply || g.Refused != s.Refused ||
+			g.Unidirectional != s.Unidirectional || g.RefusedFlows != s.RefusedFlows {
+			t.Errorf("%v:\n got %+v\nwant %+v", k, g, s)
+		}
 	}
 }

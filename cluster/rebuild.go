@@ -91,6 +91,14 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, id int, s
 			c.apply(id, st, g2recs, err)
 		default:
 			recs, err := dec.Decode(m.Value)
+			// A loss on ingest may have taken the replies of the
+			// records applied now: the table withholds their
+			// one-sided verdicts (ingest's time is not this clock's).
+			for _, l := range dec.Losses() {
+				if err == nil {
+					c.deps.Table.IngestLost(c.deps.Clock.Now(), l.Lost, l.Received)
+				}
+			}
 			c.apply(id, st, recs, err)
 		}
 		st.next = m.Offset + 1
