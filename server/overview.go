@@ -35,6 +35,14 @@ const (
 	mEngaged    = "flowcheck_scripting_alerts_engaged"
 )
 
+// OverviewMetrics are the metric families, with the labels, the overview
+// and the exporters' rates read: the daemon's tests check that its
+// components export them, since a renamed one would only show as zeros.
+var OverviewMetrics = map[string][]string{
+	mFlows: {"exporter"}, mFlowBytes: nil, mDatagrams: {"exporter"}, mDrops: nil, mShed: nil,
+	mDecodeErrs: {"exporter", "reason"}, mExporters: nil, mHosts: nil, mTick: nil, mEngaged: {"severity"},
+}
+
 // totals are the cumulative figures of one gather.
 type totals struct {
 	records, bytes, datagrams, drops, shed float64

@@ -15,6 +15,7 @@ import (
 
 	"github.com/flowcheck/flowcheck/clock"
 	"github.com/flowcheck/flowcheck/pcapsrc"
+	"github.com/flowcheck/flowcheck/server"
 )
 
 // dashboardPanel is what the test reads of a Grafana panel.
@@ -179,4 +180,22 @@ func daemonMetrics(t *testing.T) map[string]map[string]bool {
 		t.Fatalf("no per-exporter series after feeding the capture: %v", names)
 	}
 	return out
+}
+
+// TestOverviewMetrics checks that the daemon exports the families, with
+// the labels, that the HTTP API's overview reads (server.OverviewMetrics).
+func TestOverviewMetrics(t *testing.T) {
+	families := daemonMetrics(t)
+	for name, labels := range server.OverviewMetrics {
+		family, ok := families[name]
+		if !ok {
+			t.Errorf("%s: not exported by the daemon", name)
+			continue
+		}
+		for _, l := range labels {
+			if !family[l] {
+				t.Errorf("%s: no label %s", name, l)
+			}
+		}
+	}
 }
