@@ -3,6 +3,7 @@ package scripting
 import (
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +44,7 @@ type CheckInfo struct {
 
 // CheckError is the last failure of a check.
 type CheckError struct {
+	// Message is the first line of the error (without a stack traceback).
 	Message string
 	// File and Line locate it in a script when the message does (a Lua
 	// error does); empty and 0 otherwise (a timeout).
@@ -57,7 +59,10 @@ type checkTotals struct {
 	steps                   uint64
 	timed                   uint64
 	nanos                   uint64
-	lastError               *CheckError
+	// lastErr is the last failure, formatted only when read: a check
+	// failing on every host must not format every error.
+	lastErr error
+	lastAt  time.Time
 }
 
 // readSide holds what the API reads: per-check totals and the ring of the
@@ -102,14 +107,22 @@ var luaWhere = regexp.MustCompile(`([^\s:]+\.lua):(\d+):`)
 
 // failed records a check's last failure.
 func (r *readSide) failed(name string, err error, now time.Time) {
-	ce := &CheckError{Message: err.Error(), Time: now}
+	r.mu.Lock()
+	t := r.totalsOf(name)
+	t.lastErr, t.lastAt = err, now
+	r.mu.Unlock()
+}
+
+// checkError formats a failure: the first line of its message (a Lua
+// error's stack traceback follows it), with the file:line it names.
+func checkError(err error, at time.Time) *CheckError {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	ce := &CheckError{Message: msg, Time: at}
 	if m := luaWhere.FindStringSubmatch(ce.Message); m != nil {
 		ce.File = m[1]
 		ce.Line, _ = strconv.Atoi(m[2])
 	}
-	r.mu.Lock()
-	r.totalsOf(name).lastError = ce
-	r.mu.Unlock()
+	return ce
 }
 
 // keep adds the released events of evs to the ring.
@@ -160,9 +173,8 @@ func (e *Engine) Checks() []CheckInfo {
 			if t.timed > 0 {
 				ci.SecondsPerCall = float64(t.nanos) / float64(t.timed) / 1e9
 			}
-			if t.lastError != nil {
-				le := *t.lastError
-				ci.LastError = &le
+			if t.lastErr != nil {
+				ci.LastError = checkError(t.lastErr, t.lastAt)
 			}
 		}
 		out = append(out, ci)

@@ -72,7 +72,7 @@ func TestChecksInfo(t *testing.T) {
 	if bad.Calls != 4 || bad.Errors != 2 || bad.LastError == nil || bad.Disabled || !bad.Enabled {
 		t.Fatalf("bad: %+v", bad)
 	}
-	if !strings.HasSuffix(bad.LastError.File, "bad.lua") || bad.LastError.Line != 3 || !strings.Contains(bad.LastError.Message, "boom") {
+	if !strings.HasSuffix(bad.LastError.File, "bad.lua") || bad.LastError.Line != 3 || !strings.HasSuffix(bad.LastError.Message, "bad.lua:3: boom") {
 		t.Fatalf("bad's last error: %+v", *bad.LastError)
 	}
 	if !strings.HasSuffix(bad.File, "bad.lua") {
