@@ -362,9 +362,8 @@ func owner(t *testing.T, checks []*daemon, ip string) int {
 
 // replayIngest feeds a capture to the running cluster with `collector
 // replay` in role ingest, which publishes the capture's records and exits
-// once the broker acknowledged them all. It reports false when the role
-// cannot replay yet.
-func replayIngest(t *testing.T, config, pcap string) bool {
+// once the broker acknowledged them all.
+func replayIngest(t *testing.T, config, pcap string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "replay.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
@@ -377,12 +376,11 @@ func replayIngest(t *testing.T, config, pcap string) bool {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		if strings.Contains(stderr.String(), "is not implemented yet") {
-			return false
-		}
 		t.Fatalf("replay in role ingest: %v\n%s", err, stderr.String())
 	}
-	return true
+	if !strings.Contains(stderr.String(), "replay published") {
+		t.Errorf("replay in role ingest did not say what it published:\n%s", stderr.String())
+	}
 }
 
 // TestCluster runs the cluster as operators would on one machine: a Kafka
@@ -465,10 +463,7 @@ func TestCluster(t *testing.T) {
 
 	// Yesterday's capture fed to the running cluster while the dead
 	// worker's partitions move.
-	if !replayIngest(t, config, "../testdata/"+filteredExports[0].pcap) {
-		t.Logf("collector replay cannot run in role ingest yet: feeding over UDP instead")
-		send(t, filteredExports[0].from, ingests[0].udp, "../testdata/"+filteredExports[0].pcap)
-	}
+	replayIngest(t, config, "../testdata/"+filteredExports[0].pcap)
 	groupAssignment(t, broker, 2)
 	final := waitTopic(t, kcat, broker, clusterAlerts, "every alert released after the failover", 3*time.Second, func(evs []alert.Event) bool {
 		// Each scanner has news from a live worker: its alert continued

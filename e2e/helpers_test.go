@@ -182,11 +182,6 @@ func startProcess(t *testing.T, config string, env []string, udp bool) *daemon {
 		}
 		select {
 		case err := <-d.done:
-			if strings.Contains(d.stderr.String(), "is not implemented yet") {
-				// Issue 14 lands its roles one by one: until then the
-				// tests of a missing role say so instead of failing.
-				t.Skipf("skipped until the role exists: %v: %s", env, strings.TrimSpace(d.stderr.String()))
-			}
 			t.Fatalf("daemon %v exited early: %v\n%s", env, err, d.stderr.String())
 		case <-time.After(50 * time.Millisecond):
 		}
