@@ -2,7 +2,10 @@
 
 package collector
 
-import "net"
+import (
+	"net"
+	"time"
+)
 
 // readBatch is how many datagrams one read returns: one, without Linux's
 // recvmmsg.
@@ -14,3 +17,7 @@ type batchReader = portableReader
 func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
 	return newPortableReader(conn), nil
 }
+
+// sleepThread is time.Sleep off Linux (where reads return one datagram, so
+// a reader never pauses).
+func sleepThread(d time.Duration) { time.Sleep(d) }
