@@ -13,7 +13,7 @@ const severities = ['info', 'warning', 'error', 'critical'];
 export function alertColumns({host = true, released = false} = {}) {
   return [
     {title: 'Severity', value: (a) => badge(a.severity)},
-    {title: 'Check', value: (a) => a.check},
+    {title: 'Check', value: (a) => el('a', {href: '#/alerts?check=' + encodeURIComponent(a.check), title: 'Only this check'}, a.check)},
     host ? {title: 'Host', value: (a) => el('a', {href: hostHref(a.host.ip, a.host.vlan), className: 'host'}, a.host.ip + (a.host.vlan ? '@' + a.host.vlan : ''))} : null,
     host ? {title: 'Name', value: (a) => (a.host.name && a.host.name !== a.host.ip ? a.host.name : '')} : null,
     {title: 'Value', value: (a) => fmt.num(a.value), numeric: true},

@@ -81,7 +81,8 @@ export async function render(view, {arg, params}, ctx) {
       {title: 'All', value: (r) => fmt.num(r[3]), numeric: true},
     ], [['Egress (as client, no reply)', u.egress_tcp, u.egress_udp, u.egress], ['Ingress (as server, not answered)', u.ingress_tcp, u.ingress_udp, u.ingress]], {id: 'unidirectional'}));
     const cols = alertColumns({host: false});
-    const alerts = section('Engaged alerts', table(cols, h.alerts || [], {id: 'host-alerts', empty: 'No engaged alert.'}));
+    const alerts = section('Engaged alerts', table(cols, h.alerts || [], {id: 'host-alerts', empty: 'No engaged alert.'}),
+      el('p', null, el('a', {href: '#/alerts?host=' + encodeURIComponent(h.ip + (h.vlan ? '@' + h.vlan : ''))}, 'This host on the alerts page ›')));
     const recent = section('Recently released alerts', table(alertColumns({host: false, released: true}), h.recent_alerts || [], {id: 'host-recent', empty: 'No recent alert.'}));
     fill(view, 
       el('h1', null, el('span', {className: 'hostname'}, h.ip), h.name && h.name !== h.ip ? el('span', {className: 'sub'}, h.name) : null, h.vlan ? el('span', {className: 'sub'}, 'VLAN ' + h.vlan) : null),
