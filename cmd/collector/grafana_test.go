@@ -20,10 +20,17 @@ import (
 
 // dashboardPanel is what the test reads of a Grafana panel.
 type dashboardPanel struct {
+	ID      int    `json:"id"`
 	Title   string `json:"title"`
 	Type    string `json:"type"`
+	GridPos struct {
+		X, Y, W, H int
+	} `json:"gridPos"`
 	Targets []struct {
-		Expr string `json:"expr"`
+		Expr       string `json:"expr"`
+		Datasource struct {
+			UID string `json:"uid"`
+		} `json:"datasource"`
 	} `json:"targets"`
 	Panels []dashboardPanel `json:"panels"`
 }
@@ -41,7 +48,9 @@ var scrapeLabels = map[string]bool{"instance": true, "job": true, "le": true}
 
 // TestGrafanaDashboard parses deploy/grafana/flowcheck.json and checks that
 // every metric its queries name is one the daemon exports, with the labels
-// the query groups or filters by. The registry is the daemon's own
+// the query groups or filters by; that every query reads the dashboard's
+// data source variable; and that panels have their own ids and do not
+// overlap on the grid. The registry is the daemon's own
 // (build), with the Kafka sink configured and a capture fed to the
 // collector, so that the series born with an exporter or a sink exist.
 func TestGrafanaDashboard(t *testing.T) {
@@ -50,8 +59,13 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dash struct {
-		UID    string           `json:"uid"`
-		Panels []dashboardPanel `json:"panels"`
+		UID        string           `json:"uid"`
+		Panels     []dashboardPanel `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name string `json:"name"`
+			} `json:"list"`
+		} `json:"templating"`
 	}
 	if err := json.Unmarshal(b, &dash); err != nil {
 		t.Fatalf("flowcheck.json: %v", err)
@@ -60,17 +74,47 @@ func TestGrafanaDashboard(t *testing.T) {
 		t.Error("the dashboard has no uid")
 	}
 
+	variables := map[string]bool{}
+	for _, v := range dash.Templating.List {
+		variables[v.Name] = true
+	}
+	if !variables["datasource"] || !variables["instance"] {
+		t.Errorf("variables %v, want datasource and instance", variables)
+	}
+
 	labels := daemonMetrics(t)
 	var walk func([]dashboardPanel)
 	queries := 0
+	ids := map[int]string{}
+	// cells are the grid's cells taken, so that no panel hides another.
+	cells := map[[2]int]string{}
 	walk = func(panels []dashboardPanel) {
 		for _, p := range panels {
 			walk(p.Panels)
+			if other, dup := ids[p.ID]; dup {
+				t.Errorf("panels %q and %q share the id %d", p.Title, other, p.ID)
+			}
+			ids[p.ID] = p.Title
+			g := p.GridPos
+			if g.W < 1 || g.H < 1 || g.X < 0 || g.X+g.W > 24 {
+				t.Errorf("panel %q: gridPos %+v is off the 24-column grid", p.Title, g)
+			}
+			for x := g.X; x < g.X+g.W; x++ {
+				for y := g.Y; y < g.Y+g.H; y++ {
+					if other, taken := cells[[2]int{x, y}]; taken {
+						t.Errorf("panel %q overlaps %q at %d,%d", p.Title, other, x, y)
+					}
+					cells[[2]int{x, y}] = p.Title
+				}
+			}
 			if p.Type != "row" && len(p.Targets) == 0 {
 				t.Errorf("panel %q has no query", p.Title)
 			}
 			for _, target := range p.Targets {
 				queries++
+				if target.Datasource.UID != "${datasource}" {
+					t.Errorf("panel %q: a query's data source is %q, not the dashboard's variable", p.Title, target.Datasource.UID)
+				}
 				checkQuery(t, p.Title, target.Expr, labels)
 			}
 		}

@@ -15,7 +15,7 @@ export function alertColumns({host = true, released = false} = {}) {
     {title: 'Severity', value: (a) => badge(a.severity)},
     {title: 'Check', value: (a) => el('a', {href: '#/alerts?check=' + encodeURIComponent(a.check), title: 'Only this check'}, a.check)},
     host ? {title: 'Host', value: (a) => el('a', {href: hostHref(a.host.ip, a.host.vlan), className: 'host'}, a.host.ip + (a.host.vlan ? '@' + a.host.vlan : ''))} : null,
-    host ? {title: 'Name', value: (a) => (a.host.name && a.host.name !== a.host.ip ? a.host.name : '')} : null,
+    host ? {title: 'Name', value: (a) => (a.host.name && a.host.name !== a.host.ip ? el('span', {title: a.host.name}, a.host.name) : ''), className: 'name'} : null,
     {title: 'Value', value: (a) => fmt.num(a.value), numeric: true},
     {title: 'Message', value: (a) => a.message, className: 'wrap'},
     {title: 'Since', value: (a) => fmt.ago(a.first_seen)},
