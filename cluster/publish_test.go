@@ -14,6 +14,7 @@ import (
 	"github.com/flowcheck/flowcheck/clock"
 	"github.com/flowcheck/flowcheck/flow"
 	"github.com/flowcheck/flowcheck/internal/capturetest"
+	"github.com/flowcheck/flowcheck/internal/kafkaconn"
 )
 
 // startKafka starts an in-process Kafka (kfake) on 127.0.0.1:port (0 for
@@ -60,7 +61,12 @@ func startPublisher(t testing.TB, cfg Configuration, block bool) (*Publisher, *p
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	t.Cleanup(func() {
+		// Bounded: with the brokers away, Stop would wait for them.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = p.Stop(ctx)
+	})
 	return p, reg
 }
 
@@ -370,4 +376,41 @@ func TestPublishStopDeadline(t *testing.T) {
 	if n := testutil.ToFloat64(p.m.dropped.WithLabelValues(dropUnacknowledged)); n != 3 {
 		t.Errorf("%v copies dropped unacknowledged, want 3", n)
 	}
+}
+
+// TestPublishSASL: the publisher authenticates as the alert sink does
+// (internal/kafkaconn); a refused login is an error counted, not a crash.
+func TestPublishSASL(t *testing.T) {
+	kf, err := kfake.NewCluster(kfake.Ports(0), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "flowcheck", "s3cret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kf.Close()
+	broker := kf.ListenAddrs()[0]
+	for _, tc := range []struct {
+		password string
+		ok       bool
+	}{{"s3cret", true}, {"wrong", false}} {
+		cfg := ingestConfig(broker, 4)
+		cfg.SASL = kafkaconn.SASLConfiguration{Mechanism: "scram-sha-256", Username: "flowcheck", Password: tc.password}
+		cfg.Publish.WriteTimeout = 2 * time.Second
+		p, _ := startPublisher(t, cfg, false)
+		p.Handle([]flow.Record{fullRecord()})
+		if tc.ok {
+			waitFor(t, "acknowledged", func() bool { return p.Unacknowledged() == 0 && p.Ready() })
+			continue
+		}
+		waitFor(t, "an error counted", func() bool { return errorsTotal(p) > 0 })
+		if p.Ready() {
+			t.Error("ready with a refused login")
+		}
+	}
+}
+
+func errorsTotal(p *Publisher) float64 {
+	total := 0.0
+	for _, k := range []string{"connection_refused", "network", "timeout", "partition_count", "other", "sasl_authentication_failed"} {
+		total += testutil.ToFloat64(p.m.errors.WithLabelValues(k))
+	}
+	return total
 }
