@@ -1,7 +1,7 @@
 // The console's only way to the daemon: GET requests to /api/v1/. An error
 // answer carries {"error": "..."}; it becomes an ApiError with that text.
 
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, message) {
     super(message);
     this.status = status;

@@ -17,7 +17,7 @@ const quick = [
   ['noreply_ports', 'One-sided ports'],
 ];
 
-export function hostLink(h) {
+function hostLink(h) {
   return el('a', {href: hostHref(h.ip, h.vlan), className: 'host'}, h.ip);
 }
 
