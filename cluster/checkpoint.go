@@ -14,8 +14,8 @@ import (
 	"github.com/flowcheck/flowcheck/internal/kafkaconn"
 )
 
-// A checkpoint is how an engagement survives a handover with its id: every
-// check interval, and when it loses a partition, a check worker writes to
+// A checkpoint is how an engagement survives a handover with its id: after
+// every check tick, and when it loses a partition, a check worker writes to
 // each partition it owns the engaged alerts of that partition's hosts, as
 // a message of the flows topic with header kindHeader = kindAlerts (the
 // ingest's FlowBatches have none). The next owner, rebuilding the
@@ -60,31 +60,25 @@ func (c *Consumer) readCheckpoint(id int, m *kafka.Message) []alert.Event {
 	return v.Alerts
 }
 
-// checkpointLoop writes the checkpoints of the live partitions every check
-// interval, until ctx ends.
-func (c *Consumer) checkpointLoop(ctx context.Context) {
-	if c.writer == nil {
+// Checkpoint writes the checkpoints of the live partitions: main calls it
+// after every check tick, so that an alert engaged by a tick is in its
+// partition's checkpoint a few milliseconds later, before the sinks have
+// usually delivered it (a worker killed in between leaves it to be engaged
+// anew, under another id, by the next owner). It does nothing between
+// generations or with input_format goflow2.
+func (c *Consumer) Checkpoint(ctx context.Context) {
+	if c.writer == nil || !c.assigned.Load() {
 		return
 	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(c.deps.CheckpointInterval()):
+	c.mu.Lock()
+	var live []int
+	for id, st := range c.owned {
+		if st.live {
+			live = append(live, id)
 		}
-		if !c.assigned.Load() {
-			continue
-		}
-		c.mu.Lock()
-		var live []int
-		for id, st := range c.owned {
-			if st.live {
-				live = append(live, id)
-			}
-		}
-		c.mu.Unlock()
-		c.writeCheckpoints(ctx, live)
 	}
+	c.mu.Unlock()
+	c.writeCheckpoints(ctx, live)
 }
 
 // writeCheckpoints writes one checkpoint to each of the partitions ids:

@@ -33,6 +33,8 @@ type Table interface {
 	// IngestLost tells of data lost on ingest (the batches' loss
 	// reports), whose replies may be missing.
 	IngestLost(at time.Time, lost, received int)
+	// AppendKeys appends the key of every host.
+	AppendKeys(dst []aggregate.HostKey) []aggregate.HostKey
 }
 
 // Engine is what the check role hands alerts over with: the check engine
@@ -44,6 +46,8 @@ type Engine interface {
 	Adopt(evs []alert.Event) int
 	// Forget drops the hosts of partitions handed over, silently.
 	Forget(keys []aggregate.HostKey)
+	// Quiet makes the first runs on rebuilt hosts warm-up runs.
+	Quiet(keys []aggregate.HostKey)
 }
 
 // ConsumerDependencies are what the check role's consumer needs.
@@ -55,9 +59,10 @@ type ConsumerDependencies struct {
 	Clock  clock.Clock
 	Table  Table
 	Engine Engine
-	// CheckpointInterval is how often the engaged alerts of the owned
-	// partitions are written to them (the check interval); 0: 30 s.
-	CheckpointInterval func() time.Duration
+	// ReplyWindow is the host table's: after a rebuild the checks wait
+	// that long more (and a second), for the table to decide the
+	// conversations the rebuild re-read.
+	ReplyWindow time.Duration
 }
 
 // Consumer is the check role: a member of consumer group cluster.group on
@@ -89,6 +94,9 @@ type Consumer struct {
 	rebuilding atomic.Int32
 	assigned   atomic.Bool
 	started    atomic.Bool
+	// settled is the clock time (ns) until which the last rebuild's
+	// conversations are being decided: alerts are held until then.
+	settled atomic.Int64
 
 	fatal  chan error
 	cancel context.CancelFunc
@@ -108,6 +116,10 @@ type partState struct {
 	// rebuildStart is when the rebuild began, and records what it applied.
 	rebuildStart time.Time
 	records      uint64
+	// checkpoint is the last alert checkpoint the rebuild read, adopted
+	// when it ends (kept if the rebuild is cut short by a rebalance that
+	// leaves the partition here).
+	checkpoint []alert.Event
 }
 
 // Group session settings: a dead worker's partitions move within about
@@ -136,9 +148,6 @@ func NewConsumer(cfg Configuration, deps ConsumerDependencies) (*Consumer, error
 	deps.Logger = defaults.Logger(deps.Logger)
 	deps.Registerer = defaults.Registerer(deps.Registerer)
 	deps.Clock = defaults.Clock(deps.Clock)
-	if deps.CheckpointInterval == nil {
-		deps.CheckpointInterval = func() time.Duration { return 30 * time.Second }
-	}
 	sec, err := kafkaconn.NewSecurity(cfg.TLS, cfg.SASL)
 	if err != nil {
 		return nil, err
@@ -214,7 +223,6 @@ func (c *Consumer) Start(ctx context.Context) error {
 	rctx, stop := context.WithCancel(context.Background())
 	c.cancel = stop
 	go c.run(rctx)
-	go c.checkpointLoop(rctx)
 	c.deps.Logger.Info("joining the consumer group", "group", c.cfg.Group, "topic", c.cfg.FlowsTopic,
 		"brokers", c.cfg.Brokers, "input_format", c.cfg.InputFormat)
 	return nil
@@ -266,8 +274,11 @@ func (c *Consumer) Stop(ctx context.Context) error {
 func (c *Consumer) Fatal() <-chan error { return c.fatal }
 
 // Ready tells whether this worker checks its hosts: assigned partitions
-// by the group, and none of them rebuilding.
-func (c *Consumer) Ready() bool { return c.assigned.Load() && c.rebuilding.Load() == 0 }
+// by the group, none of them rebuilding, and the reply window of the last
+// rebuild over.
+func (c *Consumer) Ready() bool {
+	return c.assigned.Load() && c.rebuilding.Load() == 0 && c.deps.Clock.Now().UnixNano() >= c.settled.Load()
+}
 
 // Holding tells whether alerts are held: between generations (the
 // partitions may be moving) or while a partition rebuilds, the checks

@@ -21,6 +21,7 @@ type noAlerts struct{}
 func (noAlerts) Engaged() []alert.Event     { return nil }
 func (noAlerts) Adopt([]alert.Event) int    { return 0 }
 func (noAlerts) Forget([]aggregate.HostKey) {}
+func (noAlerts) Quiet([]aggregate.HostKey)  {}
 
 // BenchmarkConsume publishes a softflowd capture's records, over and over,
 // into an in-process Kafka (kfake) with the ingest role's publisher (32

@@ -10,7 +10,8 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/flowcheck/flowcheck/alert"
+	"github.com/flowcheck/flowcheck/aggregate"
+
 	"github.com/flowcheck/flowcheck/flow"
 	"github.com/flowcheck/flowcheck/internal/kafkaconn"
 )
@@ -38,7 +39,6 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, id int, s
 		}),
 	})
 	defer r.Close()
-	var checkpoint []alert.Event // the last one read while rebuilding
 	if st.next < 0 {
 		if !c.startRebuild(ctx, r, id, st) {
 			return
@@ -48,7 +48,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, id int, s
 		return
 	}
 	if !st.live && st.next >= st.rebuildEnd {
-		c.rebuilt(id, st, nil)
+		c.rebuilt(id, st)
 	}
 	var dec Decoder
 	var g2 goflow2Decoder
@@ -84,7 +84,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, id int, s
 		case isCheckpoint(&m):
 			// Another worker's handover; only a rebuild reads it.
 			if !st.live {
-				checkpoint = c.readCheckpoint(id, &m)
+				st.checkpoint = c.readCheckpoint(id, &m)
 			}
 		case c.cfg.InputFormat == FormatGoflow2:
 			g2recs, err = g2.decode(m.Value, g2recs[:0])
@@ -104,8 +104,7 @@ func (c *Consumer) consume(ctx context.Context, gen *kafka.Generation, id int, s
 		st.next = m.Offset + 1
 		c.m.lag.WithLabelValues(label).Set(float64(max(m.HighWaterMark-st.next, 0)))
 		if !st.live && st.next >= st.rebuildEnd {
-			c.rebuilt(id, st, checkpoint)
-			checkpoint = nil
+			c.rebuilt(id, st)
 		}
 		if time.Since(lastCommit) >= commitEvery {
 			commit()
@@ -180,12 +179,24 @@ func (c *Consumer) lastOffset(ctx context.Context, id int) (int64, error) {
 
 // rebuilt makes a partition live: the alerts of its last checkpoint are
 // adopted, and the alerts are no longer held once no partition rebuilds.
-func (c *Consumer) rebuilt(id int, st *partState, checkpoint []alert.Event) {
+func (c *Consumer) rebuilt(id int, st *partState) {
 	adopted := 0
-	if len(checkpoint) > 0 {
-		adopted = c.deps.Engine.Adopt(checkpoint)
+	if len(st.checkpoint) > 0 {
+		adopted = c.deps.Engine.Adopt(st.checkpoint)
+		st.checkpoint = nil
 	}
-	c.mu.Lock() // the checkpoint loop reads live
+	// The rebuilt conversations are decided within a reply window; until
+	// then, and for their first runs, the checks must not take the
+	// rebuilt hosts' figures for news.
+	c.settled.Store(c.deps.Clock.Now().Add(c.deps.ReplyWindow + time.Second).UnixNano())
+	var mine []aggregate.HostKey
+	for _, k := range c.deps.Table.AppendKeys(nil) {
+		if c.cfg.InputFormat != FormatFlowcheck || PartitionOf(k.Addr, k.VLAN, c.partitions) == id {
+			mine = append(mine, k)
+		}
+	}
+	c.deps.Engine.Quiet(mine)
+	c.mu.Lock() // Checkpoint reads live
 	st.live = true
 	c.mu.Unlock()
 	took := time.Since(st.rebuildStart)

@@ -34,6 +34,7 @@ func (v *vm) runChecks(set *scriptSet, h *hostEntry, due []bool, now time.Time, 
 	}
 	v.entry, v.snap, v.now = h, &v.snapBuf, now
 	v.ipLV, v.macLV, v.nameLV = nil, nil, nil
+	v.quiet = v.e.quiet.has(h.key())
 	unix := now.Unix()
 	for i, sc := range set.checks {
 		if !due[i] || (sc.cfg.LocalOnly && !v.snapBuf.Local) {
@@ -124,10 +125,18 @@ func (v *vm) call(sc *script, vc *vmCheck, h *hostEntry, i int, evs *[]alert.Eve
 	if sc.fails.Load() != 0 {
 		sc.fails.Store(0)
 	}
-	if v.triggered {
+	switch {
+	case v.quiet:
+		// A warm-up run (Engine.Quiet): an adopted alert is updated,
+		// nothing is engaged or released.
+		if x := h.peek(sc.slot); v.triggered && x != nil && x.alert != nil {
+			v.e.engage(h, v.snap, sc.slot, sc.name, v.tValue, v.tMsg, v.now, evs)
+		}
+		v.tMsg = ""
+	case v.triggered:
 		v.e.engage(h, v.snap, sc.slot, sc.name, v.tValue, v.tMsg, v.now, evs)
 		v.tMsg = ""
-	} else {
+	default:
 		v.e.release(h, sc.slot, sc.name, alert.Cleared, v.now, evs)
 	}
 }

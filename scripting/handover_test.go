@@ -87,3 +87,28 @@ func TestAlertIDScope(t *testing.T) {
 		t.Errorf("two workers of one group gave ids %v", ids)
 	}
 }
+
+// TestQuiet: the first quietTicks runs on a host handed over raise nothing
+// and release nothing (an adopted alert stays); then the checks act.
+func TestQuiet(t *testing.T) {
+	h := newHarness(t, map[string]string{"t": bytesScript}, newFakeHosts(trafficHost("10.0.0.1"), trafficHost("10.0.0.2")), nil)
+	adopted := alert.Event{State: alert.Engaged, ID: "0123456789abcdef", Check: "t", Host: alert.Host{IP: "10.0.0.2"}, Value: 50,
+		FirstSeen: t0, LastSeen: t0}
+	if h.e.Adopt([]alert.Event{adopted}) != 1 {
+		t.Fatal("not adopted")
+	}
+	h.e.Quiet([]aggregate.HostKey{key("10.0.0.1"), key("10.0.0.2")})
+	h.hosts.update(key("10.0.0.2"), func(s *aggregate.HostSnapshot) { s.BytesSent = 0 }) // clears
+	for i := range quietTicks {
+		h.tick()
+		if evs := h.pub.take(); len(evs) != 0 {
+			t.Fatalf("warm-up tick %d published %+v", i+1, evs)
+		}
+	}
+	h.tick()
+	evs := h.pub.take()
+	if len(evs) != 2 || evs[0].State != alert.Engaged || evs[0].Host.IP != "10.0.0.1" ||
+		evs[1].State != alert.Released || evs[1].ID != adopted.ID {
+		t.Errorf("after the warm-up: %+v, want 10.0.0.1 engaged and the adopted alert of 10.0.0.2 released", evs)
+	}
+}

@@ -90,6 +90,8 @@ type Engine struct {
 	walked atomic.Int64
 	// store keeps the engaged alerts across restarts (persist.go).
 	store alertStore
+	// quiet are hosts handed over whose first runs raise nothing (Quiet).
+	quiet quietHosts
 	// read is what the HTTP API reads (readside.go); current is the
 	// script set, for readers that must not wait for a tick's runMu.
 	read    *readSide

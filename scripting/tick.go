@@ -155,6 +155,7 @@ func (e *Engine) Tick(ctx context.Context, now time.Time, paced bool) TickStats 
 		h.mu.Unlock()
 	}
 	e.publish(evs)
+	e.quiet.tick()
 	e.afterTick(ctx, now, set)
 
 	stats := TickStats{Hosts: int(seen)}

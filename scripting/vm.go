@@ -96,8 +96,10 @@ type vm struct {
 	// triggered, tValue and tMsg are what triggerAlert recorded during the
 	// call in progress (the last call wins).
 	triggered bool
-	tValue    int
-	tMsg      string
+	// quiet: the bound host is warming up after a hand-over (Engine.Quiet).
+	quiet  bool
+	tValue int
+	tMsg   string
 
 	// l7All and l7Protos are the result of host.l7() in the check call in
 	// progress and its protocol tables (parallel to snap.L7), nil until the

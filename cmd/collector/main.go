@@ -436,14 +436,15 @@ func (p *pipeline) buildCheck(cfg Config, clk clock.Clock, logger *slog.Logger, 
 	// when partitions move goes through the engine.
 	p.consumer, err = cluster.NewConsumer(cfg.Cluster, cluster.ConsumerDependencies{
 		Logger: component("cluster"), Registerer: p.registry, Clock: clk,
-		Table: p.table, Engine: p.engine, CheckpointInterval: p.engine.Interval,
+		Table: p.table, Engine: p.engine, ReplyWindow: cfg.Aggregate.ReplyWindow,
 	})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	// The checks wait while a partition rebuilds or the group rebalances:
-	// no alert from a partial host state.
-	p.sched, err = newScheduler(p.table, heldTicker{p.engine, p.consumer.Holding}, clk, true, component("tick"), p.registry)
+	// no alert from a partial host state. Each tick's engaged alerts go
+	// to their partitions' checkpoints at once, for the next owner.
+	p.sched, err = newScheduler(p.table, heldTicker{p.engine, p.consumer.Holding, p.consumer.Checkpoint}, clk, true, component("tick"), p.registry)
 	if err != nil {
 		return fmt.Errorf("tick: %w", err)
 	}

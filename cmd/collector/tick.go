@@ -31,6 +31,8 @@ type ticker interface {
 type heldTicker struct {
 	ticker
 	held func() bool
+	// after runs after each tick that ran: the alert checkpoints.
+	after func(ctx context.Context)
 }
 
 // Tick runs the engine's tick unless held.
@@ -38,7 +40,9 @@ func (h heldTicker) Tick(ctx context.Context, now time.Time, paced bool) scripti
 	if h.held() {
 		return scripting.TickStats{}
 	}
-	return h.ticker.Tick(ctx, now, paced)
+	st := h.ticker.Tick(ctx, now, paced)
+	h.after(ctx)
+	return st
 }
 
 // scheduler moves the pipeline's time forward: the one piece of code that
