@@ -87,6 +87,9 @@ type Consumer struct {
 	owned map[int]*partState
 	// partitions is the flows topic's partition count, for PartitionOf.
 	partitions int
+	// rebuiltParts are the partitions rebuilt since the last time none
+	// was rebuilding: their hosts warm up together (Engine.Quiet).
+	rebuiltParts []int
 
 	// rebuilding counts the owned partitions not yet live; assigned is
 	// false between generations. Alerts are held unless assigned and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -189,20 +190,30 @@ func (c *Consumer) rebuilt(id int, st *partState) {
 	// then, and for their first runs, the checks must not take the
 	// rebuilt hosts' figures for news.
 	c.settled.Store(c.deps.Clock.Now().Add(c.deps.ReplyWindow + time.Second).UnixNano())
-	var mine []aggregate.HostKey
-	for _, k := range c.deps.Table.AppendKeys(nil) {
-		if c.cfg.InputFormat != FormatFlowcheck || PartitionOf(k.Addr, k.VLAN, c.partitions) == id {
-			mine = append(mine, k)
-		}
-	}
-	c.deps.Engine.Quiet(mine)
 	c.mu.Lock() // Checkpoint reads live
 	st.live = true
+	c.rebuiltParts = append(c.rebuiltParts, id)
+	left := c.rebuilding.Add(-1)
+	var quiet []int
+	if left == 0 {
+		// One walk over the table for the partitions rebuilt together
+		// (the checks wait for the last of them anyway).
+		quiet, c.rebuiltParts = c.rebuiltParts, nil
+	}
 	c.mu.Unlock()
+	if len(quiet) > 0 {
+		var keys []aggregate.HostKey
+		for _, k := range c.deps.Table.AppendKeys(nil) {
+			if c.cfg.InputFormat != FormatFlowcheck || slices.Contains(quiet, PartitionOf(k.Addr, k.VLAN, c.partitions)) {
+				keys = append(keys, k)
+			}
+		}
+		c.deps.Engine.Quiet(keys)
+	}
 	took := time.Since(st.rebuildStart)
 	c.m.rebuilds.Inc()
 	c.m.rebuildSeconds.Observe(took.Seconds())
-	c.m.rebuilding.Set(float64(c.rebuilding.Add(-1)))
+	c.m.rebuilding.Set(float64(left))
 	c.deps.Logger.Info("rebuild done", "partition", id, "records", st.records, "duration", took, "alerts_adopted", adopted)
 }
 
