@@ -86,7 +86,7 @@ func (aq *alertQuery) keeps(ev *alert.Event, hostIP string) bool {
 func (c *Component) alertList(w http.ResponseWriter, r *http.Request) {
 	aq, msg := parseAlertQuery(r.URL.Query())
 	if msg != "" {
-		writeError(w, http.StatusBadRequest, msg)
+		writeError(w, r, http.StatusBadRequest, msg)
 		return
 	}
 	hostIP := ""

@@ -56,16 +56,23 @@ func BenchmarkHostsPage(b *testing.B) {
 	}
 	h := srv.Handler()
 	for _, q := range []string{"sort=bytes&limit=100", "sort=refused_ports&offset=9900&limit=100", "sort=bytes&q=10.0.0.0/16&limit=100", "sort=bytes&limit=1000"} {
-		b.Run(q, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/api/v1/hosts?"+q, nil))
-				if w.Code != http.StatusOK {
-					b.Fatal(w.Code, w.Body.String())
+		for _, encoding := range []string{"identity", "gzip"} {
+			b.Run(q+"/"+encoding, func(b *testing.B) {
+				b.ReportAllocs()
+				var size int
+				for b.Loop() {
+					w := httptest.NewRecorder()
+					r := httptest.NewRequest(http.MethodGet, "/api/v1/hosts?"+q, nil)
+					r.Header.Set("Accept-Encoding", encoding)
+					h.ServeHTTP(w, r)
+					if w.Code != http.StatusOK {
+						b.Fatal(w.Code, w.Body.String())
+					}
+					size = w.Body.Len()
 				}
-			}
-		})
+				b.ReportMetric(float64(size), "B/page")
+			})
+		}
 	}
 }
 

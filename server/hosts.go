@@ -243,7 +243,7 @@ func (hq *hostQuery) keyWanted(k aggregate.HostKey) bool {
 func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 	hq, msg := parseHostQuery(r.URL.Query())
 	if msg != "" {
-		writeError(w, http.StatusBadRequest, msg)
+		writeError(w, r, http.StatusBadRequest, msg)
 		return
 	}
 	window := hq.offset + hq.limit
@@ -270,7 +270,7 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 			if i++; i%yieldEvery == 0 {
 				// The API yields to ingest, and gives up past its deadline.
 				if r.Context().Err() != nil {
-					writeError(w, http.StatusServiceUnavailable, errTimeout.Error())
+					writeError(w, r, http.StatusServiceUnavailable, errTimeout.Error())
 					return
 				}
 				runtime.Gosched()
@@ -323,7 +323,7 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 	}
 	items, err := fill(len(out), hq.limit, func(i int) any { return &out[i] })
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		writeError(w, r, http.StatusInternalServerError, err.Error())
 		return
 	}
 	p := hostsPage{page: page{Total: total, Limit: hq.limit, Items: items}}
@@ -338,7 +338,7 @@ func (c *Component) hosts(w http.ResponseWriter, r *http.Request) {
 		owned := c.deps.Partitions()
 		p.Partitions = &owned
 	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, r, http.StatusOK, p)
 }
 
 // hostsPage is a page of /api/v1/hosts: in cluster role check it says which

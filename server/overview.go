@@ -309,7 +309,7 @@ func (c *Component) overview(w http.ResponseWriter, r *http.Request) {
 	if s := r.URL.Query().Get("since"); s != "" {
 		v, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || v < 0 {
-			writeError(w, http.StatusBadRequest, "since must be a time in unix seconds")
+			writeError(w, r, http.StatusBadRequest, "since must be a time in unix seconds")
 			return
 		}
 		since = v
@@ -350,7 +350,7 @@ func (c *Component) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Unlock()
 	emptyIfNil(&ser)
-	writeJSON(w, http.StatusOK, struct {
+	writeJSON(w, r, http.StatusOK, struct {
 		Now             time.Time       `json:"now"`
 		IntervalSeconds int             `json:"interval_seconds"`
 		Current         overviewCurrent `json:"current"`

@@ -75,7 +75,7 @@ func (c *Component) limited(name string, h http.HandlerFunc) http.HandlerFunc {
 		default:
 			rejected.Inc()
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, "too many API requests at once (http.max_concurrent); retry later")
+			writeError(w, r, http.StatusServiceUnavailable, "too many API requests at once (http.max_concurrent); retry later")
 			return
 		}
 		defer func() { c.slots <- sc }()
@@ -147,28 +147,28 @@ func writeOffsetPage(w http.ResponseWriter, r *http.Request, n int, item func(i 
 	q := r.URL.Query()
 	limit, ok := parseLimit(q)
 	if !ok {
-		writeError(w, http.StatusBadRequest, limitError)
+		writeError(w, r, http.StatusBadRequest, limitError)
 		return
 	}
 	offset := 0
 	if s := q.Get("offset"); s != "" {
 		var err error
 		if offset, err = strconv.Atoi(s); err != nil || offset < 0 {
-			writeError(w, http.StatusBadRequest, "offset must be a non-negative integer")
+			writeError(w, r, http.StatusBadRequest, "offset must be a non-negative integer")
 			return
 		}
 	}
 	offset = min(offset, n)
 	items, err := fill(n-offset, limit, func(i int) any { return item(offset + i) })
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		writeError(w, r, http.StatusInternalServerError, err.Error())
 		return
 	}
 	p := page{Total: n, Limit: limit, Items: items}
 	if end := offset + len(items); end < n {
 		p.Next = nextURL(r, "offset", strconv.Itoa(end), limit)
 	}
-	writeJSON(w, http.StatusOK, p)
+	writeJSON(w, r, http.StatusOK, p)
 }
 
 // alertSnapshot is one copy of the engaged alerts, sorted by host and

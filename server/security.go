@@ -142,7 +142,7 @@ func (c *Component) secure(next http.Handler) http.Handler {
 			} else {
 				hd.Set("WWW-Authenticate", `Bearer realm="flowcheck"`)
 			}
-			writeError(w, http.StatusUnauthorized, "authentication required (http.auth)")
+			writeError(w, r, http.StatusUnauthorized, "authentication required (http.auth)")
 			return
 		}
 		next.ServeHTTP(w, r)

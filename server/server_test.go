@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"io"
@@ -307,5 +309,48 @@ func TestStartErrors(t *testing.T) {
 	}
 	if _, err := New(DefaultConfiguration(), Dependencies{}); err == nil || strings.HasPrefix(err.Error(), "server:") {
 		t.Fatalf("New without dependencies: %v, want an error without a prefix", err)
+	}
+}
+
+// TestJSONGzip: API answers are gzipped for a client that accepts it, and
+// plain for one that does not or refuses it with q=0.
+func TestJSONGzip(t *testing.T) {
+	cases := []struct {
+		accept string
+		gzip   bool
+	}{
+		{"", false},
+		{"gzip", true},
+		{"deflate, gzip;q=0.5", true},
+		{"GZIP", true},
+		{"gzip;q=0", false},
+		{"gzip; q=0.0", false},
+		{"br, identity", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.accept, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/api/v1/hosts", nil)
+			if tc.accept != "" {
+				r.Header.Set("Accept-Encoding", tc.accept)
+			}
+			w := httptest.NewRecorder()
+			writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+			body := w.Body.Bytes()
+			if got := w.Header().Get("Content-Encoding") == "gzip"; got != tc.gzip {
+				t.Fatalf("gzipped = %v, want %v", got, tc.gzip)
+			}
+			if tc.gzip {
+				zr, err := gzip.NewReader(bytes.NewReader(body))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if body, err = io.ReadAll(zr); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if string(body) != "{\n  \"status\": \"ok\"\n}\n" {
+				t.Fatalf("body = %q", body)
+			}
+		})
 	}
 }
