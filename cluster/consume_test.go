@@ -262,6 +262,29 @@ func TestConsume(t *testing.T) {
 					t.Errorf("%v:\n got %+v\nwant %+v", k, got[k], w)
 				}
 			}
+			if n == 1 {
+				// Offsets are committed for what was applied: all of it.
+				ends := map[int]int64{}
+				for p := range partitions {
+					end, err := ws[0].consumer.lastOffset(context.Background(), p)
+					if err != nil {
+						t.Fatal(err)
+					}
+					ends[p] = end
+				}
+				ws[0].stop(t)
+				client := &kafka.Client{Addr: kafka.TCP(broker)}
+				resp, err := client.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{GroupID: cfg.Group,
+					Topics: map[string][]int{cfg.FlowsTopic: {0, 1, 2, 3, 4, 5}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range resp.Topics[cfg.FlowsTopic] {
+					if p.CommittedOffset != ends[p.Partition] {
+						t.Errorf("partition %d: committed %d, applied up to %d", p.Partition, p.CommittedOffset, ends[p.Partition])
+					}
+				}
+			}
 		})
 	}
 }
