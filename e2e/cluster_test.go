@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +54,14 @@ var (
 // address; the test's cleanup stops it with SIGTERM.
 func startBroker(t *testing.T, args ...string) string {
 	t.Helper()
+	addr, _ := startBrokerStop(t, args...)
+	return addr
+}
+
+// startBrokerStop is startBroker that also returns a function stopping the
+// broker with SIGTERM (a broker outage) and waiting for it to exit.
+func startBrokerStop(t *testing.T, args ...string) (string, func()) {
+	t.Helper()
 	cmd := exec.Command(built(t, "./internal/cmd/kfakebroker"), args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -61,7 +72,7 @@ func startBroker(t *testing.T, args ...string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
+	done := make(chan struct{})
 	lines := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -70,9 +81,10 @@ func startBroker(t *testing.T, args ...string) string {
 		}
 		for sc.Scan() { // keep the pipe drained
 		}
-		done <- cmd.Wait()
+		_ = cmd.Wait()
+		close(done)
 	}()
-	t.Cleanup(func() {
+	stop := func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
@@ -80,20 +92,21 @@ func startBroker(t *testing.T, args ...string) string {
 			_ = cmd.Process.Kill()
 			<-done
 		}
-	})
+	}
+	t.Cleanup(stop)
 	select {
 	case line := <-lines:
 		addr, ok := strings.CutPrefix(line, "listening ")
 		if !ok {
 			t.Fatalf("kfakebroker said %q, want listening ADDR", line)
 		}
-		return addr
-	case err := <-done:
-		t.Fatalf("kfakebroker exited: %v\n%s", err, stderr.String())
+		return addr, stop
+	case <-done:
+		t.Fatalf("kfakebroker exited: %s", stderr.String())
 	case <-time.After(30 * time.Second):
 		t.Fatalf("kfakebroker did not print its address\n%s", stderr.String())
 	}
-	return ""
+	return "", nil
 }
 
 // clusterConfig is the configuration every process of the cluster test
@@ -504,4 +517,111 @@ func TestCluster(t *testing.T) {
 // eventKey tells one event from another of the same alert.
 func eventKey(ev alert.Event) string {
 	return ev.ID + " " + string(ev.State) + " " + ev.Collector + " " + ev.Time.Format(time.RFC3339Nano)
+}
+
+// metricSum sums the samples of a metric (every label set) on the daemon's
+// /metrics.
+func metricSum(t *testing.T, d *daemon, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + d.http + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var sum float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '{') {
+			continue
+		}
+		fields := strings.Fields(line)
+		if v, err := strconv.ParseFloat(fields[len(fields)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// waitUntil polls cond every 200 ms for up to two minutes.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 2 minutes", what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// freeTCPPort returns a TCP port of 127.0.0.1 free a moment ago.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestClusterBrokerOutage stops the broker under a running ingest process
+// and check worker, and later starts a new one on the same port (kfake
+// keeps nothing: its topics and groups start empty, as a single-broker
+// cluster that lost its disk). During the outage the ingest process keeps
+// receiving, counts its failed writes and holds or drops (and counts) what
+// it cannot publish, without exiting; when the broker is back, the check
+// worker joins the group again and raises the scan alerts of the exports
+// sent afterwards, and no record handed to the publisher went uncounted.
+func TestClusterBrokerOutage(t *testing.T) {
+	kcat := tool(t, "kcat")
+	const alerts = "flowcheck.alerts.outage"
+	args := []string{"-port", strconv.Itoa(freeTCPPort(t)), "-partitions", "4",
+		"-topic", fmt.Sprintf("%s:%d", flowsTopic, clusterPartitions)}
+	broker, stop := startBrokerStop(t, args...)
+	config := clusterConfig(broker)
+	check := startProcess(t, config, roleEnv(t, "check", "check-1", alerts), false)
+	ingest := startProcess(t, config, roleEnv(t, "ingest", "ingest-1", alerts), true)
+	groupAssignment(t, broker, 1)
+	waitReady(t, check, "check-1")
+
+	stop()
+	send(t, clusterExports[0].from, ingest.udp, "../testdata/"+clusterExports[0].pcap)
+	waitUntil(t, "the ingest process counting failed writes to the stopped broker", func() bool {
+		return metricSum(t, ingest, "flowcheck_cluster_publish_errors_total") > 0
+	})
+	if ingest.getJSON(t, "/healthz", nil) != 200 {
+		t.Errorf("ingest not healthy during the outage")
+	}
+
+	broker2, _ := startBrokerStop(t, args...)
+	if broker2 != broker {
+		t.Fatalf("the broker came back on %s, not %s", broker2, broker)
+	}
+	groupAssignment(t, broker, 1)
+	waitReady(t, check, "check-1")
+	for _, e := range filteredExports {
+		send(t, e.from, ingest.udp, "../testdata/"+e.pcap)
+	}
+	waitTopic(t, kcat, broker, alerts, "the filtered scans alerted after the outage", 0, func(evs []alert.Event) bool {
+		e := engagedBy(evs)
+		return e[filteredScanners[0]]["scan_detection"] && e[filteredScanners[1]]["scan_detection"]
+	})
+	input := metricSum(t, ingest, "flowcheck_cluster_publish_input_records_total")
+	acked := metricSum(t, ingest, "flowcheck_cluster_publish_records_total")
+	dropped := metricSum(t, ingest, "flowcheck_cluster_publish_dropped_records_total")
+	t.Logf("ingest: %.0f records in, %.0f copies acknowledged, %.0f dropped, %.0f failed writes, %.0f retries",
+		input, acked, dropped, metricSum(t, ingest, "flowcheck_cluster_publish_errors_total"),
+		metricSum(t, ingest, "flowcheck_cluster_publish_retries_total"))
+	if acked+dropped < input {
+		t.Errorf("%.0f records handed to the publisher, but only %.0f copies acknowledged or counted dropped", input, acked+dropped)
+	}
+	for name, d := range map[string]*daemon{"ingest": ingest, "check": check} {
+		if code := d.stop(t); code != 0 {
+			t.Errorf("%s: exit status %d", name, code)
+		}
+	}
 }
