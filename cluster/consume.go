@@ -213,8 +213,11 @@ func (c *Consumer) Start(ctx context.Context) error {
 		// A topic created (or grown) after the workers joined starts a
 		// new generation.
 		WatchPartitionChanges: true,
-		StartOffset:           kafka.LastOffset,
-		Logger:                kafka.LoggerFunc(func(string, ...any) {}),
+		// Partitions stay where they are when members come and go, as
+		// far as the counts allow: each move costs a rebuild.
+		GroupBalancers: []kafka.GroupBalancer{stickyBalancer{owned: c.Owned}, kafka.RangeGroupBalancer{}},
+		StartOffset:    kafka.LastOffset,
+		Logger:         kafka.LoggerFunc(func(string, ...any) {}),
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			c.logs.Log(slog.LevelWarn, "group", "consumer group", "error", fmt.Sprintf(msg, args...))
 		}),

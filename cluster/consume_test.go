@@ -521,3 +521,38 @@ func TestHoldWhileRebuilding(t *testing.T) {
 		t.Errorf("rebuilt: holding %v, rebuilding %v, rebuilds %v", c.Holding(), testutil.ToFloat64(c.m.rebuilding), testutil.ToFloat64(c.m.rebuilds))
 	}
 }
+
+// TestStickyRebalance: when one of three workers leaves, the two others
+// keep the partitions they had and share the leaver's.
+func TestStickyRebalance(t *testing.T) {
+	const partitions = 6
+	_, broker := startKafka(t, 0)
+	cfg := checkConfig(broker, "group-sticky", partitions)
+	start := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	var ws []*worker
+	for i := range 3 {
+		ws = append(ws, startWorker(t, fmt.Sprintf("check-%d", i+1), cfg, start))
+	}
+	spread := func(ws []*worker) bool {
+		owned := 0
+		for _, w := range ws {
+			if !w.consumer.Ready() || len(w.consumer.Owned()) != partitions/len(ws) {
+				return false
+			}
+			owned += len(w.consumer.Owned())
+		}
+		return owned == partitions
+	}
+	waitFor(t, "three workers with two partitions each", func() bool { return spread(ws) })
+	before := [][]int{ws[0].consumer.Owned(), ws[1].consumer.Owned()}
+	ws[2].stop(t)
+	waitFor(t, "two workers with three partitions each", func() bool { return spread(ws[:2]) })
+	for i, had := range before {
+		now := ws[i].consumer.Owned()
+		for _, p := range had {
+			if !slices.Contains(now, p) {
+				t.Errorf("check-%d had %v, now %v: partition %d moved", i+1, had, now, p)
+			}
+		}
+	}
+}
