@@ -150,7 +150,7 @@ func newConsumeMetrics(reg prometheus.Registerer) (*consumeMetrics, error) {
 		}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "flowcheck_cluster_checkpoints_total",
-			Help: "Alert checkpoints written (one per owned partition per check interval, and one when a partition is revoked).",
+			Help: "Alert checkpoints written (one per live partition after each check tick, and one when a partition is revoked).",
 		}),
 		checkpointErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flowcheck_cluster_checkpoint_errors_total",
