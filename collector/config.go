@@ -14,7 +14,9 @@ type Configuration struct {
 	// Listeners are the UDP sockets flow exports arrive on.
 	Listeners []ListenerConfiguration `mapstructure:"listeners"`
 	// Workers is the number of decode workers. Datagrams are sharded to
-	// them by exporter address, so one exporter is decoded in order.
+	// them by exporter address, so one exporter is decoded in order, until
+	// its worker is backlogged: its datagrams then spill over to the least
+	// loaded worker.
 	Workers int `mapstructure:"workers"`
 	// QueueSize is the number of datagrams each worker's queue holds;
 	// datagrams beyond it are dropped and counted, never blocking a socket.

@@ -90,7 +90,10 @@ func (c *Component) begin(addr netip.Addr, b []byte, received time.Time, kind li
 		return nil, 0
 	}
 	e.now = received
-	e.lastSeen = received
+	if received.After(e.lastSeen) {
+		// Spilled datagrams (pick) can be decoded a little out of order.
+		e.lastSeen = received
+	}
 	e.added = e.added[:0]
 	e.expireTemplates()
 	e.expirePending()

@@ -23,9 +23,12 @@ type pendingSet struct {
 }
 
 // exporterState is everything known about one exporter. Its lock is held
-// for the whole decode of a datagram: datagrams of one exporter are sharded
-// to one worker, so the lock is uncontended except when HandleDatagram or
-// Exporters runs at the same time.
+// for the whole decode of a datagram: an exporter's datagrams go to its home
+// worker, so the lock is uncontended except when HandleDatagram or
+// Exporters runs at the same time, or when the home worker is backlogged
+// and its datagrams spill over to the other workers (pick), which then take
+// turns on it for the decode (not for the host table's Apply, the bulk of
+// a datagram's cost).
 type exporterState struct {
 	mu    sync.Mutex
 	c     *Component

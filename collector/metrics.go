@@ -8,23 +8,25 @@ import (
 // metrics are the collector's Prometheus series. Per-exporter series are
 // bounded: only admitted exporters (at most exporters.max) get a label.
 type metrics struct {
-	datagrams      *prometheus.CounterVec // exporter, version
-	datagramBytes  *prometheus.CounterVec // exporter
-	flows          *prometheus.CounterVec // exporter
-	flowBytes      *prometheus.CounterVec // exporter
-	flowPackets    *prometheus.CounterVec // exporter
-	decodeErrors   *prometheus.CounterVec // exporter, reason
-	drops          [numDrops]prometheus.Counter
-	exporterDrops  *prometheus.CounterVec // exporter, reason
-	evictions      *prometheus.CounterVec // reason
-	evictedPending prometheus.Counter
-	templates      *prometheus.GaugeVec   // exporter
-	templateEvents *prometheus.CounterVec // exporter, event
-	samplingUnk    *prometheus.CounterVec // exporter
-	pendingBytes   *prometheus.GaugeVec   // exporter
-	rcvbuf         *prometheus.GaugeVec   // listener
-	exporters      prometheus.Gauge
-	shedRecords    prometheus.Counter
+	datagrams       *prometheus.CounterVec // exporter, version
+	datagramBytes   *prometheus.CounterVec // exporter
+	flows           *prometheus.CounterVec // exporter
+	flowBytes       *prometheus.CounterVec // exporter
+	flowPackets     *prometheus.CounterVec // exporter
+	decodeErrors    *prometheus.CounterVec // exporter, reason
+	drops           [numDrops]prometheus.Counter
+	exporterDrops   *prometheus.CounterVec // exporter, reason
+	evictions       *prometheus.CounterVec // reason
+	evictedPending  prometheus.Counter
+	templates       *prometheus.GaugeVec   // exporter
+	templateEvents  *prometheus.CounterVec // exporter, event
+	samplingUnk     *prometheus.CounterVec // exporter
+	pendingBytes    *prometheus.GaugeVec   // exporter
+	rcvbuf          *prometheus.GaugeVec   // listener
+	exporters       prometheus.Gauge
+	shedRecords     prometheus.Counter
+	workerDatagrams *prometheus.CounterVec // worker
+	spilled         prometheus.Counter
 }
 
 // Reasons a datagram is dropped before decoding.
@@ -111,9 +113,14 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name: "exporters", Help: "Exporters currently tracked."}),
 		shedRecords: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "shed_records_total", Help: "Records handed to the cheaper path (traffic accounted, conversations not stitched) because their decode worker was behind (shed_backlog)."}),
+		workerDatagrams: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "worker_datagrams_total", Help: "Datagrams taken from its queue by each decode worker (0 to workers-1)."},
+			[]string{"worker"}),
+		spilled: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "spilled_datagrams_total", Help: "Datagrams queued to another decode worker than their exporter's own because its queue was backlogged."}),
 	}
 	for _, c := range []prometheus.Collector{m.datagrams, m.datagramBytes, m.flows, m.flowBytes, m.flowPackets,
-		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.evictedPending, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters, m.shedRecords} {
+		m.decodeErrors, drops, m.exporterDrops, m.evictions, m.evictedPending, m.templates, m.templateEvents, m.samplingUnk, m.pendingBytes, m.rcvbuf, m.exporters, m.shedRecords, m.workerDatagrams, m.spilled} {
 		if err := r.Register(c); err != nil {
 			return nil, err
 		}

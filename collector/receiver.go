@@ -94,8 +94,8 @@ func udpNetwork(a netip.AddrPort) string {
 
 // read is a socket's read loop: it reads batches of datagrams into the
 // batch reader's buffers, drops datagrams from outside the allow-list, and
-// copies the rest into pooled packets queued to the worker that owns the
-// exporter. A full queue drops the datagram (counted): the socket is never
+// copies the rest into pooled packets queued to the exporter's worker
+// (pick). A full queue drops the datagram (counted): the socket is never
 // blocked. Datagrams the kernel dropped on the socket, its buffer full,
 // are counted too, as soon as a later datagram tells of them.
 func (c *Component) read(l *listener, conn *net.UDPConn) {
@@ -140,9 +140,13 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 			p := c.getPacket()
 			p.from, p.received, p.kind = from, now, l.kind
 			p.buf = append(p.buf[:0], br.payload(i)...)
+			q, spilled := c.pick(addr)
 			select {
-			case c.queues[shard(addr, len(c.queues))] <- p:
+			case q <- p:
 				queued++
+				if spilled {
+					c.metrics.spilled.Inc()
+				}
 			default:
 				c.dropped(addr, dropQueueFull)
 				queueDrops++

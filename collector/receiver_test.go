@@ -340,7 +340,7 @@ func TestWorkerBatchesBacklog(t *testing.T) {
 				}
 			})
 			c.workers.Add(1)
-			c.work(backlog(tt.datagrams))
+			c.work(0, backlog(tt.datagrams))
 			if records != 30*tt.datagrams || calls != tt.wantCalls {
 				t.Errorf("%d records in %d calls, want %d in %d", records, calls, 30*tt.datagrams, tt.wantCalls)
 			}
@@ -389,7 +389,7 @@ func TestWorkerSheds(t *testing.T) {
 				c.deps.Shed = func(b []flow.Record) { inOrder(b); shed += len(b) }
 			}
 			c.workers.Add(1)
-			c.work(backlog(tt.datagrams))
+			c.work(0, backlog(tt.datagrams))
 			if flows != tt.wantFlows || shed != tt.shed {
 				t.Errorf("%d records to Flows, %d shed; want %d, %d", flows, shed, tt.wantFlows, tt.shed)
 			}

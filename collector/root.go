@@ -180,7 +180,7 @@ func (c *Component) Start(ctx context.Context) error {
 	for i := range c.queues {
 		c.queues[i] = make(chan *packet, c.config.QueueSize)
 		c.workers.Add(1)
-		go c.work(c.queues[i])
+		go c.work(i, c.queues[i])
 	}
 	for _, l := range c.listeners {
 		for _, conn := range l.conns {

@@ -3,6 +3,7 @@ package collector
 import (
 	"log/slog"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -14,8 +15,9 @@ type packet struct {
 	buf      []byte
 }
 
-// shard maps an exporter address to a worker, so that one exporter's
-// datagrams are decoded in order by one goroutine.
+// shard maps an exporter address to its home worker, so that one
+// exporter's datagrams are decoded in order by one goroutine while that
+// worker keeps up (pick).
 func shard(a netip.Addr, n int) int {
 	b := a.As16()
 	h := uint64(14695981039346656037)
@@ -25,11 +27,39 @@ func shard(a netip.Addr, n int) int {
 	return int(h % uint64(n))
 }
 
-// work is a decode worker's loop; it exits when its queue is closed and
+// spillBacklog is the backlog of an exporter's home worker past which its
+// datagrams go to the least loaded worker instead (pick): about 4 ms of
+// datagrams at 60 k a second, longer than a read_pause's batch, so that an
+// exporter its home worker keeps up with stays in order on it.
+const spillBacklog = 256
+
+// pick returns the queue for a datagram of exporter a. It is the
+// exporter's home worker's while that worker's backlog is short, so that
+// a template is learned before the data that follows it; past
+// spillBacklog it is the least loaded worker's, so that one exporter
+// bigger than a core uses every worker. Its state is then decoded by
+// several workers, one datagram at a time under the exporter's lock.
+func (c *Component) pick(a netip.Addr) (q chan *packet, spilled bool) {
+	home := c.queues[shard(a, len(c.queues))]
+	if len(home) < spillBacklog {
+		return home, false
+	}
+	q = home
+	for _, o := range c.queues {
+		if len(o) < len(q) {
+			q = o
+		}
+	}
+	return q, q != home
+}
+
+// work is decode worker i's loop; it exits when its queue is closed and
 // drained.
-func (c *Component) work(q chan *packet) {
+func (c *Component) work(i int, q chan *packet) {
 	defer c.workers.Done()
 	d := newDecoder(c)
+	decoded := c.metrics.workerDatagrams.WithLabelValues(strconv.Itoa(i))
+	n := 0 // datagrams since the last flush, added to decoded at the flush
 	// Past shedHigh queued datagrams the worker sheds (Dependencies.Shed)
 	// until the backlog is back under shedLow: the gap keeps it from
 	// flapping at the threshold, and is small so that a worker near its
@@ -42,6 +72,7 @@ func (c *Component) work(q chan *packet) {
 	shedding := false
 	for p := range q {
 		d.handle(p.from, p.buf, p.received, p.kind)
+		n++
 		at := p.received // p is the reader's again once put back
 		c.putPacket(p)
 		// Under load, records of several datagrams go to the host table in
@@ -49,6 +80,8 @@ func (c *Component) work(q chan *packet) {
 		// batches cost less per record. An idle queue flushes at once, so
 		// batching adds no latency when there is no backlog.
 		if backlog := len(q); backlog == 0 || len(d.batch) >= flushRecords {
+			decoded.Add(float64(n))
+			n = 0
 			if shedHigh > 0 {
 				was := shedding
 				shedding = backlog > shedHigh || (shedding && backlog > shedLow)
@@ -68,6 +101,7 @@ func (c *Component) work(q chan *packet) {
 			}
 		}
 	}
+	decoded.Add(float64(n))
 	d.flush()
 }
 
