@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -279,8 +280,9 @@ func TestPublishBrokerOutage(t *testing.T) {
 			t.Errorf("after the outage: partition %d sides %d: %d copies, want at least %d", k.partition, k.sides, got[k], c)
 		}
 	}
-	if n := testutil.ToFloat64(p.m.errors.WithLabelValues("connection_refused")); n == 0 {
-		t.Error("no connection_refused error counted")
+	// The kind depends on where the broker was cut (refused, reset).
+	if sum(p.m.errors) == 0 {
+		t.Error("no failed write counted")
 	}
 	t.Logf("dropped %v, retries %v, delivered after the outage %d copies",
 		testutil.ToFloat64(p.m.dropped.WithLabelValues(dropBufferFull)), testutil.ToFloat64(p.m.retries), after)
@@ -400,17 +402,23 @@ func TestPublishSASL(t *testing.T) {
 			waitFor(t, "acknowledged", func() bool { return p.Unacknowledged() == 0 && p.Ready() })
 			continue
 		}
-		waitFor(t, "an error counted", func() bool { return errorsTotal(p) > 0 })
+		waitFor(t, "an error counted", func() bool { return sum(p.m.errors) > 0 })
 		if p.Ready() {
 			t.Error("ready with a refused login")
 		}
 	}
 }
 
-func errorsTotal(p *Publisher) float64 {
+// sum adds up the counters of a vector.
+func sum(c prometheus.Collector) float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { c.Collect(ch); close(ch) }()
 	total := 0.0
-	for _, k := range []string{"connection_refused", "network", "timeout", "partition_count", "other", "sasl_authentication_failed"} {
-		total += testutil.ToFloat64(p.m.errors.WithLabelValues(k))
+	for m := range ch {
+		var d dto.Metric
+		if err := m.Write(&d); err == nil {
+			total += d.GetCounter().GetValue()
+		}
 	}
 	return total
 }
