@@ -158,7 +158,7 @@ func (p *Publisher) seal(part int, pt *partition) {
 		pt.batch.AddLoss(Loss{At: p.deps.Clock.Now(), Lost: pt.dropped, Received: pt.kept})
 	}
 	pt.dropped, pt.kept = 0, 0
-	p.sealed <- &sealedBatch{partition: part, batch: pt.batch, at: time.Now()}
+	p.sealed[part%len(p.sealed)] <- &sealedBatch{partition: part, batch: pt.batch, at: time.Now()}
 	pt.batch = nil
 }
 

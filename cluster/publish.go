@@ -33,7 +33,8 @@ type PublisherDependencies struct {
 // Publisher is the ingest role: its Handle (a flow.Handler the collector
 // feeds) copies each record to the partition of its source host and to
 // that of its destination host, gathers the copies per partition into
-// FlowBatch messages, and a single sender writes them to the flows topic.
+// FlowBatch messages, and senders (each with its share of the partitions)
+// write them to the flows topic.
 // Memory is bounded by publish.buffer_bytes; beyond it records are
 // dropped and counted, never waited for (unless Block).
 type Publisher struct {
@@ -49,9 +50,9 @@ type Publisher struct {
 	// acknowledged (or Stop dropped) the batch.
 	tokens chan struct{}
 	free   chan *Batch
-	// sealed are the batches ready to send, in sealing order; its
-	// capacity is that of tokens, so sealing never waits.
-	sealed chan *sealedBatch
+	// sealed are the batches ready to send, in sealing order, one queue
+	// per sender; each has the capacity of tokens, so sealing never waits.
+	sealed []chan *sealedBatch
 
 	// closing is write-locked by Stop to close intake.
 	closing sync.RWMutex
@@ -98,10 +99,13 @@ func NewPublisher(cfg Configuration, deps PublisherDependencies) (*Publisher, er
 		parts:     make([]partition, cfg.Partitions),
 		tokens:    make(chan struct{}, buffers),
 		free:      make(chan *Batch, buffers),
-		sealed:    make(chan *sealedBatch, buffers),
+		sealed:    make([]chan *sealedBatch, min(senders, cfg.Partitions)),
 		stopFlush: make(chan struct{}),
 		flushDone: make(chan struct{}),
 		sendDone:  make(chan struct{}),
+	}
+	for i := range p.sealed {
+		p.sealed[i] = make(chan *sealedBatch, buffers)
 	}
 	p.hardCtx, p.hardStop = context.WithCancel(context.Background())
 	return p, nil
@@ -131,7 +135,14 @@ func (p *Publisher) Start(ctx context.Context) error {
 			"partitions", p.cfg.Partitions)
 	}
 	go p.flushLoop()
-	go p.send()
+	var wg sync.WaitGroup
+	for i := range p.sealed {
+		wg.Go(func() { p.send(i) })
+	}
+	go func() {
+		wg.Wait()
+		close(p.sendDone)
+	}()
 	return nil
 }
 
@@ -155,7 +166,9 @@ func (p *Publisher) Stop(ctx context.Context) error {
 	close(p.stopFlush)
 	<-p.flushDone
 	p.sealAll()
-	close(p.sealed)
+	for _, c := range p.sealed {
+		close(c)
+	}
 	select {
 	case <-p.sendDone:
 	case <-ctx.Done():
