@@ -20,4 +20,4 @@ func newBatchReader(conn *net.UDPConn) (*batchReader, error) {
 
 // sleepThread is time.Sleep off Linux (where reads return one datagram, so
 // a reader never pauses).
-func sleepThread(d time.Duration) { time.Sleep(d) }
+func sleepThread(d time.Duration, _ bool) { time.Sleep(d) }

@@ -165,7 +165,7 @@ func (c *Component) read(l *listener, conn *net.UDPConn) {
 		if n < readBatch && c.config.ReadPause > 0 {
 			// The socket is empty: let datagrams gather in its buffer
 			// rather than wake up for each (collector.read_pause).
-			sleepThread(c.config.ReadPause)
+			sleepThread(c.config.ReadPause, c.pauseHoldsP)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +78,9 @@ type Component struct {
 	sweepEvery time.Duration
 
 	queues []chan *packet
+	// pauseHoldsP: a reader's read_pause keeps its P (sleepThread), done
+	// only when Ps remain for the workers with every reader paused.
+	pauseHoldsP bool
 	// free recycles packets from the workers back to the readers. Unlike
 	// a sync.Pool it is never emptied by the GC (nor, under the race
 	// detector, at random), so the receive path does not allocate in a
@@ -182,6 +186,11 @@ func (c *Component) Start(ctx context.Context) error {
 		c.workers.Add(1)
 		go c.work(i, c.queues[i])
 	}
+	readers := 0
+	for _, l := range c.listeners {
+		readers += len(l.conns)
+	}
+	c.pauseHoldsP = runtime.GOMAXPROCS(0) > readers
 	for _, l := range c.listeners {
 		for _, conn := range l.conns {
 			c.readers.Add(1)
