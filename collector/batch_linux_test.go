@@ -2,10 +2,10 @@ package collector
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"syscall"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -33,12 +33,13 @@ func TestBatchReaderSocketDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn := pc.(*net.UDPConn)
-	defer conn.Close()
+	to := conn.LocalAddr().(*net.UDPAddr)
 	br, err := newBatchReader(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := net.DialUDP("udp4", nil, conn.LocalAddr().(*net.UDPAddr))
+	defer br.release()
+	out, err := net.DialUDP("udp4", nil, to)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,13 +55,15 @@ func TestBatchReaderSocketDrops(t *testing.T) {
 	received, dropped := 0, uint32(0)
 	readAll := func() {
 		t.Helper()
-		if err := conn.SetReadDeadline(time.Now().Add(200 * time.Millisecond)); err != nil {
-			t.Fatal(err)
-		}
 		for {
+			// The reader's socket blocks: read only what is queued.
+			fds := []unix.PollFd{{Fd: int32(br.fd), Events: unix.POLLIN}}
+			if ready, err := unix.Poll(fds, 200); err != nil || ready == 0 {
+				return
+			}
 			n, err := br.read()
 			if err != nil {
-				return // the deadline: everything queued has been read
+				t.Fatal(err)
 			}
 			received += n
 			dropped += br.socketDrops(n)
@@ -154,4 +157,42 @@ func FuzzRxqOverflow(f *testing.F) {
 			t.Fatalf("no count found, yet %d", v)
 		}
 	})
+}
+
+// TestBatchReaderClose checks that close ends a read waiting on an empty
+// socket, that later reads say closed, and that release frees the port.
+func TestBatchReaderClose(t *testing.T) {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := conn.LocalAddr().(*net.UDPAddr)
+	br, err := newBatchReader(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := br.read()
+		done <- err
+	}()
+	br.close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after close: %v, want net.ErrClosed", err)
+		}
+	case <-t.Context().Done():
+		t.Fatal("close did not end the waiting read")
+	}
+	if _, err := br.read(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second read: %v, want net.ErrClosed", err)
+	}
+	br.close() // twice: no effect
+	br.release()
+	again, err := net.ListenUDP("udp4", addr)
+	if err != nil {
+		t.Fatalf("port not freed by release: %v", err)
+	}
+	_ = again.Close()
 }

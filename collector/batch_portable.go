@@ -31,6 +31,12 @@ func (b *portableReader) read() (int, error) {
 	return 1, nil
 }
 
+// close makes read return net.ErrClosed.
+func (b *portableReader) close() { _ = b.conn.Close() }
+
+// release does nothing: close released the socket.
+func (b *portableReader) release() {}
+
 // socketDrops returns 0: the kernel's drop count is Linux's (SO_RXQ_OVFL).
 func (b *portableReader) socketDrops(int) uint32 { return 0 }
 

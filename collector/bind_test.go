@@ -176,10 +176,11 @@ func TestPortableReader(t *testing.T) {
 			if allocs != 0 && !raceEnabled {
 				t.Errorf("%v allocations per datagram", allocs)
 			}
-			_ = conn.Close()
+			r.close()
 			if _, err := r.read(); !errors.Is(err, net.ErrClosed) {
 				t.Errorf("read after close: %v", err)
 			}
+			r.release()
 		})
 	}
 }

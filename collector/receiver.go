@@ -19,12 +19,20 @@ type listener struct {
 	sockets int
 	rcvbuf  int
 	bound   netip.AddrPort
-	conns   []*net.UDPConn
+	readers []*batchReader // one per socket
 }
 
+// close ends the listener's reads: its readers return net.ErrClosed.
 func (l *listener) close() {
-	for _, c := range l.conns {
-		_ = c.Close()
+	for _, r := range l.readers {
+		r.close()
+	}
+}
+
+// release closes the listener's sockets, once no reader reads them.
+func (l *listener) release() {
+	for _, r := range l.readers {
+		r.release()
 	}
 }
 
@@ -52,7 +60,6 @@ func (c *Component) bind(ctx context.Context, l *listener) error {
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", l.url, err)
 		}
-		l.conns = append(l.conns, conn)
 		if i == 0 {
 			l.bound = conn.LocalAddr().(*net.UDPAddr).AddrPort()
 			l.bound = netip.AddrPortFrom(l.bound.Addr().Unmap(), l.bound.Port())
@@ -63,6 +70,11 @@ func (c *Component) bind(ctx context.Context, l *listener) error {
 					"listener", l.url, "asked", l.rcvbuf, "granted", usableRcvbuf(granted))
 			}
 		}
+		br, err := newBatchReader(conn)
+		if err != nil {
+			return fmt.Errorf("listener %s: %w", l.url, err)
+		}
+		l.readers = append(l.readers, br)
 	}
 	return nil
 }
@@ -98,13 +110,9 @@ func udpNetwork(a netip.AddrPort) string {
 // (pick). A full queue drops the datagram (counted): the socket is never
 // blocked. Datagrams the kernel dropped on the socket, its buffer full,
 // are counted too, as soon as a later datagram tells of them.
-func (c *Component) read(l *listener, conn *net.UDPConn) {
+func (c *Component) read(l *listener, br *batchReader) {
 	defer c.readers.Done()
-	br, err := newBatchReader(conn)
-	if err != nil {
-		c.deps.Logger.Error("UDP socket unusable", "listener", l.url, "err", err)
-		return
-	}
+	defer br.release()
 	// The rate limiter's keys, made once: a drop must not allocate.
 	rcvbufKey, queueKey := "rcvbuf\x00"+l.url, "queue\x00"+l.url
 	var loss lossWindow

@@ -168,6 +168,7 @@ func (c *Component) Start(ctx context.Context) error {
 		if err := c.bind(ctx, l); err != nil {
 			for _, l := range c.listeners {
 				l.close()
+				l.release()
 			}
 			return err
 		}
@@ -188,13 +189,13 @@ func (c *Component) Start(ctx context.Context) error {
 	}
 	readers := 0
 	for _, l := range c.listeners {
-		readers += len(l.conns)
+		readers += len(l.readers)
 	}
 	c.pauseHoldsP = runtime.GOMAXPROCS(0) > readers
 	for _, l := range c.listeners {
-		for _, conn := range l.conns {
+		for _, br := range l.readers {
 			c.readers.Add(1)
-			go c.read(l, conn)
+			go c.read(l, br)
 		}
 	}
 	c.readers.Add(1)
