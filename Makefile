@@ -7,7 +7,7 @@ BIN       ?= bin/collector
 FUZZTIME  ?= 20000x
 STATICCHECK ?= $(shell command -v staticcheck 2>/dev/null || echo $(shell $(GO) env GOPATH)/bin/staticcheck)
 
-.PHONY: all build test lint fuzz clean
+.PHONY: all build test lint cross fuzz clean
 
 all: lint test build
 
@@ -22,6 +22,13 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+
+# Builds every package for the systems other than Linux that the tools
+# (decode, replay) and the daemon's portable receive path support.
+cross:
+	@set -e; for os in darwin freebsd openbsd windows; do \
+	  echo "== GOOS=$$os"; GOOS=$$os $(GO) build ./...; \
+	done
 
 # Runs every FuzzXxx target of every package for FUZZTIME executions each
 # (go test -fuzz accepts one target per run).

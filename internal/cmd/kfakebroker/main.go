@@ -1,3 +1,5 @@
+//go:build unix
+
 // Command kfakebroker runs franz-go's kfake, an in-memory fake Kafka cluster
 // of one broker that speaks the real wire protocol, as a process of its own,
 // so that tests about processes (ingest and check workers, kcat, goflow2)
