@@ -25,7 +25,7 @@ var notGo = map[string]bool{
 	"DynamicUser": true, "StateDirectory": true, "ProtectSystem": true, "WorkingDirectory": true,
 	"RcvbufErrors": true, "UdpRcvbufErrors": true, "Udp6RcvbufErrors": true, "VmHWM": true, "VmRSS": true,
 	"HyperLogLog": true, "NetFlow": true, "MikroTik": true, "RouterOS": true, "BitTorrent": true,
-	"KiB": true, "MiB": true, "GiB": true, "NaN": true, "P2P": true,
+	"KiB": true, "MiB": true, "GiB": true, "NaN": true, "P2P": true, "FreeBSD": true, "OpenBSD": true,
 }
 
 // notFiles are file names of the documents that are patterns, not files.
