@@ -146,6 +146,34 @@ metric_sum() {
 	curl -fsS "$1" 2>/dev/null | awk -v re="$2" '$0 ~ re && $1 !~ /^#/ {s += $NF} END {printf "%.0f", s}'
 }
 
+# stop_counted PEER DIR UDP HTTP: stops the current collector
+# (current_pid) and sets recv, the records it counted, and for flowcheck
+# shed (records a backlogged worker accounted without stitching their
+# conversations, collector.shed_backlog) and qdrop (datagrams its reader
+# dropped, a worker's queue full); "-" for the others. nfcapd and nfacctd
+# tell (nfcapd) or flush (nfacctd) their totals on exit, so they are
+# stopped first; the others are read while they run.
+stop_counted() {
+	local peer=$1 dir=$2 udp=$3 http=$4 sig=TERM
+	shed=- qdrop=-
+	case $peer in
+	nfcapd | nfacctd)
+		[ "$peer" = nfacctd ] && sig=INT
+		stop_group "$current_pid" "$sig"
+		recv=$("received_$peer" "$dir" "$udp" "$http")
+		;;
+	*)
+		recv=$("received_$peer" "$dir" "$udp" "$http")
+		if [ "$peer" = flowcheck ]; then
+			shed=$(metric_sum "http://127.0.0.1:$http/metrics" '^flowcheck_collector_shed_records_total')
+			qdrop=$(metric_sum "http://127.0.0.1:$http/metrics" '^flowcheck_collector_drops_total.*reason="queue_full"')
+		fi
+		stop_group "$current_pid"
+		;;
+	esac
+	current_pid=""
+}
+
 # wait_stable PEER DIR UDP HTTP: poll the peer's received count until it has
 # not changed for one second (at most SETTLE_MAX seconds).
 wait_stable() {

@@ -136,26 +136,7 @@ for rate in $RATES; do
 		fi
 		cpu1=$(group_cpu "$current_pid")
 		rss=$(group_hwm_mib "$current_pid")
-		case $peer in
-		nfcapd | nfacctd)
-			# Both tell (nfcapd) or flush (nfacctd) their totals on exit.
-			sig=TERM
-			[ "$peer" = nfacctd ] && sig=INT
-			stop_group "$current_pid" "$sig"
-			recv=$("received_$peer" "$dir" "$udp" "$http")
-			;;
-		*)
-			recv=$("received_$peer" "$dir" "$udp" "$http")
-			if [ "$peer" = flowcheck ]; then
-				# Records a backlogged worker accounted without
-				# stitching their conversations (collector.shed_backlog).
-				shed=$(metric_sum "http://127.0.0.1:$http/metrics" '^flowcheck_collector_shed_records_total')
-			fi
-			stop_group "$current_pid"
-			;;
-		esac
-		current_pid=""
-		[ "$peer" = flowcheck ] || shed=-
+		stop_counted "$peer" "$dir" "$udp" "$http"
 		rm -rf "$dir/flows"
 		sent=$(sed -n 's/.*"records":\([0-9]*\).*/\1/p' "$dir/flowgen.json")
 		achieved=$(sed -n 's/.*"records_per_second":\([0-9.e+]*\).*/\1/p' "$dir/flowgen.json")

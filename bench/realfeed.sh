@@ -167,24 +167,7 @@ for run in $(seq "$RUNS"); do
 				cs=$(awk -F, '$3 == "context-switches" {print $1}' "$dir/perf.csv")
 			fi
 			rss=$(group_hwm_mib "$current_pid")
-			shed=- qdrop=-
-			case $peer in
-			nfcapd | nfacctd)
-				sig=TERM
-				[ "$peer" = nfacctd ] && sig=INT
-				stop_group "$current_pid" "$sig"
-				recv=$("received_$peer" "$dir" "$udp" "$http")
-				;;
-			*)
-				recv=$("received_$peer" "$dir" "$udp" "$http")
-				if [ "$peer" = flowcheck ]; then
-					shed=$(metric_sum "http://127.0.0.1:$http/metrics" '^flowcheck_collector_shed_records_total')
-					qdrop=$(metric_sum "http://127.0.0.1:$http/metrics" '^flowcheck_collector_drops_total.*reason="queue_full"')
-				fi
-				stop_group "$current_pid"
-				;;
-			esac
-			current_pid=""
+			stop_counted "$peer" "$dir" "$udp" "$http"
 			kdrop=$(($(udp_counter RcvbufErrors) - kdrop0))
 			rm -rf "$dir/flows" "$dir/feed.pcap"
 			sent_dgrams=$(sed -n 's/^Actual: \([0-9]*\) packets.*/\1/p' "$dir/tcpreplay.txt")
