@@ -266,12 +266,11 @@ func build(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, l
 	return p, nil
 }
 
-// buildAll is role all: the whole data path in this process.
-func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, live bool) error {
-	// aggregate, scripting and sink name themselves in their logs.
-	component := func(name string) *slog.Logger { return logger.With("component", name) }
+// buildChecking builds what roles all and check share: the alert sinks,
+// the host table and the Lua checks over it (scfg: the scripting section as
+// the role runs it), listed as the first parts to start, in that order.
+func (p *pipeline) buildChecking(cfg Config, scfg scripting.Configuration, clk clock.Clock, logger *slog.Logger, stdout io.Writer) error {
 	var err error
-
 	// Alert delivery: where every alert.Event ends.
 	p.sinks, err = sink.New(cfg.Sinks, sink.Dependencies{
 		Logger: logger, Registerer: p.registry, Stdout: stdout,
@@ -289,7 +288,7 @@ func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, st
 	}
 
 	// The Lua host checks: read the table each tick, publish to the sinks.
-	p.engine, err = scripting.New(cfg.Scripting, scripting.Dependencies{
+	p.engine, err = scripting.New(scfg, scripting.Dependencies{
 		Logger: logger, Registerer: p.registry, Clock: clk,
 		Hosts: p.table, Alerts: p.sinks, EmbeddedScripts: flowcheck.Scripts,
 	})
@@ -301,6 +300,30 @@ func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, st
 	// before either starts.
 	if err := p.table.ListenExpiry(p.engine); err != nil {
 		return fmt.Errorf("aggregate: %w", err)
+	}
+
+	// Start order: each part after those it hands data to (the engine
+	// before the table, which tells it of expired hosts); stop is the
+	// reverse. The sinks bound their own flush by shutdown_grace; the extra
+	// second lets them spool what they could not send. The engine saves (or
+	// releases) its engaged alerts whatever its deadline says.
+	p.parts = []part{
+		{"sinks", p.sinks, cfg.Sinks.ShutdownGrace + time.Second},
+		{"scripting", p.engine, stopTimeout},
+		{"aggregate", p.table, stopTimeout},
+	}
+	return nil
+}
+
+// buildAll is role all: the whole data path in this process.
+func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer, live bool) error {
+	// aggregate, scripting and sink name themselves in their logs.
+	component := func(name string) *slog.Logger { return logger.With("component", name) }
+	var err error
+
+	// Alert delivery, the host table and the checks, as in role check.
+	if err := p.buildChecking(cfg, cfg.Scripting, clk, logger, stdout); err != nil {
+		return err
 	}
 
 	// Ingest: datagrams in, batches of flow records into the table.
@@ -342,19 +365,10 @@ func (p *pipeline) buildAll(cfg Config, clk clock.Clock, logger *slog.Logger, st
 		}
 	}
 
-	// Start order: each part after those it hands data to (the engine
-	// before the table, which tells it of expired hosts), the HTTP server
-	// once the rest runs (readiness reflects it), and live time last. Stop
-	// is the reverse: no new ticks, no new datagrams, then the sinks flush
-	// what the last tick published. The sinks bound their own flush by
-	// shutdown_grace; the extra second lets them spool what they could not
-	// send. The engine saves (or releases) its engaged alerts whatever its
-	// deadline says.
-	p.parts = []part{
-		{"sinks", p.sinks, cfg.Sinks.ShutdownGrace + time.Second},
-		{"scripting", p.engine, stopTimeout},
-		{"aggregate", p.table, stopTimeout},
-	}
+	// After the sinks, the engine and the table (buildChecking): ingest,
+	// the HTTP server once the rest runs (readiness reflects it), and live
+	// time last. Stop is the reverse: no new ticks, no new datagrams, then
+	// the sinks flush what the last tick published.
 	if live {
 		p.parts = append(p.parts, part{"collector", p.collector, stopTimeout}, part{"http", p.server, stopTimeout})
 	}
@@ -410,26 +424,11 @@ func (p *pipeline) buildIngest(cfg Config, clk clock.Clock, logger *slog.Logger,
 func (p *pipeline) buildCheck(cfg Config, clk clock.Clock, logger *slog.Logger, stdout io.Writer) error {
 	component := func(name string) *slog.Logger { return logger.With("component", name) }
 	var err error
-	p.sinks, err = sink.New(cfg.Sinks, sink.Dependencies{Logger: logger, Registerer: p.registry, Stdout: stdout})
-	if err != nil {
-		return fmt.Errorf("sinks: %w", err)
-	}
-	p.table, err = aggregate.New(cfg.Aggregate, aggregate.Dependencies{Logger: logger, Registerer: p.registry, Clock: clk})
-	if err != nil {
-		return fmt.Errorf("aggregate: %w", err)
-	}
 	// The workers of one group give one engagement one alert id.
 	scfg := cfg.Scripting
 	scfg.AlertScope = cfg.Cluster.Group
-	p.engine, err = scripting.New(scfg, scripting.Dependencies{
-		Logger: logger, Registerer: p.registry, Clock: clk,
-		Hosts: p.table, Alerts: p.sinks, EmbeddedScripts: flowcheck.Scripts,
-	})
-	if err != nil {
-		return fmt.Errorf("scripting: %w", err)
-	}
-	if err := p.table.ListenExpiry(p.engine); err != nil {
-		return fmt.Errorf("aggregate: %w", err)
+	if err := p.buildChecking(cfg, scfg, clk, logger, stdout); err != nil {
+		return err
 	}
 	// The flows topic into the table; the hand-over of hosts and alerts
 	// when partitions move goes through the engine.
@@ -462,14 +461,11 @@ func (p *pipeline) buildCheck(cfg Config, clk clock.Clock, logger *slog.Logger, 
 	// As role all, with the consumer in the collector's place: it stops
 	// before the engine, so that the hosts it hands over leave with their
 	// alerts engaged (the next owner adopts them) rather than released.
-	p.parts = []part{
-		{"sinks", p.sinks, cfg.Sinks.ShutdownGrace + time.Second},
-		{"scripting", p.engine, stopTimeout},
-		{"aggregate", p.table, stopTimeout},
-		{"cluster", p.consumer, 15 * time.Second},
-		{"http", p.server, stopTimeout},
-		{"tick", p.sched, stopTimeout},
-	}
+	p.parts = append(p.parts,
+		part{"cluster", p.consumer, 15 * time.Second},
+		part{"http", p.server, stopTimeout},
+		part{"tick", p.sched, stopTimeout},
+	)
 	return nil
 }
 
