@@ -29,19 +29,13 @@ func envPaths(t reflect.Type, node any, prefix []string) [][]string {
 		case t.Kind() == reflect.Struct && !reflect.PointerTo(t).Implements(textUnmarshaler):
 			for i := range t.NumField() {
 				f := t.Field(i)
-				if !f.IsExported() {
+				name, squash, ok := configKey(f)
+				if !ok {
 					continue
 				}
-				name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-				if name == "-" {
-					continue
-				}
-				if strings.Contains(opts, "squash") {
+				if squash {
 					walk(f.Type, node, prefix)
 					continue
-				}
-				if name == "" {
-					name = strings.ToLower(f.Name)
 				}
 				walk(f.Type, m[name], append(append([]string(nil), prefix...), name))
 			}
@@ -169,13 +163,8 @@ func typeAt(t reflect.Type, path []string) reflect.Type {
 		case reflect.Struct:
 			var next reflect.Type
 			for i := range t.NumField() {
-				f := t.Field(i)
-				name, _, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-				if name == "" {
-					name = strings.ToLower(f.Name)
-				}
-				if f.IsExported() && name == k {
-					next = f.Type
+				if name, _, ok := configKey(t.Field(i)); ok && name == k {
+					next = t.Field(i).Type
 					break
 				}
 			}

@@ -56,27 +56,39 @@ func checkKeys(t reflect.Type, node any, path string) error {
 	return nil
 }
 
+// configKey returns the key of a configuration structure's field (its
+// mapstructure tag, else its name in lower case) and whether the field is
+// squashed into its parent; ok is false for a field that holds no key
+// (unexported, or tagged "-").
+func configKey(f reflect.StructField) (name string, squash, ok bool) {
+	if !f.IsExported() {
+		return "", false, false
+	}
+	name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+	if name == "-" {
+		return "", false, false
+	}
+	if name == "" {
+		name = strings.ToLower(f.Name)
+	}
+	return name, strings.Contains(opts, "squash"), true
+}
+
 // fieldsOf maps the keys of a configuration structure to their types,
 // squashed structures included.
 func fieldsOf(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := range t.NumField() {
 		f := t.Field(i)
-		if !f.IsExported() {
+		name, squash, ok := configKey(f)
+		if !ok {
 			continue
 		}
-		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-		if name == "-" {
-			continue
-		}
-		if strings.Contains(opts, "squash") && f.Type.Kind() == reflect.Struct {
+		if squash && f.Type.Kind() == reflect.Struct {
 			for k, v := range fieldsOf(f.Type) {
 				out[k] = v
 			}
 			continue
-		}
-		if name == "" {
-			name = strings.ToLower(f.Name)
 		}
 		out[name] = f.Type
 	}

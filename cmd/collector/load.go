@@ -222,21 +222,14 @@ func toTree(v reflect.Value) any {
 		out := map[string]any{}
 		t := v.Type()
 		for i := range t.NumField() {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-			if name == "-" {
+			name, squash, ok := configKey(t.Field(i))
+			if !ok {
 				continue
 			}
 			sub := toTree(v.Field(i))
-			if sm, ok := sub.(map[string]any); ok && strings.Contains(opts, "squash") {
+			if sm, ok := sub.(map[string]any); ok && squash {
 				merge(out, sm)
 				continue
-			}
-			if name == "" {
-				name = strings.ToLower(f.Name)
 			}
 			if sub != nil {
 				out[name] = sub
