@@ -21,8 +21,9 @@ const maxDeniedSenders = 64
 // notAllowed counts and logs (rate-limited per sender) a datagram from a
 // sender outside exporters.allow, dropped at now.
 func (c *Component) notAllowed(addr netip.Addr, now time.Time) {
-	c.metrics.drops[dropNotAllowed].Inc()
+	// Logged before counted: whoever sees the count sees the line too.
 	c.denied.LogAt(now, slog.LevelWarn, addr, "datagram from a sender outside collector.exporters.allow dropped")
+	c.metrics.drops[dropNotAllowed].Inc()
 }
 
 // dropped counts a datagram dropped before decoding, by reason, and by
