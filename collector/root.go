@@ -81,11 +81,8 @@ type Component struct {
 	// pauseHoldsP: a reader's read_pause keeps its P (sleepThread), done
 	// only when Ps remain for the workers with every reader paused.
 	pauseHoldsP bool
-	// free recycles packets from the workers back to the readers. Unlike
-	// a sync.Pool it is never emptied by the GC (nor, under the race
-	// detector, at random), so the receive path does not allocate in a
-	// steady state; it holds at most what the queues can.
-	free     chan *packet
+	// free recycles packets from the workers back to the readers.
+	free     packetPool
 	decoders sync.Pool      // *decoder, for HandleDatagram
 	readers  sync.WaitGroup // the socket readers and the summary loop
 	workers  sync.WaitGroup
@@ -149,7 +146,7 @@ func New(cfg Configuration, deps Dependencies) (*Component, error) {
 		kind, addr, _ := parseListenURL(l.URL)
 		c.listeners = append(c.listeners, &listener{url: l.URL, kind: kind, addr: addr, sockets: l.Sockets, rcvbuf: l.ReceiveBuffer})
 	}
-	c.free = make(chan *packet, cfg.Workers*cfg.QueueSize+readBatch)
+	c.free.max = cfg.Workers*cfg.QueueSize + readBatch
 	c.stopped = make(chan struct{})
 	c.quit = make(chan struct{})
 	c.summaryEvery = summaryInterval

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -114,12 +115,10 @@ const flushRecords = 512
 // typical export datagrams (1-1.5 KB) then take half of a fixed 2 KiB, which
 // matters when a backlog fills the queues with new packets at once.
 func (c *Component) getPacket() *packet {
-	select {
-	case p := <-c.free:
+	if p := c.free.get(); p != nil {
 		return p
-	default:
-		return &packet{}
 	}
+	return &packet{}
 }
 
 // putPacket recycles a packet, unless the free list is full.
@@ -127,8 +126,41 @@ func (c *Component) putPacket(p *packet) {
 	if cap(p.buf) > 16384 {
 		p.buf = nil // do not keep jumbo buffers
 	}
-	select {
-	case c.free <- p:
-	default:
+	c.free.put(p)
+}
+
+// packetPool is the free list of packets, last in first out: the packet
+// a reader takes is the one a worker put back last, whose buffer is still
+// in the cache, instead of the one that waited longest (a FIFO cycles
+// every packet a backlog ever made through the cache, evicting the host
+// table's lines). Unlike a sync.Pool it is never emptied by the GC (nor,
+// under the race detector, at random), so the receive path does not
+// allocate in a steady state; it holds at most max packets.
+type packetPool struct {
+	mu    sync.Mutex
+	stack []*packet
+	max   int
+}
+
+// get pops the packet put back last, or returns nil.
+func (f *packetPool) get() *packet {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.stack)
+	if n == 0 {
+		return nil
+	}
+	p := f.stack[n-1]
+	f.stack[n-1] = nil
+	f.stack = f.stack[:n-1]
+	return p
+}
+
+// put pushes p, unless the pool holds max packets.
+func (f *packetPool) put(p *packet) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.stack) < f.max {
+		f.stack = append(f.stack, p)
 	}
 }
