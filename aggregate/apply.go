@@ -19,6 +19,7 @@ type applyScratch struct {
 	apps       []l7ID
 	keys       []hkey // record i's source is keys[2i], its destination keys[2i+1]
 	hosts      []*host
+	traffic    batchTraffic
 	touch      uint64 // sinks of Apply's prefetching loads
 	touched    bool
 	hostOps    []hostOp
@@ -128,12 +129,15 @@ func (t *HostTable) ApplyTrafficOnly(batch []flow.Record) {
 }
 
 // applyTraffic is Apply's first part: the traffic of both hosts of each
-// record. It leaves in sc each record's application (sc.apps[i], noApp
-// when the record is skipped) and host keys (sc.keys[2i], sc.keys[2i+1])
-// for applyConversations.
+// record, summed by host (batchTraffic) and then added to each host once.
+// It leaves in sc each record's application (sc.apps[i], noApp when the
+// record is skipped) and host keys (sc.keys[2i], sc.keys[2i+1]) for
+// applyConversations.
 func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int64) {
 	nc := t.nc.Load()
-	sc.apps, sc.keys, sc.hostOps = sc.apps[:0], sc.keys[:0], sc.hostOps[:0]
+	sc.apps, sc.keys = sc.apps[:0], sc.keys[:0]
+	sums := &sc.traffic
+	sums.reset(2 * len(batch))
 	for i := range batch {
 		r := &batch[i]
 		if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
@@ -145,18 +149,22 @@ func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int6
 		// As16 maps IPv4 as Unmap would have it: 4in6 records meet
 		// their IPv4 hosts.
 		src, dst := hkey{r.SrcAddr.As16(), r.VLAN}, hkey{r.DstAddr.As16(), r.VLAN}
-		sc.apps = append(sc.apps, t.l7.appOf(r))
+		app, flows := t.l7.appOf(r), countsFlow(r)
+		sc.apps = append(sc.apps, app)
 		sc.keys = append(sc.keys, src, dst)
 		// A cluster's copy accounts only the host(s) its side names
 		// (zero: both, a record decoded here).
 		if r.Sides != flow.SideDst {
-			hs := hostHash(src)
-			sc.hostOps = append(sc.hostOps, hostOp{shardOp{uint32(hs & t.mask), int32(i), true}, hs})
+			sums.add(src, hostHash(src), r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, app, flows, r.SrcMAC)
 		}
 		if r.Sides != flow.SideSrc {
-			hd := hostHash(dst)
-			sc.hostOps = append(sc.hostOps, hostOp{shardOp{uint32(hd & t.mask), int32(i), false}, hd})
+			sums.add(dst, hostHash(dst), r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, app, flows, r.DstMAC)
 		}
+	}
+	sc.hostOps = sc.hostOps[:0]
+	for i := range sums.hosts {
+		hash := sums.hosts[i].hash
+		sc.hostOps = append(sc.hostOps, hostOp{shardOp{uint32(hash & t.mask), int32(i), false}, hash})
 	}
 	if len(sc.counts) != len(t.shards) {
 		sc.counts = make([]int, len(t.shards))
@@ -187,28 +195,15 @@ func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int6
 			}
 		}
 		for j, op := range ops {
-			h := sc.hosts[j]
-			if k := &sc.keys[opKey(op.shardOp)]; h == nil || h.key != *k {
-				// New, colliding, or refused at the ceiling:
-				// getOrCreate looks again, since an earlier op may
-				// have created it.
-				if h = t.getOrCreate(sh, *k, op.hash, now, nc); h == nil {
+			h, s := sc.hosts[j], &sums.hosts[op.i]
+			if h == nil || h.key != s.key {
+				// New, colliding, or refused at the ceiling.
+				if h = t.getOrCreate(sh, s.key, op.hash, now, nc, s.records); h == nil {
 					continue
 				}
 			}
-			r := &batch[op.i]
 			h.lastSeen = now
-			if op.flag {
-				h.addTraffic(r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, sc.apps[op.i], t.maxL7, countsFlow(r))
-				if r.SrcMAC != ([6]byte{}) {
-					h.mac = r.SrcMAC
-				}
-			} else {
-				h.addTraffic(r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, sc.apps[op.i], t.maxL7, countsFlow(r))
-				if r.DstMAC != ([6]byte{}) {
-					h.mac = r.DstMAC
-				}
-			}
+			sums.applyTo(h, s, t.maxL7)
 		}
 		sh.mu.Unlock()
 		clear(sc.hosts) // drop host pointers: the pool must not keep expired hosts alive
@@ -346,18 +341,11 @@ func bytesLess(a, b [16]byte) bool {
 	return ah < bh || (ah == bh && binary.BigEndian.Uint64(a[8:]) < binary.BigEndian.Uint64(b[8:]))
 }
 
-// opKey is the index in applyScratch.keys of a host op's key.
-func opKey(op shardOp) int {
-	if op.flag {
-		return 2 * int(op.i)
-	}
-	return 2*int(op.i) + 1
-}
-
 // getOrCreate returns the host of key, creating it unless the table is at
-// its ceiling (remote hosts hit a lower one, keeping room for local hosts).
-// The caller holds sh.mu.
-func (t *HostTable) getOrCreate(sh *hostShard, key hkey, hash uint64, now int64, nc *netClass) *host {
+// its ceiling (remote hosts hit a lower one, keeping room for local hosts;
+// a refusal counts once per record that named it). The caller
+// holds sh.mu.
+func (t *HostTable) getOrCreate(sh *hostShard, key hkey, hash uint64, now int64, nc *netClass, records int) *host {
 	if h := sh.hosts.get(key, hash); h != nil {
 		return h
 	}
@@ -369,7 +357,7 @@ func (t *HostTable) getOrCreate(sh *hostShard, key hkey, hash uint64, now int64,
 	}
 	if t.count.Add(1) > limit {
 		t.count.Add(-1)
-		refused.Inc()
+		refused.Add(float64(records))
 		return nil
 	}
 	h := newHost(key, flags, now)
