@@ -20,13 +20,13 @@ type applyScratch struct {
 	keys       []hkey // record i's source is keys[2i], its destination keys[2i+1]
 	hosts      []*host
 	traffic    batchTraffic
-	touch      uint64 // sinks of Apply's prefetching loads
-	touched    bool
+	touch      uint64 // sink of Apply's prefetching loads
 	hostOps    []hostOp
 	hostSort   []hostOp
 	convOps    []shardOp
 	convKeys   []convKey
 	convHashes []uint64 // convKeys[i].hash()
+	convV6     []bool   // convKeys[i] is not an IPv4 conversation
 	convFlags  []uint8
 	convApps   []l7ID
 	sortBuf    []shardOp
@@ -135,30 +135,32 @@ func (t *HostTable) ApplyTrafficOnly(batch []flow.Record) {
 // applyConversations.
 func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int64) {
 	nc := t.nc.Load()
-	sc.apps, sc.keys = sc.apps[:0], sc.keys[:0]
+	sc.apps = sc.apps[:0]
+	sc.keys = slices.Grow(sc.keys[:0], 2*len(batch))[:2*len(batch)]
 	sums := &sc.traffic
 	sums.reset(2 * len(batch))
 	for i := range batch {
 		r := &batch[i]
+		src, dst := &sc.keys[2*i], &sc.keys[2*i+1]
 		if !r.SrcAddr.IsValid() || !r.DstAddr.IsValid() {
 			t.metrics.recordsInvalid.Inc()
 			sc.apps = append(sc.apps, noApp)
-			sc.keys = append(sc.keys, hkey{}, hkey{})
+			*src, *dst = hkey{}, hkey{}
 			continue
 		}
-		// As16 maps IPv4 as Unmap would have it: 4in6 records meet
-		// their IPv4 hosts.
-		src, dst := hkey{r.SrcAddr.As16(), r.VLAN}, hkey{r.DstAddr.As16(), r.VLAN}
+		// In place, hashed right after (hkey.set). As16 maps IPv4 as
+		// Unmap would have it: 4in6 records meet their IPv4 hosts.
+		src.set(r.SrcAddr, r.VLAN)
+		dst.set(r.DstAddr, r.VLAN)
 		app, flows := t.l7.appOf(r), countsFlow(r)
 		sc.apps = append(sc.apps, app)
-		sc.keys = append(sc.keys, src, dst)
 		// A cluster's copy accounts only the host(s) its side names
 		// (zero: both, a record decoded here).
 		if r.Sides != flow.SideDst {
-			sums.add(src, hostHash(src), r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, app, flows, r.SrcMAC)
+			sums.add(src, src.hash(), r.Bytes, r.Packets, r.ReverseBytes, r.ReversePackets, app, flows, r.SrcMAC)
 		}
 		if r.Sides != flow.SideSrc {
-			sums.add(dst, hostHash(dst), r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, app, flows, r.DstMAC)
+			sums.add(dst, dst.hash(), r.ReverseBytes, r.ReversePackets, r.Bytes, r.Packets, app, flows, r.DstMAC)
 		}
 	}
 	sc.hostOps = sc.hostOps[:0]
@@ -215,7 +217,10 @@ func (t *HostTable) applyTraffic(sc *applyScratch, batch []flow.Record, now int6
 // left in sc.
 func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, now int64) {
 	sc.convOps, sc.convKeys, sc.convHashes, sc.convFlags = sc.convOps[:0], sc.convKeys[:0], sc.convHashes[:0], sc.convFlags[:0]
-	sc.convApps = sc.convApps[:0]
+	sc.convApps, sc.convV6 = sc.convApps[:0], sc.convV6[:0]
+	// Room for two ops per record (a sampled biflow's two sides): keys
+	// are built in place (nextConvKey).
+	sc.convKeys = slices.Grow(sc.convKeys, 2*len(batch))
 	sc.decisions = sc.decisions[:0]
 	for i := range batch {
 		r := &batch[i]
@@ -226,12 +231,13 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 			t.addSampled(sc, r, i)
 			continue
 		}
-		k, srcIsA := makeConvKey(sc.keys[2*i].addr, r.SrcPort, sc.keys[2*i+1].addr, r.DstPort, r.Proto, r.VLAN)
+		k := sc.nextConvKey()
+		srcIsA := k.set(&sc.keys[2*i].addr, r.SrcPort, &sc.keys[2*i+1].addr, r.DstPort, r.Proto, r.VLAN)
 		if r.Sides == flow.SideSrc || r.Sides == flow.SideDst {
 			k.vp |= onlyTag(r.Sides == flow.SideSrc == srcIsA)
 		}
 		if r.Biflow {
-			if d, ok := decideBiflow(r, &k, srcIsA); ok {
+			if d, ok := decideBiflow(r, k, srcIsA); ok {
 				sc.decisions = append(sc.decisions, d)
 			}
 			continue
@@ -239,7 +245,7 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 		if r.Packets == 0 {
 			continue
 		}
-		t.addConvOp(sc, k, srcIsA, r.TCPFlags, sc.apps[i])
+		t.addConvOp(sc, srcIsA, r.TCPFlags, sc.apps[i])
 	}
 	sc.convOps, sc.sortBuf = sortOps(sc.convOps, sc.sortBuf, sc.counts)
 	overflows := 0
@@ -248,21 +254,18 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 		tl := &t.trackers[runs.shard]
 		tl.mu.Lock()
 		// As for hosts: a pass of independent loads first.
-		for _, op := range ops {
-			sc.touched = tl.t.touch(&sc.convKeys[op.i], sc.convHashes[op.i]) != sc.touched
-		}
-		sc.touched = tl.t.touchHeads(len(ops)) != sc.touched
+		sc.touch += tl.t.touchOps(ops, sc.convHashes, sc.convV6) + tl.t.touchHeads(len(ops))
 		for j := 0; j < len(ops); j++ {
 			op := ops[j]
 			// Both directions of a conversation, next to each other (a
 			// shard keeps its records in order).
 			if j+1 < len(ops) && ops[j+1].flag != op.flag && sc.convKeys[ops[j+1].i] == sc.convKeys[op.i] {
-				sc.decisions = tl.t.observePair(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, sc.decisions)
+				sc.decisions = tl.t.observePair(&sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convFlags[ops[j+1].i], now, sc.decisions)
 				j++
 				continue
 			}
 			var overflow bool
-			sc.decisions, overflow = tl.t.observe(sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convApps[op.i], now, sc.decisions)
+			sc.decisions, overflow = tl.t.observe(&sc.convKeys[op.i], sc.convHashes[op.i], op.flag, sc.convFlags[op.i], sc.convApps[op.i], now, sc.decisions)
 			if overflow {
 				overflows++
 			}
@@ -275,19 +278,30 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 	t.commit(sc, sc.decisions)
 }
 
-// addConvOp queues one direction of conversation k (srcIsA: sent by
-// endpoint a) for the tracker.
-func (t *HostTable) addConvOp(sc *applyScratch, k convKey, srcIsA bool, flags uint8, app l7ID) {
+// nextConvKey returns the room of the next op's key, at the end of
+// sc.convKeys (whose capacity applyConversations grew); addConvOp takes it.
+func (sc *applyScratch) nextConvKey() *convKey {
+	n := len(sc.convKeys)
+	return &sc.convKeys[:n+1][n]
+}
+
+// addConvOp queues one direction (srcIsA: sent by endpoint a) of the
+// conversation whose key nextConvKey's room holds, for the tracker.
+func (t *HostTable) addConvOp(sc *applyScratch, srcIsA bool, flags uint8, app l7ID) {
+	i := len(sc.convKeys)
+	sc.convKeys = sc.convKeys[:i+1]
+	k := &sc.convKeys[i]
 	h := k.hash()
-	sc.convOps = append(sc.convOps, shardOp{uint32(h & t.mask), int32(len(sc.convKeys)), srcIsA})
-	sc.convKeys = append(sc.convKeys, k)
+	sc.convOps = append(sc.convOps, shardOp{uint32(h & t.mask), int32(i), srcIsA})
 	sc.convHashes = append(sc.convHashes, h)
+	_, v4 := k.short()
+	sc.convV6 = append(sc.convV6, !v4)
 	sc.convFlags = append(sc.convFlags, flags)
 	sc.convApps = append(sc.convApps, app)
 }
 
 // addSampled queues record i, sampled 1-in-N (N > 1), as evidence about
-// its TCP service contact (see makeSampledKey and decideSampled). The
+// its TCP service contact (see convKey.setSampled and decideSampled). The
 // sender is the client when its flags show SYN without ACK, else when it
 // has the higher port (the lower address on equal ports), as countsFlow
 // has it. A sampled UDP record is no evidence: without a handshake an
@@ -322,16 +336,20 @@ func (t *HostTable) addSampled(sc *applyScratch, r *flow.Record, i int) {
 	if !srcClient {
 		cli, srv, sport, cs, ss = dst, src, r.SrcPort, rev, fwd
 	}
-	k := makeSampledKey(cli, srv, sport, r.VLAN, r.SamplingRate)
+	k := sc.nextConvKey()
+	k.setSampled(&cli, &srv, sport, r.VLAN, r.SamplingRate)
 	if r.Sides == flow.SideSrc || r.Sides == flow.SideDst {
 		// Endpoint a of a sampled key is the client.
 		k.vp |= onlyTag(r.Sides == flow.SideSrc == srcClient)
 	}
 	if cs.seen {
-		t.addConvOp(sc, k, true, cs.flags, noApp)
+		t.addConvOp(sc, true, cs.flags, noApp)
+		if ss.seen {
+			*sc.nextConvKey() = *k // the server's side: an op of its own
+		}
 	}
 	if ss.seen {
-		t.addConvOp(sc, k, false, ss.flags, noApp)
+		t.addConvOp(sc, false, ss.flags, noApp)
 	}
 }
 

@@ -48,7 +48,7 @@ func (b *batchTraffic) reset(ops int) {
 
 // add sums one record's traffic for the host of key (hash: its hostHash),
 // seen from that host: out is what it sent.
-func (b *batchTraffic) add(key hkey, hash uint64, outBytes, outPackets, inBytes, inPackets uint64, app l7ID, flows uint64, mac MAC) {
+func (b *batchTraffic) add(key *hkey, hash uint64, outBytes, outPackets, inBytes, inPackets uint64, app l7ID, flows uint64, mac MAC) {
 	h := b.host(key, hash)
 	h.records++
 	if mac != (MAC{}) {
@@ -63,17 +63,17 @@ func (b *batchTraffic) add(key hkey, hash uint64, outBytes, outPackets, inBytes,
 }
 
 // host returns key's sum, adding it.
-func (b *batchTraffic) host(key hkey, hash uint64) *hostSum {
+func (b *batchTraffic) host(key *hkey, hash uint64) *hostSum {
 	mask := uint64(len(b.slots) - 1)
 	// The top bits: the low ones pick the shard, the same for many hosts.
 	for i := hash >> 32 & mask; ; i = (i + 1) & mask {
 		s := b.slots[i]
 		if s == 0 {
-			b.hosts = append(b.hosts, hostSum{key: key, hash: hash, first: -1, last: -1})
+			b.hosts = append(b.hosts, hostSum{key: *key, hash: hash, first: -1, last: -1})
 			b.slots[i] = int32(len(b.hosts))
 			return &b.hosts[len(b.hosts)-1]
 		}
-		if h := &b.hosts[s-1]; h.hash == hash && h.key == key {
+		if h := &b.hosts[s-1]; h.hash == hash && h.key == *key {
 			return h
 		}
 	}

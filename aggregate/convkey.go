@@ -48,7 +48,7 @@ func onlyTag(a bool) uint32 {
 }
 
 // sampledKey marks, in convKey.vp, the key of a sampled service contact
-// (see makeSampledKey); 5-tuple keys never carry it (vp is vlan<<8|proto).
+// (see convKey.setSampled); 5-tuple keys never carry it (vp is vlan<<8|proto).
 const sampledKey = 1 << 31
 
 // sampled reports whether k is a sampled service contact's key.
@@ -62,32 +62,35 @@ func (k *convKey) rate() uint32 {
 	return k.ports >> 16
 }
 
-// makeSampledKey returns the key of a sampled service contact: records of
-// one TCP client to one server port, whatever the client's port, sampled
+// setSampled makes k the key of a sampled service contact: records of one
+// TCP client to one server port, whatever the client's port, sampled
 // 1-in-rate. Endpoint a is always the client, and the client's port field
 // holds the rate (at most 65535), so that exporters sampling at different
 // rates keep apart.
-func makeSampledKey(client [16]byte, server [16]byte, sport uint16, vlan uint16, rate uint32) convKey {
-	return convKey{a: client, b: server, ports: min(rate, 1<<16-1)<<16 | uint32(sport),
-		vp: sampledKey | uint32(vlan)<<8 | flow.ProtoTCP}
+func (k *convKey) setSampled(client, server *[16]byte, sport uint16, vlan uint16, rate uint32) {
+	k.a, k.b = *client, *server
+	k.ports = min(rate, 1<<16-1)<<16 | uint32(sport)
+	k.vp = sampledKey | uint32(vlan)<<8 | flow.ProtoTCP
 }
 
-// makeConvKey returns the key of the conversation between (src, sp) and
-// (dst, dp), and whether src is endpoint a. Addresses are 16-byte forms
-// of unmapped addresses (netip.Addr.As16).
-func makeConvKey(s [16]byte, sp uint16, d [16]byte, dp uint16, proto uint8, vlan uint16) (convKey, bool) {
+// set makes k the key of the conversation between (src, sp) and (dst, dp),
+// and tells whether src is endpoint a. Addresses are 16-byte forms of
+// unmapped addresses (netip.Addr.As16). It writes k in place: a key built
+// and returned by value was copied three times per record, each copy a
+// load of stores not yet written back.
+func (k *convKey) set(s *[16]byte, sp uint16, d *[16]byte, dp uint16, proto uint8, vlan uint16) (srcIsA bool) {
 	// (s, sp) > (d, dp), the addresses compared as big-endian numbers:
 	// two word compares instead of bytes.Compare's call.
 	sh, sl := binary.BigEndian.Uint64(s[:8]), binary.BigEndian.Uint64(s[8:])
 	dh, dl := binary.BigEndian.Uint64(d[:8]), binary.BigEndian.Uint64(d[8:])
-	srcIsA := !(sh > dh || (sh == dh && (sl > dl || (sl == dl && sp > dp))))
-	k := convKey{vp: uint32(vlan)<<8 | uint32(proto)}
+	srcIsA = !(sh > dh || (sh == dh && (sl > dl || (sl == dl && sp > dp))))
+	k.vp = uint32(vlan)<<8 | uint32(proto)
 	if srcIsA {
-		k.a, k.b, k.ports = s, d, uint32(sp)<<16|uint32(dp)
+		k.a, k.b, k.ports = *s, *d, uint32(sp)<<16|uint32(dp)
 	} else {
-		k.a, k.b, k.ports = d, s, uint32(dp)<<16|uint32(sp)
+		k.a, k.b, k.ports = *d, *s, uint32(dp)<<16|uint32(sp)
 	}
-	return k, srcIsA
+	return srcIsA
 }
 
 // convKey4 is a convKey whose two addresses are IPv4.

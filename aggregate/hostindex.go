@@ -26,7 +26,10 @@ func (k hkey) hostKey() HostKey { return HostKey{addrOf16(k.addr), k.vlan} }
 // 10.0.0.1 untagged would always collide. The key's upper half and the
 // VLAN go through a mix of their own only when not both zero (mix64(0) is
 // 0): the commonest key, an untagged IPv4 address, costs one mix.
-func hostHash(k hkey) uint64 {
+func hostHash(k hkey) uint64 { return k.hash() }
+
+// hash is hostHash(*k).
+func (k *hkey) hash() uint64 {
 	hi := binary.LittleEndian.Uint64(k.addr[:8])
 	lo := binary.LittleEndian.Uint64(k.addr[8:])
 	x := hi ^ uint64(k.vlan)*0x9e3779b97f4a7c15
@@ -34,6 +37,23 @@ func hostHash(k hkey) uint64 {
 		x = mix64(x)
 	}
 	return mix64(lo ^ x)
+}
+
+// set makes k the key of address a (v4-mapped when IPv4, as Unmap would
+// have it) on vlan, in place and a word at a time: Apply hashes and
+// compares the key right after, and a load that spans two stores (as a
+// copied 18-byte key's do) waits for both to reach the cache.
+func (k *hkey) set(a netip.Addr, vlan uint16) {
+	if a.Is4() {
+		// ::ffff:a.b.c.d, without As16's array: the compiler builds it
+		// on the stack and copies it 16 bytes at a time.
+		b := a.As4()
+		binary.LittleEndian.PutUint64(k.addr[:8], 0)
+		binary.LittleEndian.PutUint64(k.addr[8:], uint64(binary.LittleEndian.Uint32(b[:]))<<32|0xffff<<16)
+	} else {
+		k.addr = a.As16()
+	}
+	k.vlan = vlan
 }
 
 // addrOf16 turns a key's 16-byte address back into an address: v4-mapped

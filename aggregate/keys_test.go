@@ -133,7 +133,9 @@ func TestConvKeyShortLong(t *testing.T) {
 		{"192.0.2.1", "2001:db8::1", false},
 		{"1::ffff:c000:201", "192.0.2.2", false},
 	} {
-		k, _ := makeConvKey(netip.MustParseAddr(tc.a).As16(), 40000, netip.MustParseAddr(tc.b).As16(), 443, flow.ProtoTCP, 7)
+		var k convKey
+		a, b := netip.MustParseAddr(tc.a).As16(), netip.MustParseAddr(tc.b).As16()
+		k.set(&a, 40000, &b, 443, flow.ProtoTCP, 7)
 		k4, ok := k.short()
 		if ok != tc.short {
 			t.Fatalf("%s-%s: short form %v, want %v", tc.a, tc.b, ok, tc.short)
@@ -144,11 +146,11 @@ func TestConvKeyShortLong(t *testing.T) {
 	}
 }
 
-// TestMakeConvKeyOrder checks makeConvKey's orientation against
+// TestConvKeyOrder checks convKey.set's orientation against
 // bytes.Compare of the addresses, then the ports, on addresses that differ
 // in one byte anywhere (high word, low word, or not at all), and that both
 // directions of a conversation get one key.
-func TestMakeConvKeyOrder(t *testing.T) {
+func TestConvKeyOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for range 20000 {
 		var s, d [16]byte
@@ -160,12 +162,14 @@ func TestMakeConvKeyOrder(t *testing.T) {
 			d[i] = byte(rng.IntN(3))
 		}
 		sp, dp := uint16(rng.IntN(3)), uint16(rng.IntN(3))
-		k, srcIsA := makeConvKey(s, sp, d, dp, flow.ProtoUDP, 0)
+		// A used key: set must write every field.
+		k, back := convKey{vp: sampledKey, ports: 7}, convKey{a: [16]byte{9}}
+		srcIsA := k.set(&s, sp, &d, dp, flow.ProtoUDP, 0)
 		c := bytes.Compare(s[:], d[:])
 		if want := c < 0 || (c == 0 && sp <= dp); srcIsA != want {
-			t.Fatalf("makeConvKey(%x:%d, %x:%d): srcIsA %v, want %v", s, sp, d, dp, srcIsA, want)
+			t.Fatalf("set(%x:%d, %x:%d): srcIsA %v, want %v", s, sp, d, dp, srcIsA, want)
 		}
-		if back, _ := makeConvKey(d, dp, s, sp, flow.ProtoUDP, 0); back != k {
+		if back.set(&d, dp, &s, sp, flow.ProtoUDP, 0); back != k {
 			t.Fatalf("the two directions of %x:%d-%x:%d have different keys", s, sp, d, dp)
 		}
 	}

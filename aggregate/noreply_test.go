@@ -273,8 +273,10 @@ func TestTrackerRingGrowsAndShrinks(t *testing.T) {
 	s := newTrackerShard(1<<20, 1000, &lastLoss)
 	var out []decision
 	for i := range 5000 {
-		k, aSrc := makeConvKey(netipAddr(1).As16(), uint16(i), netipAddr(2).As16(), 80, flow.ProtoTCP, 0)
-		out, _ = s.observe(k, k.hash(), aSrc, syn, noApp, int64(i), out)
+		a, b := netipAddr(1).As16(), netipAddr(2).As16()
+		var k convKey
+		aSrc := k.set(&a, uint16(i), &b, 80, flow.ProtoTCP, 0)
+		out, _ = s.observe(&k, k.hash(), aSrc, syn, noApp, int64(i), out)
 	}
 	if s.len() != 1000 || len(s.ring) < 1000 {
 		t.Fatalf("len %d ring %d", s.len(), len(s.ring))
@@ -289,8 +291,10 @@ func TestTrackerRingGrowsAndShrinks(t *testing.T) {
 	// Entries survive resizes.
 	out = out[:0]
 	for i := range 100 {
-		k, aSrc := makeConvKey(netipAddr(1).As16(), uint16(i), netipAddr(3).As16(), 80, flow.ProtoTCP, 0)
-		out, _ = s.observe(k, k.hash(), aSrc, syn, noApp, int64(i), out)
+		a, b := netipAddr(1).As16(), netipAddr(3).As16()
+		var k convKey
+		aSrc := k.set(&a, uint16(i), &b, 80, flow.ProtoTCP, 0)
+		out, _ = s.observe(&k, k.hash(), aSrc, syn, noApp, int64(i), out)
 	}
 	out = s.expire(1<<40, out)
 	for i, d := range out {

@@ -73,7 +73,7 @@ func (t *probeTable[K, V]) indexOf(hash uint64, k *K) int {
 
 // touch reads hash's home slot, so that a later find of it hits the cache;
 // the result only feeds a sink that keeps the load.
-func (t *probeTable[K, V]) touch(hash uint64) bool { return t.slots[t.home(hash)].hash != 0 }
+func (t *probeTable[K, V]) touch(hash uint64) uint64 { return t.slots[t.home(hash)].hash }
 
 // insert adds k, which find did not find.
 func (t *probeTable[K, V]) insert(k K, hash uint64, v V) {

@@ -73,14 +73,8 @@ func (x *convIndex) takeHash(h uint64, v6 bool) (convKey, convState, bool) {
 	return x.v6.removeHash(h)
 }
 
-// touch reads k's home slot (see Apply's passes).
-func (x *convIndex) touch(k *convKey, h uint64) bool {
-	_, ok := k.short()
-	return x.touchHash(h, !ok)
-}
-
 // touchHash reads the home slot of hash h in the table v6 tells.
-func (x *convIndex) touchHash(h uint64, v6 bool) bool {
+func (x *convIndex) touchHash(h uint64, v6 bool) uint64 {
 	if !v6 {
 		return x.v4.touch(h)
 	}
@@ -160,10 +154,18 @@ func (s *trackerShard) remember(h uint64, deadline int64) {
 	b[i] = recentConv{hash: h, deadline: deadline}
 }
 
-// touch reads k's slots in the index and the tombstone cache (see Apply's
-// passes); the result only feeds a sink.
-func (s *trackerShard) touch(k *convKey, h uint64) bool {
-	return s.idx.touch(k, h) != (s.recentBucket(h)[0].deadline == 0)
+// touchOps reads the slots that observing ops will read in the index and
+// the tombstone cache (ops[j].i indexes hashes and v6), before any of them
+// is observed (see Apply's passes). A loop this small keeps dozens of
+// these loads in flight at once, so their cache misses overlap; the
+// result only feeds a sink.
+func (s *trackerShard) touchOps(ops []shardOp, hashes []uint64, v6 []bool) uint64 {
+	var sink uint64
+	for _, op := range ops {
+		h := hashes[op.i]
+		sink += uint64(s.recentBucket(h)[0].deadline) + s.idx.touchHash(h, v6[op.i])
+	}
+	return sink
 }
 
 func (s *trackerShard) len() int { return int(s.tail - s.head) }
@@ -234,14 +236,14 @@ func (s *trackerShard) resize(n int) {
 // touchHeads reads the index slots of the conversations that observing n
 // more records may pop to make room (when the tracker is nearly full), so
 // that their cache misses overlap; the result only feeds a sink.
-func (s *trackerShard) touchHeads(n int) bool {
+func (s *trackerShard) touchHeads(n int) uint64 {
 	n = min(n, s.len()+n-s.max, s.len())
-	t := false
+	var sink uint64
 	for seq := s.head; seq < s.head+uint64(max(n, 0)); seq++ {
 		p := s.at(seq)
-		t = s.idx.touchHash(p.hash, p.v6) != t
+		sink += s.idx.touchHash(p.hash, p.v6)
 	}
-	return t
+	return sink
 }
 
 // observe records one unidirectional record (srcIsA tells its direction,
@@ -251,9 +253,9 @@ func (s *trackerShard) touchHeads(n int) bool {
 // decided one costs nothing and is not reported. A sampled service contact
 // is not decided when both sides have shown up: it gathers the flags of
 // its sampled packets until its window ends.
-func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, app l7ID, now int64, out []decision) ([]decision, bool) {
+func (s *trackerShard) observe(k *convKey, h uint64, srcIsA bool, flags uint8, app l7ID, now int64, out []decision) ([]decision, bool) {
 	out = s.expire(now, out)
-	if st := s.idx.get(&k, h); st != nil {
+	if st := s.idx.get(k, h); st != nil {
 		if st.decided {
 			// A tombstone: later records change nothing.
 			return out, false
@@ -267,7 +269,7 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, ap
 		if st.a.seen && st.b.seen && !k.sampled() {
 			st.decided = true
 			v, aClient := decide(k.proto(), st.a, st.b, k.pa(), k.pb())
-			if d, ok := makeDecision(&k, v, aClient, st.app); ok {
+			if d, ok := makeDecision(k, v, aClient, st.app); ok {
 				out = append(out, d)
 			}
 		}
@@ -287,7 +289,7 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, ap
 	} else {
 		st.b = sideState{seen: true, flags: flags}
 	}
-	s.push(&k, h, now+s.window, st)
+	s.push(k, h, now+s.window, st)
 	return out, overflow
 }
 
@@ -300,9 +302,9 @@ func (s *trackerShard) observe(k convKey, h uint64, srcIsA bool, flags uint8, ap
 // would have decided it, and only its tombstone is kept, in the cache of
 // recent decisions, not in the index and the FIFO: no insertion, and no
 // eviction to make room, which would cost a cache miss each.
-func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlags, secondFlags uint8, now int64, out []decision) []decision {
+func (s *trackerShard) observePair(k *convKey, h uint64, firstIsA bool, firstFlags, secondFlags uint8, now int64, out []decision) []decision {
 	out = s.expire(now, out)
-	if k.sampled() || s.idx.get(&k, h) != nil {
+	if k.sampled() || s.idx.get(k, h) != nil {
 		// Known, or a sampled contact that waits for its whole window:
 		// the records go the usual way, in order (the first may decide
 		// the conversation before the second adds its flags).
@@ -318,7 +320,7 @@ func (s *trackerShard) observePair(k convKey, h uint64, firstIsA bool, firstFlag
 		aFlags, bFlags = bFlags, aFlags
 	}
 	v, aClient := decide(k.proto(), sideState{seen: true, flags: aFlags}, sideState{seen: true, flags: bFlags}, k.pa(), k.pb())
-	if d, ok := makeDecision(&k, v, aClient, noApp); ok {
+	if d, ok := makeDecision(k, v, aClient, noApp); ok {
 		out = append(out, d)
 	}
 	s.remember(h, now+s.window)
