@@ -196,6 +196,27 @@ func (d *decoder) intern(b []byte) string {
 
 // emit scales a record by its sampling rate and queues it in the batch.
 func (d *decoder) emit(e *exporterState, r *flow.Record, rate uint32) {
+	d.batch = append(d.batch, *r)
+	d.account(&d.batch[len(d.batch)-1], rate)
+}
+
+// nextRecord returns a zero record at the end of the batch, for a decoder
+// that writes its fields in place (NetFlow v9 and IPFIX data sets): no copy
+// of the record once decoded. account takes it, dropLast gives it back.
+func (d *decoder) nextRecord() *flow.Record {
+	d.batch = append(d.batch, flow.Record{})
+	return &d.batch[len(d.batch)-1]
+}
+
+// dropLast gives back the record nextRecord returned last.
+func (d *decoder) dropLast() {
+	d.batch[len(d.batch)-1] = flow.Record{}
+	d.batch = d.batch[:len(d.batch)-1]
+}
+
+// account scales a record of the batch by its sampling rate and adds it
+// to the datagram's sums.
+func (d *decoder) account(r *flow.Record, rate uint32) {
 	r.SamplingRate = rate
 	if rate > 1 {
 		r.Bytes *= uint64(rate)
@@ -208,7 +229,6 @@ func (d *decoder) emit(e *exporterState, r *flow.Record, rate uint32) {
 	d.sum.flows++
 	d.sum.bytes += r.Bytes + r.ReverseBytes
 	d.sum.packets += r.Packets + r.ReversePackets
-	d.batch = append(d.batch, *r)
 }
 
 // datagramSum accumulates a datagram's metrics, so that the Prometheus

@@ -242,7 +242,7 @@ func (d *decoder) flowSet(e *exporterState, hdr *exportHeader, p *plan, set []by
 	b := set[4:]
 	if p.fixedOps != nil {
 		for ; len(b) >= p.fixed; b = b[p.fixed:] {
-			var rs recordState
+			rs := recordState{r: d.nextRecord()}
 			d.applyFields(&rs, p.fixedOps, b)
 			d.finish(e, hdr, &rs)
 		}
@@ -250,7 +250,7 @@ func (d *decoder) flowSet(e *exporterState, hdr *exportHeader, p *plan, set []by
 	}
 	mark, sum := len(d.batch), d.sum
 	for pos := 0; len(b)-pos >= p.fixed; {
-		var rs recordState
+		rs := recordState{r: d.nextRecord()}
 		d.fields = d.fields[:0]
 		for _, op := range p.ops {
 			v, next, ok := op.field(b, pos)

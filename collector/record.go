@@ -51,10 +51,10 @@ type recordTimes struct {
 	sysInit              time.Time // 160 in the record
 }
 
-// recordState is a flow record being decoded, with the fields that are
-// only resolved once the whole record is read.
+// recordState is a flow record being decoded (in the batch, nextRecord),
+// with the fields that are only resolved once the whole record is read.
 type recordState struct {
-	r                       flow.Record
+	r                       *flow.Record
 	t                       recordTimes
 	bytesTotal, pktsTotal   uint64
 	hasBytes, hasPkts       bool
@@ -72,7 +72,7 @@ type recordState struct {
 // give each field's kind and place in rec. The loop is here rather than in
 // the caller: a call per field cost a third of a field's decoding.
 func (d *decoder) applyFields(s *recordState, ops []fixedOp, rec []byte) {
-	r, t := &s.r, &s.t
+	r, t := s.r, &s.t
 	for _, op := range ops {
 		b := rec[op.off : op.off+op.length]
 		switch op.kind {
@@ -197,12 +197,14 @@ func (d *decoder) applyFields(s *recordState, ops []fixedOp, rec []byte) {
 	}
 }
 
-// finish resolves what a record's fields left open and emits it.
+// finish resolves what a record's fields left open and accounts it, or
+// gives it back when it is no flow record.
 func (d *decoder) finish(e *exporterState, hdr *exportHeader, s *recordState) {
-	r := &s.r
+	r := s.r
 	if !r.SrcAddr.IsValid() && !r.DstAddr.IsValid() {
 		// Not a flow record (e.g. an exporter's interface table sent
 		// with a data template): nothing to count.
+		d.dropLast()
 		return
 	}
 	r.Exporter = e.addr
@@ -248,7 +250,7 @@ func (d *decoder) finish(e *exporterState, hdr *exportHeader, s *recordState) {
 		recRate = 0
 	}
 	r.Start, r.End = d.resolveTimes(e, hdr, &s.t)
-	d.emit(e, r, d.rate(e, hdr.domain, uint32(recRate), s.sampler))
+	d.account(r, d.rate(e, hdr.domain, uint32(recRate), s.sampler))
 }
 
 // rateCache remembers the last sampler rate looked up in the sampling
