@@ -254,7 +254,8 @@ func (t *HostTable) applyConversations(sc *applyScratch, batch []flow.Record, no
 		tl := &t.trackers[runs.shard]
 		tl.mu.Lock()
 		// As for hosts: a pass of independent loads first.
-		sc.touch += tl.t.touchOps(ops, sc.convHashes, sc.convV6) + tl.t.touchHeads(len(ops))
+		tl.t.prefetchOps(ops, sc.convHashes, sc.convV6)
+		tl.t.prefetchHeads(len(ops))
 		for j := 0; j < len(ops); j++ {
 			op := ops[j]
 			// Both directions of a conversation, next to each other (a

@@ -1,6 +1,11 @@
 package aggregate
 
-import "math/bits"
+import (
+	"math/bits"
+	"unsafe"
+
+	"github.com/flowcheck/flowcheck/internal/prefetch"
+)
 
 // probeTable is an open-addressing hash table with linear probing, for the
 // indexes Apply reads per record (hosts by hash, conversations by key):
@@ -71,9 +76,11 @@ func (t *probeTable[K, V]) indexOf(hash uint64, k *K) int {
 	return -1
 }
 
-// touch reads hash's home slot, so that a later find of it hits the cache;
-// the result only feeds a sink that keeps the load.
-func (t *probeTable[K, V]) touch(hash uint64) uint64 { return t.slots[t.home(hash)].hash }
+// prefetch asks for hash's home slot, so that a later find of it hits the
+// cache.
+func (t *probeTable[K, V]) prefetch(hash uint64) {
+	prefetch.Line(unsafe.Pointer(&t.slots[t.home(stored(hash))]))
+}
 
 // insert adds k, which find did not find.
 func (t *probeTable[K, V]) insert(k K, hash uint64, v V) {

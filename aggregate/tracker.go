@@ -3,6 +3,9 @@ package aggregate
 import (
 	"math/bits"
 	"sync/atomic"
+	"unsafe"
+
+	"github.com/flowcheck/flowcheck/internal/prefetch"
 )
 
 // pendingConv is a conversation in the FIFO, waiting for its reply
@@ -73,12 +76,13 @@ func (x *convIndex) takeHash(h uint64, v6 bool) (convKey, convState, bool) {
 	return x.v6.removeHash(h)
 }
 
-// touchHash reads the home slot of hash h in the table v6 tells.
-func (x *convIndex) touchHash(h uint64, v6 bool) uint64 {
+// prefetchHash asks for the home slot of hash h in the table v6 tells.
+func (x *convIndex) prefetchHash(h uint64, v6 bool) {
 	if !v6 {
-		return x.v4.touch(h)
+		x.v4.prefetch(h)
+	} else {
+		x.v6.prefetch(h)
 	}
-	return x.v6.touch(h)
 }
 
 func (x *convIndex) len() int { return x.v4.len() + x.v6.len() }
@@ -154,18 +158,16 @@ func (s *trackerShard) remember(h uint64, deadline int64) {
 	b[i] = recentConv{hash: h, deadline: deadline}
 }
 
-// touchOps reads the slots that observing ops will read in the index and
-// the tombstone cache (ops[j].i indexes hashes and v6), before any of them
-// is observed (see Apply's passes). A loop this small keeps dozens of
-// these loads in flight at once, so their cache misses overlap; the
-// result only feeds a sink.
-func (s *trackerShard) touchOps(ops []shardOp, hashes []uint64, v6 []bool) uint64 {
-	var sink uint64
+// prefetchOps asks for the slots that observing ops will read in the
+// index and the tombstone cache (ops[j].i indexes hashes and v6) before
+// any of them is observed, so that their cache misses overlap (see
+// Apply's passes).
+func (s *trackerShard) prefetchOps(ops []shardOp, hashes []uint64, v6 []bool) {
 	for _, op := range ops {
 		h := hashes[op.i]
-		sink += uint64(s.recentBucket(h)[0].deadline) + s.idx.touchHash(h, v6[op.i])
+		prefetch.Line(unsafe.Pointer(s.recentBucket(h)))
+		s.idx.prefetchHash(h, v6[op.i])
 	}
-	return sink
 }
 
 func (s *trackerShard) len() int { return int(s.tail - s.head) }
@@ -233,17 +235,15 @@ func (s *trackerShard) resize(n int) {
 	s.ring = ring
 }
 
-// touchHeads reads the index slots of the conversations that observing n
-// more records may pop to make room (when the tracker is nearly full), so
-// that their cache misses overlap; the result only feeds a sink.
-func (s *trackerShard) touchHeads(n int) uint64 {
+// prefetchHeads asks for the index slots of the conversations that
+// observing n more records may pop to make room (when the tracker is
+// nearly full), so that their cache misses overlap.
+func (s *trackerShard) prefetchHeads(n int) {
 	n = min(n, s.len()+n-s.max, s.len())
-	var sink uint64
 	for seq := s.head; seq < s.head+uint64(max(n, 0)); seq++ {
 		p := s.at(seq)
-		sink += s.idx.touchHash(p.hash, p.v6)
+		s.idx.prefetchHash(p.hash, p.v6)
 	}
-	return sink
 }
 
 // observe records one unidirectional record (srcIsA tells its direction,
