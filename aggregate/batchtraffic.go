@@ -37,7 +37,7 @@ type appSum struct {
 // reset empties the sums for a batch of at most ops host updates.
 func (b *batchTraffic) reset(ops int) {
 	n := 1 << bits.Len(uint(max(2*ops, 16)-1)) // a power of 2 >= 2*ops: probes stay short
-	if len(b.slots) < n {
+	if cap(b.slots) < n {
 		b.slots = make([]int32, n)
 	} else {
 		b.slots = b.slots[:n]
