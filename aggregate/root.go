@@ -123,9 +123,11 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	t.lastLoss.Store(noLoss)
 	t.scratch.New = func() any { return &applyScratch{} }
 	perShard := max(1, cfg.MaxPending/cfg.Shards)
+	n := recentSlots(perShard)
+	recent := hugePageSlice[recentConv](n * cfg.Shards)
 	for i := range t.shards {
 		t.shards[i].hosts = newHostIndex()
-		t.trackers[i].t = newTrackerShard(perShard, int64(cfg.ReplyWindow), &t.lastLoss)
+		t.trackers[i].t = newTrackerShard(perShard, int64(cfg.ReplyWindow), &t.lastLoss, recent[i*n:(i+1)*n])
 	}
 	m, err := newMetrics(deps.Registerer, t)
 	if err != nil {

@@ -119,17 +119,27 @@ type recentConv struct {
 }
 
 // newTrackerShard returns a shard holding at most max conversations, with
-// a tombstone cache of a quarter of that (at least 64, a power of 2), for
+// a tombstone cache of recentSlots(max) slots (recent; nil: its own), for
 // a reply window of window nanoseconds; lastLoss tells the time of the
 // latest ingest loss (HostTable.lastLoss).
-func newTrackerShard(max int, window int64, lastLoss *atomic.Int64) *trackerShard {
+func newTrackerShard(max int, window int64, lastLoss *atomic.Int64, recent []recentConv) *trackerShard {
+	n := recentSlots(max)
+	if recent == nil {
+		recent = make([]recentConv, n)
+	}
+	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max,
+		recent: recent[:n:n], recentShift: uint8(64 - bits.TrailingZeros(uint(n))),
+		window: window, lastLoss: lastLoss}
+}
+
+// recentSlots is the size of the tombstone cache of a shard of max
+// conversations: a quarter of that, at least 64, a power of 2.
+func recentSlots(max int) int {
 	n := 64
 	for n < max/4 {
 		n *= 2
 	}
-	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max,
-		recent: make([]recentConv, n), recentShift: uint8(64 - bits.TrailingZeros(uint(n))),
-		window: window, lastLoss: lastLoss}
+	return n
 }
 
 // recentBucket returns the two slots (one cache line) where the tombstone
