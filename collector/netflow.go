@@ -16,6 +16,23 @@ type exportHeader struct {
 	sysUptime uint32 // v9 only, milliseconds
 	export    time.Time
 	received  time.Time
+	// at is the export time records are placed from: export, or
+	// received when the exporter sent none; atNanos is it in Unix
+	// nanoseconds when it is plausible (1970-2200), else 0. Once per
+	// datagram, not per record (resolveTimes).
+	at      time.Time
+	atNanos int64
+}
+
+// resolveExport sets h.at and h.atNanos from h.export and h.received.
+func (h *exportHeader) resolveExport() {
+	h.at = h.export
+	if h.at.Unix() <= 0 {
+		h.at = h.received
+	}
+	if s := h.at.Unix(); s > 0 && s < maxPlausibleSec {
+		h.atNanos = h.at.UnixNano()
+	}
 }
 
 // Set IDs (RFC 3954, RFC 7011).
@@ -97,6 +114,7 @@ func (c *Component) splitMessage(e *exporterState, b []byte, received time.Time,
 		hdr.domain = binary.BigEndian.Uint32(b[12:])
 		off = 16
 	}
+	hdr.resolveExport()
 	for off+4 <= len(b) {
 		id := binary.BigEndian.Uint16(b[off:])
 		l := int(binary.BigEndian.Uint16(b[off+2:]))

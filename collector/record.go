@@ -280,10 +280,7 @@ func (d *decoder) rate(e *exporterState, domain, recordRate uint32, sampler uint
 // times, then delta times, then sysUptime offsets, and the export time
 // only as a last resort.
 func (d *decoder) resolveTimes(e *exporterState, hdr *exportHeader, t *recordTimes) (time.Time, time.Time) {
-	export := hdr.export
-	if export.Unix() <= 0 {
-		export = hdr.received
-	}
+	export := hdr.at
 	start, end := t.first, t.last
 	if start.IsZero() && end.IsZero() && t.hasDelta {
 		start = export.Add(-time.Duration(t.deltaFirst) * time.Microsecond)
@@ -291,11 +288,11 @@ func (d *decoder) resolveTimes(e *exporterState, hdr *exportHeader, t *recordTim
 	}
 	if start.IsZero() && end.IsZero() && t.hasUp {
 		switch {
-		case hdr.version == 9 && export.Unix() > 0 && export.Unix() < maxPlausibleSec:
+		case hdr.version == 9 && hdr.atNanos != 0:
 			// export is sysUptime ms after boot; uint32 arithmetic
 			// handles the 49.7-day wrap of the uptime counter. In
 			// int64 nanoseconds, as below: no overflow in 1970-2200.
-			x := export.UnixNano()
+			x := hdr.atNanos
 			start = time.Unix(0, x-int64(hdr.sysUptime-uint32(t.upFirst))*int64(time.Millisecond))
 			end = time.Unix(0, x-int64(hdr.sysUptime-uint32(t.upLast))*int64(time.Millisecond))
 		case hdr.version == 9:
@@ -308,11 +305,11 @@ func (d *decoder) resolveTimes(e *exporterState, hdr *exportHeader, t *recordTim
 			}
 			switch {
 			case init.IsZero():
-			case export.Unix() > 0 && export.Unix() < maxPlausibleSec:
+			case hdr.atNanos != 0:
 				// Both within 1970-2200: int64 nanoseconds
 				// cannot overflow, and cost a third of
 				// time.Time arithmetic.
-				i, x := init.UnixNano(), export.UnixNano()
+				i, x := init.UnixNano(), hdr.atNanos
 				start = uptimeNanos(i, uint32(t.upFirst), x)
 				end = uptimeNanos(i, uint32(t.upLast), x)
 			default:
