@@ -8,7 +8,8 @@ import (
 )
 
 // hostOp is one host update of Apply: the shard and hash of the host's
-// key, record i, and whether the host is its source.
+// key, and i: the host's sum in the batch (traffic), or decision i with
+// flag telling whether the host is its client (commit).
 type hostOp struct {
 	shardOp
 	hash uint64
