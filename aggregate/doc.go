@@ -159,6 +159,17 @@
 // and in Snapshot/ResetContacts alike; keys handed out (AppendKeys,
 // the ExpiryListener, snapshots) are always unmapped.
 //
+// # Adding a per-host figure
+//
+// A figure every record adds to goes through a batch's sums first: a field
+// on appSum or hostSum (batchtraffic.go), summed in batchTraffic.add and
+// given to the host in batchTraffic.applyTo, then a field on host
+// (host.go: TestHostSize keeps the host in its size class, so put a cold
+// field after the L7 room) and on HostSnapshot, filled in
+// SnapshotCounters (read.go). A figure of verdicts goes in host.commit
+// instead. TestBatchSumsAsRecords compares whole snapshots, so it covers
+// the new figure once the snapshot carries it.
+//
 // # Bounds
 //
 // The table holds at most max_hosts hosts; new remote hosts are refused
