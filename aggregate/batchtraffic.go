@@ -25,13 +25,11 @@ type hostSum struct {
 	first, last int32 // its applications: a list through appSum.next
 }
 
-// appSum is one host's traffic for one application within a batch.
+// appSum is one host's traffic for one application within a batch: an L7
+// entry of its own, added to the host's (host.addTraffic).
 type appSum struct {
-	app                  l7ID
-	next                 int32 // the host's next application, -1 at the end
-	outBytes, outPackets uint64
-	inBytes, inPackets   uint64
-	flows                uint64
+	l7Entry
+	next int32 // the host's next application, -1 at the end
 }
 
 // reset empties the sums for a batch of at most ops host updates.
@@ -54,12 +52,7 @@ func (b *batchTraffic) add(key *hkey, hash uint64, outBytes, outPackets, inBytes
 	if mac != (MAC{}) {
 		h.mac = mac
 	}
-	a := b.app(h, app)
-	a.outBytes += outBytes
-	a.outPackets += outPackets
-	a.inBytes += inBytes
-	a.inPackets += inPackets
-	a.flows += flows
+	b.app(h, app).add(outBytes, outPackets, inBytes, inPackets, flows)
 }
 
 // host returns key's sum, adding it.
@@ -82,11 +75,11 @@ func (b *batchTraffic) host(key *hkey, hash uint64) *hostSum {
 // app returns h's sum for app, adding it at the end of h's list.
 func (b *batchTraffic) app(h *hostSum, app l7ID) *appSum {
 	for i := h.first; i >= 0; i = b.apps[i].next {
-		if b.apps[i].app == app {
+		if b.apps[i].id == app {
 			return &b.apps[i]
 		}
 	}
-	b.apps = append(b.apps, appSum{app: app, next: -1})
+	b.apps = append(b.apps, appSum{l7Entry: l7Entry{id: app}, next: -1})
 	i := int32(len(b.apps) - 1)
 	if h.last >= 0 {
 		b.apps[h.last].next = i
@@ -104,6 +97,6 @@ func (b *batchTraffic) applyTo(h *host, s *hostSum, maxL7 int) {
 	}
 	for i := s.first; i >= 0; i = b.apps[i].next {
 		a := &b.apps[i]
-		h.addTraffic(a.outBytes, a.outPackets, a.inBytes, a.inPackets, a.app, maxL7, a.flows)
+		h.addTraffic(a.bytesSent, a.packetsSent, a.bytesRcvd, a.packetsRcvd, a.id, maxL7, a.flows)
 	}
 }

@@ -61,12 +61,16 @@ func (h *host) addTraffic(outBytes, outPkts, inBytes, inPkts uint64, app l7ID, m
 	if outPkts > 0 {
 		h.sent = true
 	}
-	st := h.l7Stat(app, maxL7)
-	st.bytesSent += outBytes
-	st.packetsSent += outPkts
-	st.bytesRcvd += inBytes
-	st.packetsRcvd += inPkts
-	st.flows += flows
+	h.l7Stat(app, maxL7).add(outBytes, outPkts, inBytes, inPkts, flows)
+}
+
+// add adds traffic to the entry: out sent, in received.
+func (e *l7Entry) add(outBytes, outPkts, inBytes, inPkts, flows uint64) {
+	e.bytesSent += outBytes
+	e.packetsSent += outPkts
+	e.bytesRcvd += inBytes
+	e.packetsRcvd += inPkts
+	e.flows += flows
 }
 
 // l7Stat returns the entry of an application, adding it (or "Other" once
