@@ -413,11 +413,13 @@ func (t *HostTable) commit(sc *applyScratch, ds []decision) {
 		// A conversation stitched from one host's copies commits to that
 		// host only: the other's copies (its partition) decide for it.
 		if d.only != onlyServer {
-			hc := hostHash(hkey{d.client, d.vlan})
+			c := hkey{d.client, d.vlan}
+			hc := c.hash()
 			sc.commits = append(sc.commits, hostOp{shardOp{uint32(hc & t.mask), int32(i), true}, hc})
 		}
 		if d.only != onlyClient {
-			hs := hostHash(hkey{d.server, d.vlan})
+			srv := hkey{d.server, d.vlan}
+			hs := srv.hash()
 			sc.commits = append(sc.commits, hostOp{shardOp{uint32(hs & t.mask), int32(i), false}, hs})
 		}
 		if d.verdict == verdictRefused {

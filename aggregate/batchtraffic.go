@@ -44,7 +44,7 @@ func (b *batchTraffic) reset(ops int) {
 	b.hosts, b.apps = b.hosts[:0], b.apps[:0]
 }
 
-// add sums one record's traffic for the host of key (hash: its hostHash),
+// add sums one record's traffic for the host of key (hash: key.hash()),
 // seen from that host: out is what it sent.
 func (b *batchTraffic) add(key *hkey, hash uint64, outBytes, outPackets, inBytes, inPackets uint64, app l7ID, flows uint64, mac MAC) {
 	h := b.host(key, hash)

@@ -15,20 +15,20 @@ type hkey struct {
 
 // keyOf is the map key of a host key; a v4-mapped IPv6 address is the same
 // host as its IPv4 address.
-func keyOf(k HostKey) hkey { return hkey{k.Addr.Unmap().As16(), k.VLAN} }
+func keyOf(k HostKey) (h hkey) {
+	h.set(k.Addr, k.VLAN)
+	return h
+}
 
 // hostKey turns a map key back into the host key.
 func (k hkey) hostKey() HostKey { return HostKey{addrOf16(k.addr), k.vlan} }
 
-// hostHash spreads host keys over shards and index slots. The VLAN is
+// hash spreads host keys over shards and index slots. The VLAN is
 // spread by a multiplication before it meets the address: XORed in place
 // it would cancel against address bits, so that 10.0.5.1 on VLAN 5 and
 // 10.0.0.1 untagged would always collide. The key's upper half and the
 // VLAN go through a mix of their own only when not both zero (mix64(0) is
 // 0): the commonest key, an untagged IPv4 address, costs one mix.
-func hostHash(k hkey) uint64 { return k.hash() }
-
-// hash is hostHash(*k).
 func (k *hkey) hash() uint64 {
 	hi := binary.LittleEndian.Uint64(k.addr[:8])
 	lo := binary.LittleEndian.Uint64(k.addr[8:])
@@ -61,7 +61,7 @@ func (k *hkey) set(a netip.Addr, vlan uint16) {
 func addrOf16(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 
 // hostIndex is one shard's map from host key to host, keyed by the key's
-// 64-bit hash (hostHash, which the shard choice computes anyway): slots
+// 64-bit hash (hkey.hash, which the shard choice computes anyway): slots
 // hold the hash and the host, whose own key confirms the match. A key
 // whose stored hash meets another's goes to coll, an ordinary map, so a
 // crafted collision costs a map lookup, not a wrong host.

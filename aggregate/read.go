@@ -45,7 +45,7 @@ func (t *HostTable) Snapshot(key HostKey, dst *HostSnapshot) bool {
 // name is a snapshot's one allocation.
 func (t *HostTable) SnapshotCounters(key HostKey, dst *HostSnapshot) bool {
 	k := keyOf(key)
-	hash := hostHash(k)
+	hash := k.hash()
 	sh := &t.shards[hash&t.mask]
 	l7 := dst.L7[:0]
 	sh.mu.Lock()
@@ -104,7 +104,7 @@ func (t *HostTable) nameOf(a netip.Addr) string {
 // unidirectional and refused counters (host.resetHostContacts()).
 func (t *HostTable) ResetContacts(key HostKey) {
 	k := keyOf(key)
-	hash := hostHash(k)
+	hash := k.hash()
 	sh := &t.shards[hash&t.mask]
 	sh.mu.Lock()
 	if h := sh.hosts.get(k, hash); h != nil {
@@ -132,7 +132,7 @@ func (t *HostTable) pendingLen() int {
 // (ListedMembers of each); false when the host is unknown.
 func (t *HostTable) Contacts(key HostKey) (HostContacts, bool) {
 	k := keyOf(key)
-	hash := hostHash(k)
+	hash := k.hash()
 	sh := &t.shards[hash&t.mask]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

@@ -16,7 +16,10 @@ type HostKey struct {
 // Hash returns a 64-bit hash of the key, spread over all its bits (a
 // v4-mapped address hashes as its IPv4 form), for tables keyed by host
 // outside this package: the host table's own.
-func (k HostKey) Hash() uint64 { return hostHash(keyOf(k)) }
+func (k HostKey) Hash() uint64 {
+	h := keyOf(k)
+	return h.hash()
+}
 
 // String returns "ip", or "ip@vlan" on a tagged VLAN.
 func (k HostKey) String() string {
