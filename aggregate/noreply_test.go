@@ -270,7 +270,7 @@ func TestResetContacts(t *testing.T) {
 func TestTrackerRingGrowsAndShrinks(t *testing.T) {
 	var lastLoss atomic.Int64
 	lastLoss.Store(noLoss)
-	s := newTrackerShard(1<<20, 1000, &lastLoss, nil)
+	s := newTrackerShard(1<<20, 1000, &lastLoss, make([]recentConv, recentSlots(1<<20)))
 	var out []decision
 	for i := range 5000 {
 		a, b := netipAddr(1).As16(), netipAddr(2).As16()

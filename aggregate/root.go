@@ -127,7 +127,7 @@ func New(cfg Configuration, deps Dependencies) (*HostTable, error) {
 	recent := hugePageSlice[recentConv](n * cfg.Shards)
 	for i := range t.shards {
 		t.shards[i].hosts = newHostIndex()
-		t.trackers[i].t = newTrackerShard(perShard, int64(cfg.ReplyWindow), &t.lastLoss, recent[i*n:(i+1)*n])
+		t.trackers[i].t = newTrackerShard(perShard, int64(cfg.ReplyWindow), &t.lastLoss, recent[i*n:(i+1)*n:(i+1)*n])
 	}
 	m, err := newMetrics(deps.Registerer, t)
 	if err != nil {

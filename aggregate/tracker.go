@@ -119,16 +119,12 @@ type recentConv struct {
 }
 
 // newTrackerShard returns a shard holding at most max conversations, with
-// a tombstone cache of recentSlots(max) slots (recent; nil: its own), for
-// a reply window of window nanoseconds; lastLoss tells the time of the
+// recent (zeroed, recentSlots(max) long) as its tombstone cache, for a
+// reply window of window nanoseconds; lastLoss tells the time of the
 // latest ingest loss (HostTable.lastLoss).
 func newTrackerShard(max int, window int64, lastLoss *atomic.Int64, recent []recentConv) *trackerShard {
-	n := recentSlots(max)
-	if recent == nil {
-		recent = make([]recentConv, n)
-	}
 	return &trackerShard{idx: newConvIndex(), ring: make([]pendingConv, minRing), max: max,
-		recent: recent[:n:n], recentShift: uint8(64 - bits.TrailingZeros(uint(n))),
+		recent: recent, recentShift: uint8(64 - bits.TrailingZeros(uint(len(recent)))),
 		window: window, lastLoss: lastLoss}
 }
 
