@@ -14,19 +14,18 @@ type exportHeader struct {
 	version   uint16
 	domain    uint32
 	sysUptime uint32 // v9 only, milliseconds
-	export    time.Time
 	received  time.Time
-	// at is the export time records are placed from: export, or
-	// received when the exporter sent none; atNanos is it in Unix
-	// nanoseconds when it is plausible (1970-2200), else 0. Once per
-	// datagram, not per record (resolveTimes).
+	// at is the export time records are placed from: the header's, or
+	// received when the exporter sent none (resolveExport); atNanos is it
+	// in Unix nanoseconds when it is plausible (1970-2200), else 0. Once
+	// per datagram, not per record (resolveTimes).
 	at      time.Time
 	atNanos int64
 }
 
-// resolveExport sets h.at and h.atNanos from h.export and h.received.
+// resolveExport completes h.at (the header's export time) and sets
+// h.atNanos.
 func (h *exportHeader) resolveExport() {
-	h.at = h.export
 	if h.at.Unix() <= 0 {
 		h.at = h.received
 	}
@@ -96,7 +95,7 @@ func (c *Component) splitMessage(e *exporterState, b []byte, received time.Time,
 			return tmpls, data, false
 		}
 		hdr.sysUptime = binary.BigEndian.Uint32(b[4:])
-		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[8:])), 0).UTC()
+		hdr.at = time.Unix(int64(binary.BigEndian.Uint32(b[8:])), 0).UTC()
 		hdr.domain = binary.BigEndian.Uint32(b[16:])
 		off = 20
 	case 10:
@@ -110,7 +109,7 @@ func (c *Component) splitMessage(e *exporterState, b []byte, received time.Time,
 			return tmpls, data, false
 		}
 		b = b[:l]
-		hdr.export = time.Unix(int64(binary.BigEndian.Uint32(b[4:])), 0).UTC()
+		hdr.at = time.Unix(int64(binary.BigEndian.Uint32(b[4:])), 0).UTC()
 		hdr.domain = binary.BigEndian.Uint32(b[12:])
 		off = 16
 	}
